@@ -1,0 +1,76 @@
+"""OpenTelemetry instrumentation for NATS (nats-py).
+
+Usage::
+
+    from opentelemetry.instrumentation.nats import NatsInstrumentor
+
+    NatsInstrumentor().instrument()
+
+or run the application under ``opentelemetry-instrument``. See the README for every option.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Collection
+from typing import Any
+
+import wrapt
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.nats import propagation
+from opentelemetry.instrumentation.nats.config import NatsConfig
+from opentelemetry.instrumentation.nats.names import SCHEMA_URL
+from opentelemetry.instrumentation.nats.package import _instruments
+from opentelemetry.instrumentation.nats.patches import PATCHES
+from opentelemetry.instrumentation.nats.recorder import Recorder, install, installed
+from opentelemetry.instrumentation.nats.version import __version__
+from opentelemetry.instrumentation.utils import unwrap
+
+__all__ = ["NatsInstrumentor", "message_context", "unwrap_envelope", "wrap_envelope", "__version__"]
+
+wrap_envelope = propagation.wrap_envelope
+unwrap_envelope = propagation.unwrap_envelope
+
+
+def message_context(msg: Any) -> Context:
+    """The producer context a received message carries (headers, else a configured seed envelope).
+
+    Use it to parent the application's own processing span::
+
+        with tracer.start_as_current_span("handle", context=message_context(msg)): ...
+
+    Returns an empty context (→ a root span) when the message carries none.
+    """
+    headers = getattr(msg, "headers", None)
+    rec = installed()
+    if rec is not None:
+        return rec.consumer_parent(headers, getattr(msg, "subject", ""), getattr(msg, "data", None))[0]
+    return propagation.extract(headers)
+
+
+class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Traces nats-py: see ``instrument()`` keyword options in the README."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        config = NatsConfig.from_options(kwargs)
+        tracer = trace.get_tracer(
+            __name__, __version__, tracer_provider=kwargs.get("tracer_provider"), schema_url=SCHEMA_URL
+        )
+        install(Recorder(tracer, config))
+        for module, attribute, wrapper in PATCHES:
+            wrapt.wrap_function_wrapper(module, attribute, wrapper)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        install(None)
+        for module, attribute, _ in PATCHES:
+            owner_name, _, name = attribute.rpartition(".")
+            owner: Any = importlib.import_module(module)
+            for part in owner_name.split("."):
+                owner = getattr(owner, part)
+            unwrap(owner, name)

@@ -1,0 +1,128 @@
+"""Every telemetry name this instrumentation emits, in one place.
+
+Span attribute keys are grouped by *meaning*; each semantic-convention mode maps a meaning to the
+key(s) it writes (``dup`` writes both). The reference documentation is generated from this module.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import NamedTuple
+
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.44.0"
+SYSTEM = "nats"
+INBOX_PREFIX = "_INBOX."
+JS_ACK_PREFIX = "$JS.ACK."
+JS_API_PREFIX = "$JS."
+
+
+class Mode(str, Enum):
+    """Semantic-convention mode."""
+
+    CURRENT = "current"
+    LEGACY = "legacy"
+    DUP = "dup"
+
+
+class Op(NamedTuple):
+    """A NATS operation: its span-name verb, semconv type and the seed's (legacy) name."""
+
+    name: str
+    type: str | None
+    legacy: str
+
+
+PUBLISH = Op("publish", "send", "publish")
+RESPOND = Op("publish", "send", "reply")
+REQUEST = Op("request", "send", "request")
+PROCESS = Op("process", "process", "receive")
+RECEIVE = Op("receive", "receive", "receive")
+FETCH = Op("fetch", "receive", "receive")
+
+
+# --- attribute keys that are the same in every mode -------------------------------------------
+MESSAGING_SYSTEM = "messaging.system"
+DESTINATION_NAME = "messaging.destination.name"
+DESTINATION_TEMPORARY = "messaging.destination.temporary"
+DESTINATION_ANONYMOUS = "messaging.destination.anonymous"
+BODY_SIZE = "messaging.message.body.size"
+MESSAGE_ID = "messaging.message.id"
+BATCH_COUNT = "messaging.batch.message_count"
+ERROR_TYPE = "error.type"
+NATS_REPLY_TO = "messaging.nats.reply_to"
+NATS_SUBSCRIPTION_ID = "messaging.nats.subscription.id"
+NATS_PENDING = "messaging.nats.pending_messages"
+NATS_DELIVERED = "messaging.nats.delivered_messages"
+NATS_DROPPED = "messaging.nats.dropped_messages"
+NATS_SERVER_ID = "messaging.nats.server.id"
+NATS_SERVER_NAME = "messaging.nats.server.name"
+NATS_SERVER_VERSION = "messaging.nats.server.version"
+NATS_CLUSTER = "messaging.nats.cluster.name"
+NATS_HEADER_PREFIX = "messaging.nats.message.header."
+
+# --- attribute keys that depend on the mode ----------------------------------------------------
+OPERATION_TYPE = "messaging.operation.type"
+OPERATION_NAME = "messaging.operation.name"
+LEGACY_OPERATION = "messaging.operation"
+
+
+class Keys(NamedTuple):
+    """The key(s) a mode writes for each meaning that differs between modes."""
+
+    subject: tuple[str, ...]
+    template: tuple[str, ...]
+    server_address: tuple[str, ...]
+    server_port: tuple[str, ...]
+    client_id: tuple[str, ...]
+    consumer_group: tuple[str, ...]
+    response_size: tuple[str, ...]
+    current_operation: bool
+    legacy_operation: bool
+
+
+_CURRENT = Keys(
+    subject=(DESTINATION_NAME,),
+    template=("messaging.destination.template",),
+    server_address=("server.address",),
+    server_port=("server.port",),
+    client_id=("messaging.client.id",),
+    consumer_group=("messaging.consumer.group.name",),
+    response_size=("messaging.nats.response.body.size",),
+    current_operation=True,
+    legacy_operation=False,
+)
+_LEGACY = Keys(
+    subject=(DESTINATION_NAME, "messaging.nats.subject"),
+    template=("messaging.nats.subscription.subject",),
+    server_address=("net.peer.name",),
+    server_port=("net.peer.port",),
+    client_id=("messaging.nats.client.id",),
+    consumer_group=("messaging.nats.queue_group",),
+    response_size=("messaging.response.body.size",),
+    current_operation=False,
+    legacy_operation=True,
+)
+
+
+def _union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    return a + tuple(k for k in b if k not in a)
+
+
+KEYS: dict[Mode, Keys] = {
+    Mode.CURRENT: _CURRENT,
+    Mode.LEGACY: _LEGACY,
+    Mode.DUP: Keys(
+        *(
+            _union(c, leg) if isinstance(c, tuple) else True  # type: ignore[arg-type]
+            for c, leg in zip(_CURRENT, _LEGACY)
+        )
+    ),
+}
+
+# --- environment variables ---------------------------------------------------------------------
+ENV_SEMCONV = "OTEL_PYTHON_NATS_SEMCONV"
+ENV_STABILITY = "OTEL_SEMCONV_STABILITY_OPT_IN"
+ENV_CONSUMER_PARENT = "OTEL_PYTHON_NATS_CONSUMER_PARENT"
+ENV_EXCLUDED = "OTEL_PYTHON_NATS_EXCLUDED_SUBJECTS"
+ENV_CAPTURED_HEADERS = "OTEL_PYTHON_NATS_CAPTURED_HEADERS"
+ENV_ENVELOPE = "OTEL_PYTHON_NATS_ENVELOPE_SUBJECTS"

@@ -1,0 +1,9 @@
+"""Patch tables: ``(module, "Class.attribute", wrapper)`` applied by ``NatsInstrumentor``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.instrumentation.nats.patches import core
+
+PATCHES: tuple[tuple[str, str, Any], ...] = core.PATCHES

@@ -1,0 +1,239 @@
+"""Core NATS patches: ``Client.publish/request/subscribe``, subscription receives, ``Msg.respond``.
+
+Each wrapper only translates a nats-py call into an :class:`Operation`; spans are made by
+:class:`~opentelemetry.instrumentation.nats.recorder.Recorder`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import wrapt
+
+from opentelemetry.instrumentation.nats import names
+from opentelemetry.instrumentation.nats.recorder import ACTIVE, Operation, Recorder, entry, installed, now
+from opentelemetry.instrumentation.nats.subjects import is_wildcard
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import SpanKind
+
+_LOG = logging.getLogger(__name__)
+
+Args = tuple[Any, ...]
+Kwargs = dict[str, Any]
+
+
+def size(payload: Any) -> int | None:
+    try:
+        return len(payload)
+    except TypeError:
+        return None
+
+
+def _publish_args(
+    subject: str, payload: bytes = b"", reply: str = "", headers: dict[str, str] | None = None
+) -> tuple[str, bytes, str, dict[str, str] | None]:
+    return subject, payload, reply, headers
+
+
+async def _inject_and_publish(
+    rec: Recorder, wrapped: Any, client: Any, subject: str, payload: bytes, reply: str, headers: Any
+) -> Any:
+    return await wrapped(subject, payload, reply, rec.inject(client, payload, headers))
+
+
+async def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+    """``Client.publish``: a PRODUCER span; inside another operation, only the injection."""
+    active = ACTIVE.get()
+    rec = installed() if active is not None else entry()
+    if rec is None or (active is not None and not (active.inject and is_instrumentation_enabled())):
+        return await wrapped(*args, **kwargs)
+    try:
+        subject, payload, reply, headers = _publish_args(*args, **kwargs)
+    except TypeError:
+        return await wrapped(*args, **kwargs)
+    if active is not None:  # nats-py internals of request/respond/…: inject, no span of its own
+        return await wrapped(subject, payload, reply, rec.inject(instance, payload, headers))
+    if subject in rec.config.excluded_subjects:
+        return await wrapped(*args, **kwargs)
+    op = Operation(
+        names.PUBLISH,
+        SpanKind.PRODUCER,
+        instance,
+        subject,
+        body_size=size(payload),
+        reply_to=reply,
+        headers=headers,
+        hook_args=(subject, payload, headers),
+    )
+    return await rec.run(op, _inject_and_publish, (rec, wrapped, instance, subject, payload, reply, headers), {})
+
+
+def _request_args(
+    subject: str,
+    payload: bytes = b"",
+    timeout: float = 0.5,
+    old_style: bool = False,
+    headers: dict[str, str] | None = None,
+) -> tuple[str, bytes, dict[str, str] | None]:
+    return subject, payload, headers
+
+
+async def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+    """``Client.request``: one CLIENT span; its inner publish injects and makes no span."""
+    rec = entry()
+    if rec is None:
+        return await wrapped(*args, **kwargs)
+    try:
+        subject, payload, headers = _request_args(*args, **kwargs)
+    except TypeError:
+        return await wrapped(*args, **kwargs)
+    if subject in rec.config.excluded_subjects:
+        return await wrapped(*args, **kwargs)
+    op = Operation(
+        names.REQUEST,
+        SpanKind.CLIENT,
+        instance,
+        subject,
+        body_size=size(payload),
+        headers=headers,
+        hook_args=(subject, payload, headers),
+    )
+    return await rec.run(op, wrapped, args, kwargs)
+
+
+async def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+    """``Msg.respond``: a PRODUCER span to the reply subject; the echoed ``traceparent`` is replaced."""
+    rec = entry()
+    reply = getattr(instance, "reply", None)
+    client = getattr(instance, "_client", None)
+    if rec is None or not reply or not client or reply in rec.config.excluded_subjects:
+        return await wrapped(*args, **kwargs)
+    data = args[0] if args else kwargs.get("data")
+    op = Operation(
+        names.RESPOND,
+        SpanKind.PRODUCER,
+        client,
+        reply,
+        body_size=size(data),
+        hook_args=(reply, data, instance.headers),
+    )
+    return await rec.run(op, wrapped, args, kwargs)
+
+
+class ProcessWrapper:
+    """Wraps a subscription callback (``wrapt.FunctionWrapper``): a process span per message."""
+
+    __slots__ = ("template", "queue")
+
+    def __init__(self, subject: str, queue: str | None) -> None:
+        self.template = subject if is_wildcard(subject) else None
+        self.queue = queue or None
+
+    async def __call__(self, wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+        if ACTIVE.get() is not None:  # the callback task was created inside an instrumented call
+            ACTIVE.set(None)
+        rec = entry()
+        msg = args[0] if len(args) == 1 and not kwargs else None
+        if rec is None or msg is None:
+            return await wrapped(*args, **kwargs)
+        try:
+            subject = msg.subject
+            if subject in rec.config.excluded_subjects:
+                return await wrapped(*args, **kwargs)
+            parent, links = rec.consumer_parent(msg.headers, subject, msg.data)
+            reply = msg.reply
+            kind = SpanKind.SERVER if reply and not reply.startswith(names.JS_ACK_PREFIX) else SpanKind.CONSUMER
+            op = Operation(
+                names.PROCESS,
+                kind,
+                msg._client,
+                subject,
+                template=self.template,
+                queue=self.queue,
+                body_size=size(msg.data),
+                reply_to=reply,
+                headers=msg.headers,
+                sid=msg._sid,
+                hook_args=(msg,),
+            )
+        except Exception:
+            _LOG.debug("not tracing an unusual message", exc_info=True)
+            return await wrapped(*args, **kwargs)
+        return await rec.run(op, wrapped, args, kwargs, parent=parent, links=links)
+
+
+def _bind_subscribe_cb(args: Args, kwargs: Kwargs) -> tuple[Any, str, str]:
+    subject = args[0] if args else kwargs.get("subject", "")
+    queue = args[1] if len(args) > 1 else kwargs.get("queue", "")
+    cb = args[2] if len(args) > 2 else kwargs.get("cb")
+    return cb, subject, queue
+
+
+async def subscribe(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+    """``Client.subscribe``: wrap the user's callback (internal subscriptions are left alone)."""
+    rec = entry()
+    if rec is None:
+        return await wrapped(*args, **kwargs)
+    cb, subject, queue = _bind_subscribe_cb(args, kwargs)
+    if cb is None or isinstance(cb, wrapt.FunctionWrapper) or not isinstance(subject, str):
+        return await wrapped(*args, **kwargs)
+    traced = wrapt.FunctionWrapper(cb, ProcessWrapper(subject, queue if isinstance(queue, str) else None))
+    if len(args) > 2:
+        args = (*args[:2], traced, *args[3:])
+    else:
+        kwargs = {**kwargs, "cb": traced}
+    return await wrapped(*args, **kwargs)
+
+
+async def _record_receive(sub: Any, msg: Any, start: int) -> None:
+    """Record the receive span of a message that ``sub`` handed to the application."""
+    rec = entry()
+    if rec is None:
+        return
+    try:
+        subject = msg.subject
+        if subject in rec.config.excluded_subjects:
+            return
+        sub_subject = getattr(sub, "_subject", "")
+        op = Operation(
+            names.RECEIVE,
+            SpanKind.CONSUMER,
+            msg._client,
+            subject,
+            template=sub_subject if is_wildcard(sub_subject) else None,
+            queue=getattr(sub, "_queue", None) or None,
+            body_size=size(msg.data),
+            reply_to=msg.reply,
+            headers=msg.headers,
+            sid=msg._sid,
+        )
+        await rec.received(op, msg, start)
+    except Exception:
+        _LOG.debug("could not record a receive span", exc_info=True)
+
+
+async def next_msg(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+    """``Subscription.next_msg``: a receive span when a message is handed over."""
+    start = now()
+    msg = await wrapped(*args, **kwargs)
+    await _record_receive(instance, msg, start)
+    return msg
+
+
+async def anext_msg(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+    """``async for msg in sub.messages``: a receive span per message."""
+    start = now()
+    msg = await wrapped(*args, **kwargs)
+    await _record_receive(instance._sub, msg, start)
+    return msg
+
+
+PATCHES: tuple[tuple[str, str, Any], ...] = (
+    ("nats.aio.client", "Client.publish", publish),
+    ("nats.aio.client", "Client.request", request),
+    ("nats.aio.client", "Client.subscribe", subscribe),
+    ("nats.aio.subscription", "Subscription.next_msg", next_msg),
+    ("nats.aio.subscription", "_SubscriptionMessageIterator.__anext__", anext_msg),
+    ("nats.aio.msg", "Msg.respond", respond),
+)

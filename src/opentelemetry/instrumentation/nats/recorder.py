@@ -1,0 +1,260 @@
+"""The one place that starts and ends spans, injects and extracts context, and calls hooks.
+
+Patch functions describe a nats-py call as an :class:`Operation` and hand it to
+:meth:`Recorder.run` (a call with a span around it) or :meth:`Recorder.received` (a message handed
+to the application by ``next_msg``/``async for``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.instrumentation.nats import attributes, names, propagation
+from opentelemetry.instrumentation.nats.attributes import Attrs
+from opentelemetry.instrumentation.nats.config import Hook, NatsConfig
+from opentelemetry.instrumentation.nats.names import Op
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+
+_LOG = logging.getLogger(__name__)
+
+# The instrumented operation whose nats-py internals are running in this task. Nested nats-py
+# calls (the publish inside ``request``, ``respond`` …) see it, make no span of their own, and
+# inject the operation's context instead.
+ACTIVE: ContextVar[Operation | None] = ContextVar("opentelemetry_nats_active", default=None)
+
+_NAME_CACHE_MAX = 1024
+
+
+class _Installed:
+    recorder: Recorder | None = None
+
+
+def install(recorder: Recorder | None) -> None:
+    """Make ``recorder`` the one the patch functions use (``None``: pass everything through)."""
+    _Installed.recorder = recorder
+
+
+def installed() -> Recorder | None:
+    return _Installed.recorder
+
+
+def entry() -> Recorder | None:
+    """The recorder to use at a wrapper's entry, or ``None`` when the call must pass through:
+    not instrumented, instrumentation suppressed, or inside another instrumented operation."""
+    rec = _Installed.recorder
+    if rec is None or ACTIVE.get() is not None or not is_instrumentation_enabled():
+        return None
+    return rec
+
+
+@dataclass
+class Operation:
+    """One user-visible NATS operation, as the patch functions saw it."""
+
+    op: Op
+    kind: SpanKind
+    client: Any
+    subject: str
+    template: str | None = None
+    queue: str | None = None
+    body_size: int | None = None
+    reply_to: str | None = None
+    headers: Any = None
+    sid: Any = None
+    inject: bool = True
+    hook_args: tuple[Any, ...] = ()
+
+
+class _ClientState:
+    """Per-connection cache: connection attributes and per-subject span name + attributes.
+
+    Rebuilt when the client's server INFO or current server changes (reconnects, failover)."""
+
+    __slots__ = ("info", "server", "inbox", "conn", "dest")
+
+    def __init__(self, client: Any, keys: names.Keys) -> None:
+        self.info = getattr(client, "_server_info", None)
+        self.server = getattr(client, "_current_server", None)
+        self.inbox = attributes.inbox_prefix(client)
+        self.conn = attributes.connection_attributes(keys, client)
+        self.dest: dict[tuple[Any, ...], tuple[str, Attrs]] = {}
+
+
+class Recorder:
+    """Starts/ends spans for :class:`Operation` records."""
+
+    def __init__(self, tracer: trace.Tracer, config: NatsConfig) -> None:
+        self.tracer = tracer
+        self.config = config
+        self.keys = names.KEYS[config.mode]
+        self._clients: WeakKeyDictionary[Any, _ClientState] = WeakKeyDictionary()
+
+    # --- attributes ------------------------------------------------------------------------
+
+    def _state(self, client: Any) -> _ClientState:
+        try:
+            state = self._clients.get(client)
+        except TypeError:  # unhashable or not weak-referenceable client object
+            return _ClientState(client, self.keys)
+        if (
+            state is None
+            or state.info is not getattr(client, "_server_info", None)
+            or state.server is not getattr(client, "_current_server", None)
+        ):
+            state = self._clients[client] = _ClientState(client, self.keys)
+        return state
+
+    def describe(self, op: Operation) -> tuple[str, Attrs]:
+        """Span name and attributes of ``op`` (the per-subject part comes from a bounded cache)."""
+        state = self._state(op.client)
+        key = (op.op, op.subject, op.template, op.queue)
+        cached = state.dest.get(key)
+        if cached is None:
+            temporary = op.subject.startswith(state.inbox) or op.subject.startswith(names.JS_ACK_PREFIX)
+            dest = attributes.destination_attributes(
+                self.keys, op.op, op.subject, op.template, op.queue, temporary
+            )
+            cached = (attributes.span_name(op.op, op.subject, op.template, temporary), {**dest, **state.conn})
+            if len(state.dest) >= _NAME_CACHE_MAX:
+                state.dest.clear()
+            state.dest[key] = cached
+        name, attrs = cached
+        attrs = dict(attrs)
+        if op.body_size is not None:
+            attrs[names.BODY_SIZE] = op.body_size
+        if op.reply_to:
+            attrs[names.NATS_REPLY_TO] = op.reply_to
+        if op.headers:
+            attrs.update(attributes.header_attributes(op.headers, self.config.captured_headers))
+        if op.sid is not None:
+            attrs.update(attributes.subscription_attributes(op.client, op.sid))
+        return name, attrs
+
+    # --- propagation -----------------------------------------------------------------------
+
+    def inject(self, client: Any, payload: Any, headers: Any) -> Any:
+        """Headers for an outgoing message carrying the current context (see :func:`propagation.inject`)."""
+        try:
+            size = len(payload) if payload is not None else 0
+            out, _skipped = propagation.inject(
+                headers, size, attributes.server_info(client), attributes.max_payload(client)
+            )
+            return out
+        except Exception:
+            _LOG.debug("could not inject context into NATS headers", exc_info=True)
+            return headers
+
+    def consumer_parent(self, headers: Any, subject: str, data: Any) -> tuple[Context, list[Link] | None]:
+        """Parent context and links of a consumer span for a message.
+
+        The producer context comes from the headers, else (for ``envelope_subjects``) from a seed
+        JSON envelope. In ``link`` mode the span is a root with a link to the producer."""
+        ctx = propagation.extract(headers)
+        if self.config.envelope_subjects and not propagation.has_span(ctx) and subject in self.config.envelope_subjects:
+            env_ctx, _ = propagation.unwrap_envelope(data)
+            if env_ctx is not None:
+                ctx = env_ctx
+        if self.config.link_mode:
+            span_ctx = trace.get_current_span(ctx).get_span_context()
+            links = [Link(span_ctx)] if span_ctx.is_valid else None
+            return otel_context.Context(), links
+        return ctx, None
+
+    # --- spans -----------------------------------------------------------------------------
+
+    def _hook_for(self, op: Operation) -> Hook | None:
+        cfg = self.config
+        if op.op is names.REQUEST:
+            return cfg.request_hook
+        if op.kind in (SpanKind.PRODUCER,):
+            return cfg.publish_hook
+        if op.kind in (SpanKind.CONSUMER, SpanKind.SERVER):
+            return cfg.consume_hook
+        return None
+
+    async def run(
+        self,
+        op: Operation,
+        wrapped: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        parent: Context | None = None,
+        links: list[Link] | None = None,
+    ) -> Any:
+        """Run ``wrapped(*args, **kwargs)`` inside the span of ``op``; exceptions are recorded and re-raised."""
+        name, attrs = self.describe(op)
+        span = self.tracer.start_span(name, context=parent, kind=op.kind, attributes=attrs, links=links)
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        active = ACTIVE.set(op if op.kind is not SpanKind.CONSUMER and op.kind is not SpanKind.SERVER else None)
+        try:
+            if op.hook_args and span.is_recording():
+                await call_hook(self._hook_for(op), span, *op.hook_args)
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            record_error(span, exc)
+            raise
+        else:
+            if op.op is names.REQUEST and span.is_recording():
+                self._set_response_size(span, result)
+                await call_hook(self.config.response_hook, span, result)
+            return result
+        finally:
+            ACTIVE.reset(active)
+            otel_context.detach(token)
+            span.end()
+
+    def _set_response_size(self, span: Span, msg: Any) -> None:
+        data = getattr(msg, "data", None)
+        if data is not None:
+            for k in self.keys.response_size:
+                span.set_attribute(k, len(data))
+
+    async def received(self, op: Operation, msg: Any, start_time: int) -> None:
+        """Record a receive span for a message handed to the application (started at ``start_time``)."""
+        parent, links = self.consumer_parent(msg.headers, msg.subject, msg.data)
+        name, attrs = self.describe(op)
+        span = self.tracer.start_span(
+            name, context=parent, kind=op.kind, attributes=attrs, links=links, start_time=start_time
+        )
+        if span.is_recording() and self.config.consume_hook is not None:
+            await call_hook(self.config.consume_hook, span, msg)
+        span.end()
+
+
+def record_error(span: Span, exc: BaseException) -> None:
+    """Record ``exc`` on ``span``: exception event, ERROR status, ``error.type``."""
+    if not span.is_recording():
+        return
+    try:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        span.set_attribute(names.ERROR_TYPE, type(exc).__qualname__)
+    except Exception:
+        _LOG.debug("could not record an exception on a span", exc_info=True)
+
+
+async def call_hook(hook: Hook | None, *args: Any) -> None:
+    """Call a user hook (plain or coroutine function); its exceptions are logged and swallowed."""
+    if hook is None:
+        return
+    try:
+        result = hook(*args)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        _LOG.exception("OpenTelemetry NATS hook %r raised; ignored", hook)
+
+
+def now() -> int:
+    return time.time_ns()

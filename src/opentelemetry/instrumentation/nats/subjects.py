@@ -1,0 +1,50 @@
+"""NATS subject helpers: wildcard matching and pattern sets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def is_wildcard(subject: str) -> bool:
+    """True when ``subject`` contains a ``*`` or ``>`` token."""
+    return "*" in subject or ">" in subject
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard match: ``*`` matches one token, a final ``>`` one or more."""
+    p_tokens = pattern.split(".")
+    s_tokens = subject.split(".")
+    for i, tok in enumerate(p_tokens):
+        if tok == ">" and i == len(p_tokens) - 1:
+            return len(s_tokens) > i
+        if i >= len(s_tokens):
+            return False
+        if tok != "*" and tok != s_tokens[i]:
+            return False
+    return len(p_tokens) == len(s_tokens)
+
+
+class SubjectSet:
+    """A set of NATS subject patterns with a bounded per-subject answer cache."""
+
+    __slots__ = ("patterns", "_cache")
+
+    _MAX_CACHE = 4096
+
+    def __init__(self, patterns: Iterable[str] = ()) -> None:
+        self.patterns: tuple[str, ...] = tuple(p for p in patterns if p)
+        self._cache: dict[str, bool] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def __contains__(self, subject: object) -> bool:
+        if not self.patterns or not isinstance(subject, str):
+            return False
+        hit = self._cache.get(subject)
+        if hit is None:
+            hit = any(matches(p, subject) for p in self.patterns)
+            if len(self._cache) >= self._MAX_CACHE:
+                self._cache.clear()
+            self._cache[subject] = hit
+        return hit

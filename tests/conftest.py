@@ -1,0 +1,100 @@
+"""Fixtures: real nats-server processes and an OpenTelemetry SDK with in-memory exporters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import nats
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from opentelemetry.instrumentation.nats import NatsInstrumentor
+from tests.natsserver import NatsServer
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[NatsServer]:
+    """A plain nats-server shared by the session."""
+    srv = NatsServer(name="otel-core").start()
+    yield srv
+    srv.cleanup()
+
+
+@pytest.fixture(scope="session")
+def js_server() -> Iterator[NatsServer]:
+    """A JetStream-enabled nats-server shared by the session."""
+    srv = NatsServer(jetstream=True, name="otel-js").start()
+    yield srv
+    srv.cleanup()
+
+
+class Telemetry:
+    """The SDK pipeline the instrumentation reports to, plus helpers to read it."""
+
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.metric_reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.metric_reader])
+        self.instrumentor = NatsInstrumentor()
+
+    def instrument(self, **options: Any) -> None:
+        self.instrumentor.instrument(
+            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, **options
+        )
+
+    def uninstrument(self) -> None:
+        self.instrumentor.uninstrument()
+
+    def spans(self) -> list[ReadableSpan]:
+        return sorted(self.exporter.get_finished_spans(), key=lambda s: s.start_time or 0)
+
+    def clear(self) -> None:
+        self.exporter.clear()
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    """An instrumented nats-py with in-memory span and metric exporters (uninstrumented afterwards)."""
+    tel = Telemetry()
+    tel.instrument()
+    yield tel
+    tel.uninstrument()
+
+
+@pytest.fixture
+def make_telemetry() -> Iterator[Any]:
+    """Instrument with custom options: ``make_telemetry(semconv="legacy")``."""
+    made: list[Telemetry] = []
+
+    def make(**options: Any) -> Telemetry:
+        tel = Telemetry()
+        tel.instrument(**options)
+        made.append(tel)
+        return tel
+
+    yield make
+    for tel in made:
+        tel.uninstrument()
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Any]:
+    """``await connect(url, **opts)``: nats-py connections closed at the end of the test."""
+    conns: list[Any] = []
+
+    async def _connect(url: str, **opts: Any) -> Any:
+        nc = await nats.connect(url, **opts)
+        conns.append(nc)
+        return nc
+
+    yield _connect
+    for nc in conns:
+        if not nc.is_closed:
+            await nc.close()

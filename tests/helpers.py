@@ -1,0 +1,63 @@
+"""Assertion helpers shared by the tests."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
+
+
+async def wait_spans(telemetry: Any, count: int, timeout: float = 5.0) -> list[ReadableSpan]:
+    """Wait until at least ``count`` spans have ended; return them in start order."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while len(telemetry.exporter.get_finished_spans()) < count:
+        if loop.time() > deadline:
+            names = [s.name for s in telemetry.spans()]
+            raise AssertionError(f"expected {count} spans, got {len(names)}: {names}")
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.02)  # let stragglers (spurious spans) arrive too
+    return telemetry.spans()
+
+
+def conn_attrs(nc: Any, mode: str = "current") -> dict[str, Any]:
+    """The connection attributes every span of ``nc`` carries."""
+    info = nc._server_info
+    uri = nc._current_server.uri
+    attrs: dict[str, Any] = {
+        "messaging.nats.server.id": info["server_id"],
+        "messaging.nats.server.name": info["server_name"],
+        "messaging.nats.server.version": info["version"],
+    }
+    if info.get("cluster"):
+        attrs["messaging.nats.cluster.name"] = info["cluster"]
+    if mode in ("current", "dup"):
+        attrs.update({
+            "server.address": uri.hostname,
+            "server.port": uri.port,
+            "messaging.client.id": str(info["client_id"]),
+        })
+    if mode in ("legacy", "dup"):
+        attrs.update({
+            "net.peer.name": uri.hostname,
+            "net.peer.port": uri.port,
+            "messaging.nats.client.id": info["client_id"],
+        })
+    return attrs
+
+
+def by_name(spans: list[ReadableSpan], name: str, kind: SpanKind | None = None) -> ReadableSpan:
+    found = [s for s in spans if s.name == name and (kind is None or s.kind == kind)]
+    assert len(found) == 1, f"{len(found)} spans named {name!r} in {[s.name for s in spans]}"
+    return found[0]
+
+
+def parent_of(span: ReadableSpan) -> int | None:
+    return span.parent.span_id if span.parent else None
+
+
+def assert_child(child: ReadableSpan, parent: ReadableSpan) -> None:
+    assert child.context.trace_id == parent.context.trace_id, f"{child.name} not in the trace of {parent.name}"
+    assert parent_of(child) == parent.context.span_id, f"{child.name} is not a child of {parent.name}"
