@@ -20,7 +20,7 @@ from tests.natsserver import NatsServer
 @pytest.fixture(scope="session")
 def server() -> Iterator[NatsServer]:
     """A plain nats-server shared by the session."""
-    srv = NatsServer(name="otel-core").start()
+    srv = NatsServer().start()
     yield srv
     srv.cleanup()
 
@@ -28,7 +28,7 @@ def server() -> Iterator[NatsServer]:
 @pytest.fixture(scope="session")
 def js_server() -> Iterator[NatsServer]:
     """A JetStream-enabled nats-server shared by the session."""
-    srv = NatsServer(jetstream=True, name="otel-js").start()
+    srv = NatsServer(jetstream=True).start()
     yield srv
     srv.cleanup()
 

@@ -34,17 +34,21 @@ def conn_attrs(nc: Any, mode: str = "current") -> dict[str, Any]:
     if info.get("cluster"):
         attrs["messaging.nats.cluster.name"] = info["cluster"]
     if mode in ("current", "dup"):
-        attrs.update({
-            "server.address": uri.hostname,
-            "server.port": uri.port,
-            "messaging.client.id": str(info["client_id"]),
-        })
+        attrs.update(
+            {
+                "server.address": uri.hostname,
+                "server.port": uri.port,
+                "messaging.client.id": str(info["client_id"]),
+            }
+        )
     if mode in ("legacy", "dup"):
-        attrs.update({
-            "net.peer.name": uri.hostname,
-            "net.peer.port": uri.port,
-            "messaging.nats.client.id": info["client_id"],
-        })
+        attrs.update(
+            {
+                "net.peer.name": uri.hostname,
+                "net.peer.port": uri.port,
+                "messaging.nats.client.id": info["client_id"],
+            }
+        )
     return attrs
 
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,7 @@ class NatsServer:
 
     jetstream: bool = False
     extra: str = ""
-    name: str | None = None
+    name: str = field(default_factory=lambda: f"otel-test-{uuid.uuid4().hex[:8]}")
     port: int = field(default_factory=free_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="otel-nats-")))
     proc: subprocess.Popen[bytes] | None = None
@@ -41,9 +42,7 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def config(self) -> str:
-        lines = [f"listen: 127.0.0.1:{self.port}"]
-        if self.name:
-            lines.append(f"server_name: {self.name}")
+        lines = [f"listen: 127.0.0.1:{self.port}", f"server_name: {self.name}"]
         if self.jetstream:
             lines.append(f'jetstream {{ store_dir: "{self.workdir / "js"}" }}')
         lines.append(self.extra)
@@ -60,8 +59,10 @@ class NatsServer:
                 raise RuntimeError(f"nats-server exited: {(self.workdir / 'server.log').read_text()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    if s.recv(4096).startswith(b"INFO"):
-                        return self
+                    info = s.recv(4096)
+                # Another process may have taken the "free" port: only our server's INFO counts.
+                if info.startswith(b"INFO") and f'"server_name":"{self.name}"'.encode() in info:
+                    return self
             except OSError:
                 time.sleep(0.02)
         raise RuntimeError("nats-server did not start in time")
@@ -94,7 +95,7 @@ def start_cluster(size: int = 3, jetstream: bool = True, cluster_name: str = "ot
     servers = [
         NatsServer(
             jetstream=jetstream,
-            name=f"n{i + 1}",
+            name=f"{cluster_name}-n{i + 1}",
             extra=f"cluster {{ name: {cluster_name}\n listen: 127.0.0.1:{cp}\n routes: [{routes}] }}",
         )
         for i, cp in enumerate(cluster_ports)

@@ -232,22 +232,29 @@ async def test_attribute_modes(make_telemetry: Any, server: Any, connect: Any, m
     }
     if mode in ("legacy", "dup"):
         expect_process.update(legacy, **{"messaging.operation": "receive", "messaging.nats.queue_group": "q"})
-        expect_request.update({
-            "messaging.operation": "request",
-            "messaging.nats.subject": "mode.test",
-            "messaging.response.body.size": 2,
-        })
+        expect_request.update(
+            {
+                "messaging.operation": "request",
+                "messaging.nats.subject": "mode.test",
+                "messaging.response.body.size": 2,
+            }
+        )
     if mode == "dup":
-        expect_process.update(current, **{
-            "messaging.operation.type": "process",
-            "messaging.operation.name": "process",
-            "messaging.consumer.group.name": "q",
-        })
-        expect_request.update({
-            "messaging.operation.type": "send",
-            "messaging.operation.name": "request",
-            "messaging.nats.response.body.size": 2,
-        })
+        expect_process.update(
+            current,
+            **{
+                "messaging.operation.type": "process",
+                "messaging.operation.name": "process",
+                "messaging.consumer.group.name": "q",
+            },
+        )
+        expect_request.update(
+            {
+                "messaging.operation.type": "send",
+                "messaging.operation.name": "request",
+                "messaging.nats.response.body.size": 2,
+            }
+        )
     assert dict(process.attributes) == expect_process
     assert dict(request.attributes) == expect_request
     assert reply.attributes["messaging.operation" if mode == "legacy" else "messaging.operation.name"] == (

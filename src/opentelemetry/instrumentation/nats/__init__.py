@@ -16,10 +16,11 @@ from collections.abc import Collection
 from typing import Any
 
 import wrapt
-
-from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
+
+from opentelemetry import trace
 from opentelemetry.instrumentation.nats import propagation
 from opentelemetry.instrumentation.nats.config import NatsConfig
 from opentelemetry.instrumentation.nats.names import SCHEMA_URL
@@ -27,9 +28,8 @@ from opentelemetry.instrumentation.nats.package import _instruments
 from opentelemetry.instrumentation.nats.patches import PATCHES
 from opentelemetry.instrumentation.nats.recorder import Recorder, install, installed
 from opentelemetry.instrumentation.nats.version import __version__
-from opentelemetry.instrumentation.utils import unwrap
 
-__all__ = ["NatsInstrumentor", "message_context", "unwrap_envelope", "wrap_envelope", "__version__"]
+__all__ = ["NatsInstrumentor", "__version__", "message_context", "unwrap_envelope", "wrap_envelope"]
 
 wrap_envelope = propagation.wrap_envelope
 unwrap_envelope = propagation.unwrap_envelope

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from opentelemetry.instrumentation.nats import names
 from opentelemetry.instrumentation.nats.names import Mode
 from opentelemetry.instrumentation.nats.subjects import SubjectSet
 
-Hook = Callable[..., Union[None, Awaitable[None]]]
+Hook = Callable[..., Awaitable[None] | None]
 
 _CONSUMER_PARENTS = ("parent", "link")
 

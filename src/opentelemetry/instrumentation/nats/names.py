@@ -114,7 +114,7 @@ KEYS: dict[Mode, Keys] = {
     Mode.DUP: Keys(
         *(
             _union(c, leg) if isinstance(c, tuple) else True  # type: ignore[arg-type]
-            for c, leg in zip(_CURRENT, _LEGACY)
+            for c, leg in zip(_CURRENT, _LEGACY, strict=False)
         )
     ),
 }

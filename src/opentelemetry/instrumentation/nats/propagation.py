@@ -7,10 +7,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry import propagate
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import get_current_span
+
+from opentelemetry import propagate
 
 _LOG = logging.getLogger(__name__)
 _EMPTY = Context()

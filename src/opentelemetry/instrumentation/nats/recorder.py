@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
+from opentelemetry.context import Context
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.instrumentation.nats import attributes, names, propagation
 from opentelemetry.instrumentation.nats.attributes import Attrs
 from opentelemetry.instrumentation.nats.config import Hook, NatsConfig
 from opentelemetry.instrumentation.nats.names import Op
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 _LOG = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class _ClientState:
 
     Rebuilt when the client's server INFO or current server changes (reconnects, failover)."""
 
-    __slots__ = ("info", "server", "inbox", "conn", "dest")
+    __slots__ = ("conn", "dest", "inbox", "info", "server")
 
     def __init__(self, client: Any, keys: names.Keys) -> None:
         self.info = getattr(client, "_server_info", None)
@@ -122,9 +123,7 @@ class Recorder:
         cached = state.dest.get(key)
         if cached is None:
             temporary = op.subject.startswith(state.inbox) or op.subject.startswith(names.JS_ACK_PREFIX)
-            dest = attributes.destination_attributes(
-                self.keys, op.op, op.subject, op.template, op.queue, temporary
-            )
+            dest = attributes.destination_attributes(self.keys, op.op, op.subject, op.template, op.queue, temporary)
             cached = (attributes.span_name(op.op, op.subject, op.template, temporary), {**dest, **state.conn})
             if len(state.dest) >= _NAME_CACHE_MAX:
                 state.dest.clear()

@@ -27,7 +27,7 @@ def matches(pattern: str, subject: str) -> bool:
 class SubjectSet:
     """A set of NATS subject patterns with a bounded per-subject answer cache."""
 
-    __slots__ = ("patterns", "_cache")
+    __slots__ = ("_cache", "patterns")
 
     _MAX_CACHE = 4096
 

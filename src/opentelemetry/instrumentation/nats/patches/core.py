@@ -10,12 +10,12 @@ import logging
 from typing import Any
 
 import wrapt
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import SpanKind
 
 from opentelemetry.instrumentation.nats import names
 from opentelemetry.instrumentation.nats.recorder import ACTIVE, Operation, Recorder, entry, installed, now
 from opentelemetry.instrumentation.nats.subjects import is_wildcard
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-from opentelemetry.trace import SpanKind
 
 _LOG = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ async def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
 class ProcessWrapper:
     """Wraps a subscription callback (``wrapt.FunctionWrapper``): a process span per message."""
 
-    __slots__ = ("template", "queue")
+    __slots__ = ("queue", "template")
 
     def __init__(self, subject: str, queue: str | None) -> None:
         self.template = subject if is_wildcard(subject) else None
