@@ -75,6 +75,7 @@ class Operation:
     sid: Any = None
     inject: bool = True
     hook_args: tuple[Any, ...] = ()
+    extra: Attrs | None = None  # operation-specific attributes (JetStream metadata, micro endpoint …)
 
 
 class _ClientState:
@@ -138,6 +139,8 @@ class Recorder:
             attrs.update(attributes.header_attributes(op.headers, self.config.captured_headers))
         if op.sid is not None:
             attrs.update(attributes.subscription_attributes(op.client, op.sid))
+        if op.extra:
+            attrs.update(op.extra)
         return name, attrs
 
     # --- propagation -----------------------------------------------------------------------
