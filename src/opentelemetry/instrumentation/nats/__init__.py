@@ -47,7 +47,7 @@ def message_context(msg: Any) -> Context:
     headers = getattr(msg, "headers", None)
     rec = installed()
     if rec is not None:
-        return rec.consumer_parent(headers, getattr(msg, "subject", ""), getattr(msg, "data", None))[0]
+        return rec.producer_context(headers, getattr(msg, "subject", ""), getattr(msg, "data", None))
     return propagation.extract(headers)
 
 

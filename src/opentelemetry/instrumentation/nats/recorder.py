@@ -157,16 +157,26 @@ class Recorder:
             _LOG.debug("could not inject context into NATS headers", exc_info=True)
             return headers
 
-    def consumer_parent(self, headers: Any, subject: str, data: Any) -> tuple[Context, list[Link] | None]:
-        """Parent context and links of a consumer span for a message.
+    def excluded(self, subject: Any) -> bool:
+        """True when ``subject`` matches ``excluded_subjects``: the operation passes through untouched
+        (no span, no header injection). Every wrapper asks here, so metrics must skip it too."""
+        return subject in self.config.excluded_subjects
 
-        The producer context comes from the headers, else (for ``envelope_subjects``) from a seed
-        JSON envelope. In ``link`` mode the span is a root with a link to the producer."""
+    def producer_context(self, headers: Any, subject: str, data: Any) -> Context:
+        """The producer context a message carries: its headers, else (for ``envelope_subjects``) a seed
+        JSON envelope in its payload; an empty context when there is none."""
         ctx = propagation.extract(headers)
         if self.config.envelope_subjects and not propagation.has_span(ctx) and subject in self.config.envelope_subjects:
             env_ctx, _ = propagation.unwrap_envelope(data)
             if env_ctx is not None:
                 ctx = env_ctx
+        return ctx
+
+    def consumer_parent(self, headers: Any, subject: str, data: Any) -> tuple[Context, list[Link] | None]:
+        """Parent context and links of a consumer span for a message (see :meth:`producer_context`).
+
+        In ``link`` mode the span is a root with a link to the producer."""
+        ctx = self.producer_context(headers, subject, data)
         if self.config.link_mode:
             span_ctx = trace.get_current_span(ctx).get_span_context()
             links = [Link(span_ctx)] if span_ctx.is_valid else None

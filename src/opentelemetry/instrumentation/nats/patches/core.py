@@ -107,7 +107,7 @@ async def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
     rec = entry()
     reply = getattr(instance, "reply", None)
     client = getattr(instance, "_client", None)
-    if rec is None or not reply or not client or reply in rec.config.excluded_subjects:
+    if rec is None or not reply or not client or rec.excluded(reply):
         return await wrapped(*args, **kwargs)
     data = args[0] if args else kwargs.get("data")
     op = Operation(
@@ -139,7 +139,7 @@ class ProcessWrapper:
             return await wrapped(*args, **kwargs)
         try:
             subject = msg.subject
-            if subject in rec.config.excluded_subjects:
+            if rec.excluded(subject):
                 return await wrapped(*args, **kwargs)
             parent, links = rec.consumer_parent(msg.headers, subject, msg.data)
             reply = msg.reply
@@ -193,7 +193,7 @@ async def _record_receive(sub: Any, msg: Any, start: int) -> None:
         return
     try:
         subject = msg.subject
-        if subject in rec.config.excluded_subjects:
+        if rec.excluded(subject):
             return
         sub_subject = getattr(sub, "_subject", "")
         op = Operation(
