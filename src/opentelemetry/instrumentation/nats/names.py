@@ -60,6 +60,14 @@ NATS_SERVER_VERSION = "messaging.nats.server.version"
 NATS_CLUSTER = "messaging.nats.cluster.name"
 NATS_HEADER_PREFIX = "messaging.nats.message.header."
 
+# nats.micro services (every mode)
+MICRO_SERVICE_NAME = "messaging.nats.micro.service.name"
+MICRO_SERVICE_VERSION = "messaging.nats.micro.service.version"
+MICRO_SERVICE_ID = "messaging.nats.micro.service.id"
+MICRO_ENDPOINT_NAME = "messaging.nats.micro.endpoint.name"
+MICRO_ERROR_CODE = "messaging.nats.micro.error.code"
+MICRO_ERROR_DESCRIPTION = "messaging.nats.micro.error.description"
+
 # --- attribute keys that depend on the mode ----------------------------------------------------
 OPERATION_TYPE = "messaging.operation.type"
 OPERATION_NAME = "messaging.operation.name"

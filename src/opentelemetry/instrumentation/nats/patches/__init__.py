@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry.instrumentation.nats.patches import core
+from opentelemetry.instrumentation.nats.patches import core, micro
 
-PATCHES: tuple[tuple[str, str, Any], ...] = core.PATCHES
+PATCHES: tuple[tuple[str, str, Any], ...] = core.PATCHES + micro.PATCHES

@@ -1,0 +1,165 @@
+"""``nats.micro`` patches: one SERVER span ``process {endpoint subject}`` per endpoint request.
+
+nats.micro subscribes through ``Client.subscribe`` with its own callbacks (``Endpoint._handle_request``
+and the ``$SRV.PING/INFO/STATS`` verb handlers). ``Service.start`` and ``Endpoint._start`` run as
+nats-py internals (:data:`~opentelemetry.instrumentation.nats.recorder.ACTIVE` is set), so the core
+``subscribe`` wrapper leaves those callbacks alone. The subscriptions' message tasks are created
+inside those calls and inherit the marker: the verb handlers, and whatever they call (``Msg.respond``),
+make no spans. ``Endpoint._handle_request`` clears it and makes the endpoint's span here, with the
+service and endpoint as attributes; ``Request.respond`` makes the reply's PRODUCER span and
+``Request.respond_error`` (also what nats.micro calls when a handler raises) marks the endpoint span
+as an error with the service error code and description.
+
+Services and endpoints started before ``instrument()`` are not traced (like core subscriptions).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.nats import names
+from opentelemetry.instrumentation.nats.patches.core import Args, Kwargs, size
+from opentelemetry.instrumentation.nats.recorder import ACTIVE, Operation, entry
+from opentelemetry.instrumentation.nats.subjects import is_wildcard
+
+_LOG = logging.getLogger(__name__)
+
+# Marks micro's own setup (and, inherited by the subscription tasks created there, the verb handlers)
+# as nats-py internals: no spans, no injection.
+_INTERNAL = Operation(names.PROCESS, SpanKind.INTERNAL, None, "", inject=False)
+
+# The endpoint span being recorded in this task, and the message it is for.
+_ENDPOINT: ContextVar[tuple[Span, Any] | None] = ContextVar("opentelemetry_nats_micro_endpoint", default=None)
+
+
+async def internal(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+    """``Service.start`` / ``Endpoint._start``: run as nats-py internals (their subscriptions are not
+    wrapped by the core ``subscribe`` patch; their message tasks inherit the marker)."""
+    token = ACTIVE.set(_INTERNAL)
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        ACTIVE.reset(token)
+
+
+async def _in_endpoint_span(wrapped: Any, msg: Any, args: Args, kwargs: Kwargs) -> Any:
+    token = _ENDPOINT.set((trace.get_current_span(), msg))
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        _ENDPOINT.reset(token)
+
+
+async def handle_request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+    """``Endpoint._handle_request``: the SERVER span of one endpoint request."""
+    if ACTIVE.get() is not None:  # inherited from Endpoint._start by the subscription's task
+        ACTIVE.set(None)
+    rec = entry()
+    msg = args[0] if len(args) == 1 and not kwargs else kwargs.get("msg")
+    if rec is None or msg is None:
+        return await wrapped(*args, **kwargs)
+    try:
+        subject = msg.subject
+        if rec.excluded(subject):
+            return await wrapped(*args, **kwargs)
+        service = instance._service
+        endpoint_subject = instance._subject
+        extra = {
+            names.MICRO_SERVICE_NAME: service._name,
+            names.MICRO_SERVICE_VERSION: service._version,
+            names.MICRO_SERVICE_ID: service._id,
+            names.MICRO_ENDPOINT_NAME: instance._name,
+        }
+        parent, links = rec.consumer_parent(msg.headers, subject, msg.data)
+        op = Operation(
+            names.PROCESS,
+            SpanKind.SERVER,
+            msg._client,
+            subject,
+            template=endpoint_subject if is_wildcard(endpoint_subject) else None,
+            queue=instance._queue_group or None,
+            body_size=size(msg.data),
+            reply_to=msg.reply,
+            headers=msg.headers,
+            sid=msg._sid,
+            hook_args=(msg,),
+            extra={k: v for k, v in extra.items() if isinstance(v, str) and v},
+        )
+    except Exception:
+        _LOG.debug("not tracing an unusual nats.micro request", exc_info=True)
+        return await wrapped(*args, **kwargs)
+    return await rec.run(op, _in_endpoint_span, (wrapped, msg, args, kwargs), {}, parent=parent, links=links)
+
+
+def _respond_args(data: bytes = b"", headers: dict[str, str] | None = None) -> tuple[bytes, dict[str, str] | None]:
+    return data, headers
+
+
+async def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+    """``Request.respond``: a PRODUCER span to the reply inbox (its inner publish only injects)."""
+    rec = entry()
+    msg = getattr(instance, "_msg", None)
+    reply = getattr(msg, "reply", None)
+    client = getattr(msg, "_client", None)
+    if rec is None or not reply or client is None or rec.excluded(reply):
+        return await wrapped(*args, **kwargs)
+    try:
+        data, headers = _respond_args(*args, **kwargs)
+    except TypeError:
+        return await wrapped(*args, **kwargs)
+    op = Operation(
+        names.RESPOND,
+        SpanKind.PRODUCER,
+        client,
+        reply,
+        body_size=size(data),
+        headers=headers,
+        hook_args=(reply, data, headers),
+    )
+    return await rec.run(op, wrapped, args, kwargs)
+
+
+def _error_args(code: Any, description: Any, *args: Any, **kwargs: Any) -> tuple[str, str]:
+    return str(code), str(description)
+
+
+def _mark_error(span: Span, args: Args, kwargs: Kwargs) -> None:
+    code, description = _error_args(*args, **kwargs)
+    exc = sys.exc_info()[1]  # set when nats.micro answers for a handler that raised
+    if exc is not None:
+        span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, f"{code}: {description}"))
+    span.set_attributes(
+        {
+            names.ERROR_TYPE: code,
+            names.MICRO_ERROR_CODE: code,
+            names.MICRO_ERROR_DESCRIPTION: description,
+        }
+    )
+
+
+async def respond_error(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+    """``Request.respond_error``: the endpoint span becomes an error (code, description, and the
+    handler's exception when nats.micro answers for one); the reply itself goes through ``respond``."""
+    current = _ENDPOINT.get()
+    if current is not None and current[1] is getattr(instance, "_msg", None) and current[0].is_recording():
+        try:
+            _mark_error(current[0], args, kwargs)
+        except Exception:
+            _LOG.debug("could not record a nats.micro error", exc_info=True)
+    return await wrapped(*args, **kwargs)
+
+
+PATCHES: tuple[tuple[str, str, Any], ...] = (
+    ("nats.micro.service", "Service.start", internal),
+    ("nats.micro.service", "Endpoint._start", internal),
+    ("nats.micro.service", "Endpoint._handle_request", handle_request),
+    ("nats.micro.request", "Request.respond", respond),
+    ("nats.micro.request", "Request.respond_error", respond_error),
+)
