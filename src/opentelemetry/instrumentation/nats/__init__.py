@@ -12,6 +12,7 @@ or run the application under ``opentelemetry-instrument``. See the README for ev
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Collection
 from typing import Any
 
@@ -28,6 +29,8 @@ from opentelemetry.instrumentation.nats.package import _instruments
 from opentelemetry.instrumentation.nats.patches import PATCHES
 from opentelemetry.instrumentation.nats.recorder import Recorder, install, installed
 from opentelemetry.instrumentation.nats.version import __version__
+
+_LOG = logging.getLogger(__name__)
 
 __all__ = ["NatsInstrumentor", "__version__", "message_context", "unwrap_envelope", "wrap_envelope"]
 
@@ -64,7 +67,10 @@ class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         )
         install(Recorder(tracer, config))
         for module, attribute, wrapper in PATCHES:
-            wrapt.wrap_function_wrapper(module, attribute, wrapper)
+            try:
+                wrapt.wrap_function_wrapper(module, attribute, wrapper)
+            except (AttributeError, ImportError):  # not in this nats-py version
+                _LOG.debug("nats-py has no %s.%s; not instrumented", module, attribute)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         install(None)
@@ -72,5 +78,6 @@ class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             owner_name, _, name = attribute.rpartition(".")
             owner: Any = importlib.import_module(module)
             for part in owner_name.split("."):
-                owner = getattr(owner, part)
-            unwrap(owner, name)
+                owner = getattr(owner, part, None)
+            if owner is not None:
+                unwrap(owner, name)

@@ -138,3 +138,74 @@ def subscription_attributes(client: Any, sid: Any) -> Attrs:
         attrs[names.NATS_DELIVERED] = sub._received
         attrs[names.NATS_PENDING] = sub._pending_queue.qsize()
     return attrs
+
+
+def response_attributes(keys: Keys, msg: Any) -> Attrs:
+    """Response body size of a ``request``."""
+    data = getattr(msg, "data", None)
+    return {k: len(data) for k in keys.response_size} if data is not None else {}
+
+
+# --- JetStream ---------------------------------------------------------------------------------
+
+
+def ack_subject_attributes(reply: str) -> Attrs:
+    """Stream, consumer, sequences, deliveries and pending count from a ``$JS.ACK.…`` reply subject."""
+    tokens = reply.split(".")
+    if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<tm>.<pending>
+        domain, rest = None, tokens[2:]
+    elif len(tokens) >= 11:  # $JS.ACK.<domain>.<account hash>.<stream>.… [.<random>]
+        domain, rest = (None if tokens[2] == "_" else tokens[2]), tokens[4:]
+    else:
+        return {}
+    try:
+        attrs: Attrs = {
+            names.JS_STREAM: rest[0],
+            names.JS_CONSUMER: rest[1],
+            names.JS_NUM_DELIVERED: int(rest[2]),
+            names.JS_SEQUENCE: int(rest[3]),
+            names.JS_CONSUMER_SEQUENCE: int(rest[4]),
+            names.JS_NUM_PENDING: int(rest[6]),
+        }
+    except (ValueError, IndexError):
+        return {}
+    if domain:
+        attrs[names.JS_DOMAIN] = domain
+    return attrs
+
+
+def jetstream_message_attributes(reply: Any) -> Attrs | None:
+    """JetStream metadata of a delivered message (``None`` for core NATS messages)."""
+    if isinstance(reply, str) and reply.startswith(names.JS_ACK_PREFIX):
+        return ack_subject_attributes(reply)
+    return None
+
+
+def puback_attributes(keys: Keys, ack: Any) -> Attrs:
+    """Stream, sequence, duplicate flag and domain from a JetStream ``PubAck``."""
+    attrs: Attrs = {}
+    _put(attrs, (names.JS_STREAM,), getattr(ack, "stream", None))
+    _put(attrs, (names.JS_SEQUENCE,), getattr(ack, "seq", None))
+    _put(attrs, (names.JS_DOMAIN,), getattr(ack, "domain", None))
+    attrs[names.JS_DUPLICATE] = bool(getattr(ack, "duplicate", False))
+    return attrs
+
+
+def batch_attributes(keys: Keys, msgs: Any) -> Attrs:
+    """``messaging.batch.message_count`` of a ``fetch``."""
+    return {names.BATCH_COUNT: len(msgs) if msgs is not None else 0}
+
+
+def revision_attributes(keys: Keys, result: Any) -> Attrs:
+    """Key-value revision from an ``int`` result or an ``Entry``."""
+    revision = result if isinstance(result, int) and not isinstance(result, bool) else getattr(result, "revision", None)
+    return {names.KV_REVISION: revision} if isinstance(revision, int) else {}
+
+
+def object_info_attributes(keys: Keys, result: Any) -> Attrs:
+    """Size and chunk count from an object store ``ObjectInfo`` (or an object ``get`` result)."""
+    info = getattr(result, "info", result)
+    attrs: Attrs = {}
+    _put(attrs, (names.OBJECT_SIZE,), getattr(info, "size", None))
+    _put(attrs, (names.OBJECT_CHUNKS,), getattr(info, "chunks", None))
+    return attrs

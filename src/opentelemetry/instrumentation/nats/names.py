@@ -13,7 +13,7 @@ SCHEMA_URL = "https://opentelemetry.io/schemas/1.44.0"
 SYSTEM = "nats"
 INBOX_PREFIX = "_INBOX."
 JS_ACK_PREFIX = "$JS.ACK."
-JS_API_PREFIX = "$JS."
+JS_PREFIX = "$JS."  # JetStream API, flow control and ack subjects: never a span of their own
 
 
 class Mode(str, Enum):
@@ -38,6 +38,19 @@ REQUEST = Op("request", "send", "request")
 PROCESS = Op("process", "process", "receive")
 RECEIVE = Op("receive", "receive", "receive")
 FETCH = Op("fetch", "receive", "receive")
+ACK = Op("ack", "settle", "ack")
+NAK = Op("nak", "settle", "nak")
+TERM = Op("term", "settle", "term")
+IN_PROGRESS = Op("in_progress", "settle", "in_progress")
+KV_PUT = Op("kv.put", None, "kv.put")
+KV_GET = Op("kv.get", None, "kv.get")
+KV_CREATE = Op("kv.create", None, "kv.create")
+KV_UPDATE = Op("kv.update", None, "kv.update")
+KV_DELETE = Op("kv.delete", None, "kv.delete")
+KV_PURGE = Op("kv.purge", None, "kv.purge")
+OBJECT_PUT = Op("object_store.put", None, "object_store.put")
+OBJECT_GET = Op("object_store.get", None, "object_store.get")
+OBJECT_DELETE = Op("object_store.delete", None, "object_store.delete")
 
 
 # --- attribute keys that are the same in every mode -------------------------------------------
@@ -67,6 +80,26 @@ MICRO_SERVICE_ID = "messaging.nats.micro.service.id"
 MICRO_ENDPOINT_NAME = "messaging.nats.micro.endpoint.name"
 MICRO_ERROR_CODE = "messaging.nats.micro.error.code"
 MICRO_ERROR_DESCRIPTION = "messaging.nats.micro.error.description"
+
+# JetStream (every mode)
+JS_STREAM = "messaging.nats.jetstream.stream"
+JS_SUBJECT = "messaging.nats.jetstream.subject"
+JS_SEQUENCE = "messaging.nats.jetstream.sequence"
+JS_CONSUMER_SEQUENCE = "messaging.nats.jetstream.consumer_sequence"
+JS_EXPECTED_STREAM = "messaging.nats.jetstream.expected_stream"
+JS_DUPLICATE = "messaging.nats.jetstream.duplicate"
+JS_DOMAIN = "messaging.nats.jetstream.domain"
+JS_CONSUMER = "messaging.nats.jetstream.consumer"
+JS_NUM_DELIVERED = "messaging.nats.jetstream.num_delivered"
+JS_NUM_PENDING = "messaging.nats.jetstream.num_pending"
+JS_NAK_DELAY = "messaging.nats.jetstream.nak_delay"
+KV_BUCKET = "messaging.nats.kv.bucket"
+KV_KEY = "messaging.nats.kv.key"
+KV_REVISION = "messaging.nats.kv.revision"
+OBJECT_BUCKET = "messaging.nats.object_store.bucket"
+OBJECT_NAME = "messaging.nats.object_store.name"
+OBJECT_SIZE = "messaging.nats.object_store.size"
+OBJECT_CHUNKS = "messaging.nats.object_store.chunks"
 
 # --- attribute keys that depend on the mode ----------------------------------------------------
 OPERATION_TYPE = "messaging.operation.type"

@@ -76,6 +76,8 @@ class Operation:
     inject: bool = True
     hook_args: tuple[Any, ...] = ()
     extra: Attrs | None = None  # operation-specific attributes (JetStream metadata, micro endpoint …)
+    name_dest: str | None = None  # destination shown in the span name instead of the subject
+    on_result: Callable[[names.Keys, Any], Attrs] | None = None  # attributes read from the call's result
 
 
 class _ClientState:
@@ -120,12 +122,13 @@ class Recorder:
     def describe(self, op: Operation) -> tuple[str, Attrs]:
         """Span name and attributes of ``op`` (the per-subject part comes from a bounded cache)."""
         state = self._state(op.client)
-        key = (op.op, op.subject, op.template, op.queue)
+        key = (op.op, op.subject, op.template, op.queue, op.name_dest)
         cached = state.dest.get(key)
         if cached is None:
             temporary = op.subject.startswith(state.inbox) or op.subject.startswith(names.JS_ACK_PREFIX)
             dest = attributes.destination_attributes(self.keys, op.op, op.subject, op.template, op.queue, temporary)
-            cached = (attributes.span_name(op.op, op.subject, op.template, temporary), {**dest, **state.conn})
+            name = attributes.span_name(op.op, op.name_dest or op.subject, op.template, temporary and not op.name_dest)
+            cached = (name, {**dest, **state.conn})
             if len(state.dest) >= _NAME_CACHE_MAX:
                 state.dest.clear()
             state.dest[key] = cached
@@ -207,30 +210,74 @@ class Recorder:
         """Run ``wrapped(*args, **kwargs)`` inside the span of ``op``; exceptions are recorded and re-raised."""
         name, attrs = self.describe(op)
         span = self.tracer.start_span(name, context=parent, kind=op.kind, attributes=attrs, links=links)
+        result = await self.call(span, op, wrapped, args, kwargs, parent)
+        try:
+            if op.on_result is not None and span.is_recording():
+                self._set_result(span, op, result)
+            if op.op is names.REQUEST and span.is_recording():
+                await call_hook(self.config.response_hook, span, result)
+        finally:
+            span.end()
+        return result
+
+    async def call(
+        self,
+        span: Span,
+        op: Operation,
+        wrapped: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        parent: Context | None = None,
+    ) -> Any:
+        """Await ``wrapped`` with ``span`` current and ``op`` marking nats-py internals.
+
+        An exception is recorded, ends the span and is re-raised; on success the span stays open."""
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         active = ACTIVE.set(op if op.kind is not SpanKind.CONSUMER and op.kind is not SpanKind.SERVER else None)
         try:
             if op.hook_args and span.is_recording():
                 await call_hook(self._hook_for(op), span, *op.hook_args)
-            result = await wrapped(*args, **kwargs)
+            return await wrapped(*args, **kwargs)
         except BaseException as exc:
             record_error(span, exc)
+            span.end()
             raise
-        else:
-            if op.op is names.REQUEST and span.is_recording():
-                self._set_response_size(span, result)
-                await call_hook(self.config.response_hook, span, result)
-            return result
         finally:
             ACTIVE.reset(active)
             otel_context.detach(token)
-            span.end()
 
-    def _set_response_size(self, span: Span, msg: Any) -> None:
-        data = getattr(msg, "data", None)
-        if data is not None:
-            for k in self.keys.response_size:
-                span.set_attribute(k, len(data))
+    def _set_result(self, span: Span, op: Operation, result: Any) -> None:
+        assert op.on_result is not None
+        try:
+            span.set_attributes(op.on_result(self.keys, result))
+        except Exception:
+            _LOG.debug("could not read attributes from a %s result", op.op.name, exc_info=True)
+
+    def completed(
+        self,
+        op: Operation,
+        start_time: int,
+        result: Any = None,
+        error: BaseException | None = None,
+        links: list[Link] | None = None,
+    ) -> None:
+        """Record the span of a call that already happened (``fetch``: its links are known only afterwards)."""
+        name, attrs = self.describe(op)
+        span = self.tracer.start_span(name, kind=op.kind, attributes=attrs, links=links, start_time=start_time)
+        self.finish(span, op, result, error)
+
+    def start(self, op: Operation) -> Span:
+        """Start the span of ``op`` as a child of the current context, without making it current."""
+        name, attrs = self.describe(op)
+        return self.tracer.start_span(name, kind=op.kind, attributes=attrs)
+
+    def finish(self, span: Span, op: Operation, result: Any = None, error: BaseException | None = None) -> None:
+        """End a span from :meth:`start` with the call's result or error."""
+        if error is not None:
+            record_error(span, error)
+        elif op.on_result is not None and span.is_recording():
+            self._set_result(span, op, result)
+        span.end()
 
     async def received(self, op: Operation, msg: Any, start_time: int) -> None:
         """Record a receive span for a message handed to the application (started at ``start_time``)."""

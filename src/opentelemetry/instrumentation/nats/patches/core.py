@@ -13,7 +13,7 @@ import wrapt
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind
 
-from opentelemetry.instrumentation.nats import names
+from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.recorder import ACTIVE, Operation, Recorder, entry, installed, now
 from opentelemetry.instrumentation.nats.subjects import is_wildcard
 
@@ -54,7 +54,7 @@ async def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
         return await wrapped(*args, **kwargs)
     if active is not None:  # nats-py internals of request/respond/…: inject, no span of its own
         return await wrapped(subject, payload, reply, rec.inject(instance, payload, headers))
-    if subject in rec.config.excluded_subjects:
+    if subject in rec.config.excluded_subjects or not isinstance(subject, str) or subject.startswith(names.JS_PREFIX):
         return await wrapped(*args, **kwargs)
     op = Operation(
         names.PUBLISH,
@@ -88,7 +88,7 @@ async def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
         subject, payload, headers = _request_args(*args, **kwargs)
     except TypeError:
         return await wrapped(*args, **kwargs)
-    if subject in rec.config.excluded_subjects:
+    if subject in rec.config.excluded_subjects or not isinstance(subject, str) or subject.startswith(names.JS_PREFIX):
         return await wrapped(*args, **kwargs)
     op = Operation(
         names.REQUEST,
@@ -98,6 +98,7 @@ async def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
         body_size=size(payload),
         headers=headers,
         hook_args=(subject, payload, headers),
+        on_result=attributes.response_attributes,
     )
     return await rec.run(op, wrapped, args, kwargs)
 
@@ -156,6 +157,7 @@ class ProcessWrapper:
                 headers=msg.headers,
                 sid=msg._sid,
                 hook_args=(msg,),
+                extra=attributes.jetstream_message_attributes(reply),
             )
         except Exception:
             _LOG.debug("not tracing an unusual message", exc_info=True)
@@ -207,6 +209,7 @@ async def _record_receive(sub: Any, msg: Any, start: int) -> None:
             reply_to=msg.reply,
             headers=msg.headers,
             sid=msg._sid,
+            extra=attributes.jetstream_message_attributes(msg.reply),
         )
         await rec.received(op, msg, start)
     except Exception:

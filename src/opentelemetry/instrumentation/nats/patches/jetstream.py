@@ -1,0 +1,297 @@
+"""JetStream patches: publish, publish_async, fetch, settle (ack …), key-value and object store.
+
+Push-consumer callbacks are traced by :class:`.core.ProcessWrapper` (``js.subscribe`` ends in
+``Client.subscribe``); JetStream API traffic runs under :func:`internal` and makes no spans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from opentelemetry.trace import Link, Span, SpanKind
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.nats import attributes, names
+from opentelemetry.instrumentation.nats.names import Op
+from opentelemetry.instrumentation.nats.patches.core import Args, Kwargs, size
+from opentelemetry.instrumentation.nats.recorder import ACTIVE, Operation, Recorder, entry, now
+
+_LOG = logging.getLogger(__name__)
+
+# Marks nats-py internals that make no spans and inject nothing (JetStream API requests).
+_INTERNAL = Operation(names.PUBLISH, SpanKind.INTERNAL, None, "", inject=False)
+
+
+async def internal(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+    """JetStream management/API calls: no spans for the requests they make."""
+    token = ACTIVE.set(_INTERNAL)
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        ACTIVE.reset(token)
+
+
+def _js_publish_args(
+    subject: str,
+    payload: bytes = b"",
+    _timeout_or_stall: Any = None,
+    stream: str | None = None,
+    headers: dict[str, Any] | None = None,
+    **_: Any,
+) -> tuple[str, bytes, str | None, dict[str, Any] | None]:
+    return subject, payload, stream, headers
+
+
+def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> Operation | None:
+    try:
+        subject, payload, stream, headers = _js_publish_args(*args, **kwargs)
+    except TypeError:
+        return None
+    if subject in rec.config.excluded_subjects:
+        return None
+    return Operation(
+        names.PUBLISH,
+        SpanKind.PRODUCER,
+        js._nc,
+        subject,
+        body_size=size(payload),
+        headers=headers,
+        hook_args=(subject, payload, headers),
+        extra={names.JS_EXPECTED_STREAM: stream} if stream else None,
+        on_result=attributes.puback_attributes,
+    )
+
+
+async def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+    """``JetStreamContext.publish``: one PRODUCER span with the PubAck attributes."""
+    rec = entry()
+    op = _publish_op(rec, instance, args, kwargs) if rec is not None else None
+    if rec is None or op is None:
+        return await wrapped(*args, **kwargs)
+    return await rec.run(op, wrapped, args, kwargs)
+
+
+class _PendingAcks:
+    """Open ``publish_async`` spans: each ends when its ack future settles, when the connection
+    closes, or after the JetStream context's timeout — whichever comes first."""
+
+    def __init__(self) -> None:
+        self.open: dict[asyncio.Future[Any], tuple[Recorder, Span, Operation, asyncio.TimerHandle]] = {}
+
+    def track(self, rec: Recorder, span: Span, op: Operation, future: Any, timeout: float) -> None:
+        if not isinstance(future, asyncio.Future):
+            rec.finish(span, op, result=None)
+            return
+        loop = future.get_loop()
+        timer = loop.call_later(timeout, self._expire, future)
+        self.open[future] = (rec, span, op, timer)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: asyncio.Future[Any]) -> None:
+        entry_ = self.open.pop(future, None)
+        if entry_ is None:
+            return
+        rec, span, op, timer = entry_
+        timer.cancel()
+        if future.cancelled():
+            rec.finish(span, op, error=asyncio.CancelledError())
+        elif future.exception() is not None:
+            rec.finish(span, op, error=future.exception())
+        else:
+            rec.finish(span, op, result=future.result())
+
+    def _expire(self, future: asyncio.Future[Any]) -> None:
+        entry_ = self.open.pop(future, None)
+        if entry_ is not None:
+            rec, span, op, _ = entry_
+            rec.finish(span, op, error=asyncio.TimeoutError("no JetStream ack before the timeout"))
+
+    def close(self, client: Any, error: BaseException) -> None:
+        for future, (rec, span, op, timer) in list(self.open.items()):
+            if op.client is client:
+                del self.open[future]
+                timer.cancel()
+                rec.finish(span, op, error=error)
+
+
+PENDING_ACKS = _PendingAcks()
+
+
+async def publish_async(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+    """``JetStreamContext.publish_async``: a PRODUCER span that ends when the ack arrives or fails."""
+    rec = entry()
+    op = _publish_op(rec, instance, args, kwargs) if rec is not None else None
+    if rec is None or op is None:
+        return await wrapped(*args, **kwargs)
+    span = rec.start(op)
+    future = await rec.call(span, op, wrapped, args, kwargs)
+    timeout = getattr(instance, "_timeout", None)
+    PENDING_ACKS.track(rec, span, op, future, timeout if isinstance(timeout, (int, float)) and timeout > 0 else 5.0)
+    return future
+
+
+async def client_close(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+    """``Client._close`` (close, drain, fatal errors): end the client's open ``publish_async`` spans."""
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        if PENDING_ACKS.open:
+            import nats.errors
+
+            PENDING_ACKS.close(instance, nats.errors.ConnectionClosedError())
+
+
+async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+    """``PullSubscription.fetch``: one CLIENT span, a link per message to its producer.
+
+    The span is recorded after the call (its links are known only then); an empty fetch's
+    ``TimeoutError`` is the normal "no messages" answer, not an error of the span."""
+    rec = entry()
+    if rec is None:
+        return await wrapped(*args, **kwargs)
+    import nats.errors
+
+    stream = getattr(instance, "_stream", None) or ""
+    extra = {names.JS_STREAM: stream}
+    consumer = getattr(instance, "_consumer", None)
+    if consumer:
+        extra[names.JS_CONSUMER] = consumer
+    nc = getattr(getattr(instance, "_js", None), "_nc", None)
+    op = Operation(
+        names.FETCH,
+        SpanKind.CLIENT,
+        nc,
+        stream,
+        inject=False,
+        extra=extra,
+        name_dest=stream or None,
+        on_result=attributes.batch_attributes,
+    )
+    start = now()
+    token = ACTIVE.set(op)  # the MSG.NEXT publish and next_msg loop make no spans
+    try:
+        msgs = await wrapped(*args, **kwargs)
+    except nats.errors.TimeoutError:
+        rec.completed(op, start, result=[])
+        raise
+    except BaseException as exc:
+        rec.completed(op, start, error=exc)
+        raise
+    finally:
+        ACTIVE.reset(token)
+    try:
+        links = _producer_links(rec, msgs)
+        rec.completed(op, start, result=msgs, links=links)
+    except Exception:
+        _LOG.debug("could not record a fetch span", exc_info=True)
+    return msgs
+
+
+def _producer_links(rec: Recorder, msgs: Any) -> list[Link]:
+    links = []
+    for msg in msgs or ():
+        ctx, _ = rec.consumer_parent(msg.headers, msg.subject, msg.data)
+        span_ctx = trace.get_current_span(ctx).get_span_context()
+        if span_ctx.is_valid:
+            links.append(Link(span_ctx))
+    return links
+
+
+class Settle:
+    """``Msg.ack`` / ``ack_sync`` / ``nak`` / ``term`` / ``in_progress``: a CLIENT span ``{op} {stream}``."""
+
+    __slots__ = ("op",)
+
+    def __init__(self, op: Op) -> None:
+        self.op = op
+
+    async def __call__(self, wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+        rec = entry()
+        reply = getattr(instance, "reply", None)
+        if rec is None or not isinstance(reply, str) or not reply.startswith(names.JS_ACK_PREFIX):
+            return await wrapped(*args, **kwargs)
+        extra = attributes.ack_subject_attributes(reply)
+        if self.op is names.NAK:
+            delay = args[0] if args else kwargs.get("delay")
+            if isinstance(delay, (int, float)) and delay:
+                extra[names.JS_NAK_DELAY] = float(delay)
+        op = Operation(
+            self.op,
+            SpanKind.CLIENT,
+            instance._client,
+            instance.subject,
+            inject=False,
+            extra=extra,
+            name_dest=extra.get(names.JS_STREAM),
+        )
+        return await rec.run(op, wrapped, args, kwargs)
+
+
+class StoreCall:
+    """A key-value or object-store method: one CLIENT span ``{op} {bucket}``; internals make none."""
+
+    __slots__ = ("bucket_attr", "inject", "key_attr", "on_result", "op")
+
+    def __init__(self, op: Op, bucket_attr: str, key_attr: str, on_result: Any, inject: bool = False) -> None:
+        self.op = op
+        self.bucket_attr = bucket_attr
+        self.key_attr = key_attr
+        self.on_result = on_result
+        self.inject = inject
+
+    async def __call__(self, wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+        rec = entry()
+        if rec is None:
+            return await wrapped(*args, **kwargs)
+        bucket = getattr(instance, "_name", None) or ""
+        key = args[0] if args else kwargs.get("key", kwargs.get("name"))
+        extra: dict[str, Any] = {self.bucket_attr: bucket}
+        if isinstance(key, str):
+            extra[self.key_attr] = key
+        value = args[1] if len(args) > 1 else kwargs.get("value", kwargs.get("data"))
+        op = Operation(
+            self.op,
+            SpanKind.CLIENT,
+            getattr(getattr(instance, "_js", None), "_nc", None),
+            bucket,
+            body_size=size(value) if isinstance(value, (bytes, bytearray, str)) else None,
+            inject=self.inject,
+            extra=extra,
+            name_dest=bucket or None,
+            on_result=self.on_result,
+        )
+        return await rec.run(op, wrapped, args, kwargs)
+
+
+def _kv(op: Op, inject: bool = False) -> StoreCall:
+    return StoreCall(op, names.KV_BUCKET, names.KV_KEY, attributes.revision_attributes, inject)
+
+
+def _obj(op: Op) -> StoreCall:
+    return StoreCall(op, names.OBJECT_BUCKET, names.OBJECT_NAME, attributes.object_info_attributes)
+
+
+PATCHES: tuple[tuple[str, str, Any], ...] = (
+    ("nats.aio.client", "Client._close", client_close),
+    ("nats.js.manager", "JetStreamManager._api_request", internal),
+    ("nats.js.manager", "JetStreamManager.get_msg", internal),
+    ("nats.js.client", "JetStreamContext.publish", publish),
+    ("nats.js.client", "JetStreamContext.publish_async", publish_async),
+    ("nats.js.client", "JetStreamContext.PullSubscription.fetch", fetch),
+    ("nats.aio.msg", "Msg.ack", Settle(names.ACK)),
+    ("nats.aio.msg", "Msg.ack_sync", Settle(names.ACK)),
+    ("nats.aio.msg", "Msg.nak", Settle(names.NAK)),
+    ("nats.aio.msg", "Msg.term", Settle(names.TERM)),
+    ("nats.aio.msg", "Msg.in_progress", Settle(names.IN_PROGRESS)),
+    ("nats.js.kv", "KeyValue.put", _kv(names.KV_PUT, inject=True)),
+    ("nats.js.kv", "KeyValue.get", _kv(names.KV_GET)),
+    ("nats.js.kv", "KeyValue.create", _kv(names.KV_CREATE, inject=True)),
+    ("nats.js.kv", "KeyValue.update", _kv(names.KV_UPDATE, inject=True)),
+    ("nats.js.kv", "KeyValue.delete", _kv(names.KV_DELETE)),
+    ("nats.js.kv", "KeyValue.purge", _kv(names.KV_PURGE)),
+    ("nats.js.object_store", "ObjectStore.put", _obj(names.OBJECT_PUT)),
+    ("nats.js.object_store", "ObjectStore.get", _obj(names.OBJECT_GET)),
+    ("nats.js.object_store", "ObjectStore.delete", _obj(names.OBJECT_DELETE)),
+)
