@@ -2,38 +2,68 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from opentelemetry.instrumentation.nats import names
 from opentelemetry.instrumentation.nats.names import Mode
-from opentelemetry.instrumentation.nats.subjects import SubjectSet
+from opentelemetry.instrumentation.nats.subjects import SubjectSet, pattern_error
+
+_LOG = logging.getLogger(__name__)
 
 Hook = Callable[..., Awaitable[None] | None]
 
 _CONSUMER_PARENTS = ("parent", "link")
 
+# ``instrument()`` keywords that are not NatsConfig fields but are understood (by us or BaseInstrumentor).
+_OTHER_OPTIONS = frozenset(
+    {"semconv", "tracer_provider", "meter_provider", "skip_dep_check", "raise_exception_on_conflict"}
+)
 
-def _choice(option: str, value: Any, allowed: Iterable[str]) -> str:
+
+def _label(option: str, env_var: str | None) -> str:
+    """How an error names a value: the option, and the environment variable when it came from there."""
+    return f"{option} (from {env_var})" if env_var else option
+
+
+def _choice(option: str, value: Any, allowed: Iterable[str], env_var: str | None = None) -> str:
     allowed = tuple(allowed)
     text = str(value.value if isinstance(value, Mode) else value).strip().lower()
     if text not in allowed:
-        raise ValueError(f"{option}: {value!r} is not one of {', '.join(allowed)}")
+        raise ValueError(f"{_label(option, env_var)}: {value!r} is not one of {', '.join(allowed)}")
     return text
 
 
-def _patterns(option: str, value: Any) -> tuple[str, ...]:
+def _patterns(option: str, value: Any, env_var: str | None = None) -> tuple[str, ...]:
+    """NATS subject patterns from a list or a comma-separated string; each one is validated."""
     if value is None:
         return ()
     if isinstance(value, str):
         value = value.split(",")
-    try:
-        items = tuple(str(v).strip() for v in value)
-    except TypeError:
-        raise ValueError(f"{option}: expected a list of subjects or a comma-separated string") from None
-    return tuple(i for i in items if i)
+    if isinstance(value, (bytes, bytearray, Mapping)) or not isinstance(value, Iterable):
+        raise ValueError(
+            f"{_label(option, env_var)}: expected a list of NATS subject patterns or a comma-separated string, "
+            f"got {value!r}"
+        )
+    items: list[str] = []
+    for v in value:
+        if not isinstance(v, str):
+            raise ValueError(f"{_label(option, env_var)}: expected strings, got {v!r}")
+        v = v.strip()
+        if not v:
+            continue
+        problem = pattern_error(v)
+        if problem:
+            raise ValueError(
+                f"{_label(option, env_var)}: {v!r} is not a valid NATS subject pattern ({problem}); "
+                "allowed: dot-separated tokens, '*' for one whole token, '>' as the last token"
+            )
+        items.append(v)
+    return tuple(items)
 
 
 def _hook(option: str, value: Any) -> Hook | None:
@@ -49,7 +79,7 @@ def resolve_mode(option: Any, env: Mapping[str, str]) -> Mode:
     if option is not None:
         return Mode(_choice("semconv", option, allowed))
     if env.get(names.ENV_SEMCONV, "").strip():
-        return Mode(_choice(names.ENV_SEMCONV, env[names.ENV_SEMCONV], allowed))
+        return Mode(_choice("semconv", env[names.ENV_SEMCONV], allowed, names.ENV_SEMCONV))
     opt_in = {t.strip().lower() for t in env.get(names.ENV_STABILITY, "").split(",")}
     if "messaging/dup" in opt_in:
         return Mode.DUP
@@ -79,31 +109,47 @@ class NatsConfig:
     def from_options(cls, options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> NatsConfig:
         """Build from ``instrument(**kwargs)``; environment variables fill options not given."""
         env = os.environ if env is None else env
+        unknown = sorted(k for k in options if k not in _FIELDS and k not in _OTHER_OPTIONS)
+        if unknown:
+            _LOG.warning("NatsInstrumentor.instrument(): unknown option(s) ignored: %s", ", ".join(unknown))
 
-        def opt(name: str, var: str | None = None) -> Any:
+        def opt(name: str, var: str | None = None) -> tuple[Any, str | None]:
+            """The option's value, else its environment variable's; and the variable when it came from there."""
             if options.get(name) is not None:
-                return options[name]
-            return env.get(var) if var and env.get(var, "").strip() else None
+                return options[name], None
+            if var and env.get(var, "").strip():
+                return env[var], var
+            return None, None
 
         interval = options.get("jetstream_stream_metrics_interval")
         if interval is not None:
-            if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+            if (
+                isinstance(interval, bool)
+                or not isinstance(interval, (int, float))
+                or not math.isfinite(interval)
+                or interval <= 0
+            ):
                 raise ValueError(
                     f"jetstream_stream_metrics_interval: expected a positive number of seconds, got {interval!r}"
                 )
             interval = float(interval)
-        parent = opt("consumer_parent", names.ENV_CONSUMER_PARENT)
+        parent, parent_var = opt("consumer_parent", names.ENV_CONSUMER_PARENT)
         return cls(
             mode=resolve_mode(options.get("semconv"), env),
-            consumer_parent=_choice("consumer_parent", parent, _CONSUMER_PARENTS) if parent else "parent",
-            excluded_subjects=SubjectSet(_patterns("excluded_subjects", opt("excluded_subjects", names.ENV_EXCLUDED))),
-            captured_headers=SubjectSet(
-                p.lower() for p in _patterns("captured_headers", opt("captured_headers", names.ENV_CAPTURED_HEADERS))
+            consumer_parent=(
+                _choice("consumer_parent", parent, _CONSUMER_PARENTS, parent_var) if parent is not None else "parent"
             ),
-            envelope_subjects=SubjectSet(_patterns("envelope_subjects", opt("envelope_subjects", names.ENV_ENVELOPE))),
+            excluded_subjects=SubjectSet(_patterns("excluded_subjects", *opt("excluded_subjects", names.ENV_EXCLUDED))),
+            captured_headers=SubjectSet(
+                p.lower() for p in _patterns("captured_headers", *opt("captured_headers", names.ENV_CAPTURED_HEADERS))
+            ),
+            envelope_subjects=SubjectSet(_patterns("envelope_subjects", *opt("envelope_subjects", names.ENV_ENVELOPE))),
             publish_hook=_hook("publish_hook", options.get("publish_hook")),
             consume_hook=_hook("consume_hook", options.get("consume_hook")),
             request_hook=_hook("request_hook", options.get("request_hook")),
             response_hook=_hook("response_hook", options.get("response_hook")),
             jetstream_stream_metrics_interval=interval,
         )
+
+
+_FIELDS = frozenset(f.name for f in fields(NatsConfig)) - {"mode"}

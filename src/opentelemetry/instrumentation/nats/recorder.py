@@ -80,6 +80,21 @@ class Operation:
     on_result: Callable[[names.Keys, Any], Attrs] | None = None  # attributes read from the call's result
 
 
+# Marks nats-py internals that make no spans and inject nothing: the internals of an excluded
+# operation, nats.micro's own setup and verb handlers …
+INTERNAL = Operation(names.PROCESS, SpanKind.INTERNAL, None, "", inject=False)
+
+
+async def untraced(wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Await ``wrapped`` as nats-py internals: nested nats-py calls make no spans and inject nothing
+    (and subscriptions made inside keep their callbacks unwrapped)."""
+    token = ACTIVE.set(INTERNAL)
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        ACTIVE.reset(token)
+
+
 class _ClientState:
     """Per-connection cache: connection attributes and per-subject span name + attributes.
 

@@ -10,6 +10,24 @@ def is_wildcard(subject: str) -> bool:
     return "*" in subject or ">" in subject
 
 
+def pattern_error(pattern: str) -> str | None:
+    """Why ``pattern`` is not a valid NATS subject pattern, or ``None`` when it is.
+
+    Tokens are separated by ``.`` and must not be empty or contain whitespace; ``*`` and ``>`` are
+    wildcards only as whole tokens, and ``>`` only as the last token."""
+    if any(c.isspace() for c in pattern):
+        return "contains whitespace"
+    tokens = pattern.split(".")
+    for i, tok in enumerate(tokens):
+        if not tok:
+            return "has an empty token"
+        if tok == ">" and i != len(tokens) - 1:
+            return "'>' is allowed only as the last token"
+        if tok not in ("*", ">") and ("*" in tok or ">" in tok):
+            return "wildcards '*' and '>' must be whole tokens"
+    return None
+
+
 def matches(pattern: str, subject: str) -> bool:
     """NATS wildcard match: ``*`` matches one token, a final ``>`` one or more."""
     p_tokens = pattern.split(".")

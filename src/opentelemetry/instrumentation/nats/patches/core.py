@@ -14,7 +14,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind
 
 from opentelemetry.instrumentation.nats import attributes, names
-from opentelemetry.instrumentation.nats.recorder import ACTIVE, Operation, Recorder, entry, installed, now
+from opentelemetry.instrumentation.nats.recorder import ACTIVE, Operation, Recorder, entry, installed, now, untraced
 from opentelemetry.instrumentation.nats.subjects import is_wildcard
 
 _LOG = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ async def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
     except TypeError:
         return await wrapped(*args, **kwargs)
     if subject in rec.config.excluded_subjects or not isinstance(subject, str) or subject.startswith(names.JS_PREFIX):
-        return await wrapped(*args, **kwargs)
+        return await untraced(wrapped, args, kwargs)  # its inner publish/subscribe stay internal too
     op = Operation(
         names.REQUEST,
         SpanKind.CLIENT,
@@ -108,8 +108,10 @@ async def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
     rec = entry()
     reply = getattr(instance, "reply", None)
     client = getattr(instance, "_client", None)
-    if rec is None or not reply or not client or rec.excluded(reply):
+    if rec is None or not reply or not client:
         return await wrapped(*args, **kwargs)
+    if rec.excluded(reply) or rec.excluded(instance.subject):  # the reply to an excluded request is excluded too
+        return await untraced(wrapped, args, kwargs)
     data = args[0] if args else kwargs.get("data")
     op = Operation(
         names.RESPOND,

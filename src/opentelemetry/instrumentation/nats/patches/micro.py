@@ -25,14 +25,10 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry import trace
 from opentelemetry.instrumentation.nats import names
 from opentelemetry.instrumentation.nats.patches.core import Args, Kwargs, size
-from opentelemetry.instrumentation.nats.recorder import ACTIVE, Operation, entry
+from opentelemetry.instrumentation.nats.recorder import ACTIVE, Operation, entry, untraced
 from opentelemetry.instrumentation.nats.subjects import is_wildcard
 
 _LOG = logging.getLogger(__name__)
-
-# Marks micro's own setup (and, inherited by the subscription tasks created there, the verb handlers)
-# as nats-py internals: no spans, no injection.
-_INTERNAL = Operation(names.PROCESS, SpanKind.INTERNAL, None, "", inject=False)
 
 # The endpoint span being recorded in this task, and the message it is for.
 _ENDPOINT: ContextVar[tuple[Span, Any] | None] = ContextVar("opentelemetry_nats_micro_endpoint", default=None)
@@ -41,11 +37,7 @@ _ENDPOINT: ContextVar[tuple[Span, Any] | None] = ContextVar("opentelemetry_nats_
 async def internal(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``Service.start`` / ``Endpoint._start``: run as nats-py internals (their subscriptions are not
     wrapped by the core ``subscribe`` patch; their message tasks inherit the marker)."""
-    token = ACTIVE.set(_INTERNAL)
-    try:
-        return await wrapped(*args, **kwargs)
-    finally:
-        ACTIVE.reset(token)
+    return await untraced(wrapped, args, kwargs)
 
 
 async def _in_endpoint_span(wrapped: Any, msg: Any, args: Args, kwargs: Kwargs) -> Any:
@@ -107,8 +99,10 @@ async def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
     msg = getattr(instance, "_msg", None)
     reply = getattr(msg, "reply", None)
     client = getattr(msg, "_client", None)
-    if rec is None or not reply or client is None or rec.excluded(reply):
+    if rec is None or not reply or client is None:
         return await wrapped(*args, **kwargs)
+    if rec.excluded(reply) or rec.excluded(getattr(msg, "subject", None)):  # the reply to an excluded request
+        return await untraced(wrapped, args, kwargs)
     try:
         data, headers = _respond_args(*args, **kwargs)
     except TypeError:
