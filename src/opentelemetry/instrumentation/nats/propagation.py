@@ -10,11 +10,13 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import get_current_span
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from opentelemetry import propagate
 
 _LOG = logging.getLogger(__name__)
 _EMPTY = Context()
+_W3C = TraceContextTextMapPropagator()  # the envelope's fields are W3C Trace Context by definition
 
 # "NATS/1.0\r\n" + final "\r\n"; each header adds "key: value\r\n".
 _HEADER_BLOCK_OVERHEAD = 12
@@ -98,11 +100,12 @@ def inject(
 def wrap_envelope(data: Any, context: Context | None = None) -> bytes:
     """Encode ``data`` in the seed's envelope ``{"traceparent", "tracestate", "data"}`` (JSON bytes).
 
-    ``context`` defaults to the current one. ``data`` must be JSON-serialisable; bytes are decoded
-    as UTF-8.
+    The envelope's fields are W3C Trace Context whatever propagator is configured globally.
+    ``context`` defaults to the current one; without a valid span the envelope has only ``data``.
+    ``data`` must be JSON-serialisable (``TypeError`` otherwise); bytes are decoded as UTF-8.
     """
     carrier: dict[str, str] = {}
-    propagate.inject(carrier, context=context)
+    _W3C.inject(carrier, context=context)
     if isinstance(data, (bytes, bytearray)):
         data = bytes(data).decode()
     envelope: dict[str, Any] = {k: carrier[k] for k in ("traceparent", "tracestate") if k in carrier}
@@ -110,18 +113,34 @@ def wrap_envelope(data: Any, context: Context | None = None) -> bytes:
     return json.dumps(envelope).encode()
 
 
+_ENVELOPE_KEYS = frozenset(("traceparent", "tracestate", "data"))
+
+
 def unwrap_envelope(payload: Any) -> tuple[Context | None, Any]:
     """Decode a seed envelope: ``(context, data)``.
 
-    A payload that is not an envelope (not JSON, not an object, no ``traceparent``) gives
-    ``(None, payload)``; this never raises.
+    An envelope is a JSON object with a ``data`` member and no members other than ``traceparent``,
+    ``tracestate`` and ``data``. Its context is the one ``traceparent``/``tracestate`` carry, ``None``
+    when they are missing or malformed. A payload that is not an envelope (not JSON, not an object,
+    no ``data``, other members) gives ``(None, payload)``. This never raises.
     """
     try:
-        obj = json.loads(payload)
-    except (TypeError, ValueError):
+        if isinstance(payload, (bytes, bytearray, memoryview)):
+            head = bytes(payload[:64]).lstrip()
+            if head and not head.startswith(b"{"):  # cheap: most payloads are not envelopes
+                return None, payload
+            obj = json.loads(bytes(payload))
+        elif isinstance(payload, str):
+            obj = json.loads(payload)
+        else:
+            return None, payload
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deeply
         return None, payload
-    if not isinstance(obj, dict) or not isinstance(obj.get("traceparent"), str):
+    if not isinstance(obj, dict) or "data" not in obj or not _ENVELOPE_KEYS.issuperset(obj):
         return None, payload
     carrier = {k: obj[k] for k in ("traceparent", "tracestate") if isinstance(obj.get(k), str)}
-    ctx = extract(carrier)
-    return (ctx if has_span(ctx) else None), obj.get("data")
+    try:
+        ctx = _W3C.extract(carrier, context=_EMPTY) if "traceparent" in carrier else _EMPTY
+    except Exception:
+        return None, obj["data"]
+    return (ctx if has_span(ctx) else None), obj["data"]
