@@ -20,10 +20,12 @@ import wrapt
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.metrics import get_meter
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.nats import propagation
+from opentelemetry.instrumentation.nats import names, propagation
 from opentelemetry.instrumentation.nats.config import NatsConfig
+from opentelemetry.instrumentation.nats.metrics import NatsMetrics
 from opentelemetry.instrumentation.nats.names import SCHEMA_URL
 from opentelemetry.instrumentation.nats.package import _instruments
 from opentelemetry.instrumentation.nats.patches import PATCHES
@@ -65,7 +67,8 @@ class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         tracer = trace.get_tracer(
             __name__, __version__, tracer_provider=kwargs.get("tracer_provider"), schema_url=SCHEMA_URL
         )
-        install(Recorder(tracer, config))
+        meter = get_meter(__name__, __version__, meter_provider=kwargs.get("meter_provider"), schema_url=SCHEMA_URL)
+        install(Recorder(tracer, config, NatsMetrics(meter, config.mode, names.KEYS[config.mode])))
         for module, attribute, wrapper in PATCHES:
             try:
                 wrapt.wrap_function_wrapper(module, attribute, wrapper)
@@ -73,6 +76,9 @@ class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 _LOG.debug("nats-py has no %s.%s; not instrumented", module, attribute)
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        rec = installed()
+        if rec is not None and rec.metrics is not None:
+            rec.metrics.shutdown()
         install(None)
         for module, attribute, _ in PATCHES:
             owner_name, _, name = attribute.rpartition(".")

@@ -160,6 +160,57 @@ KEYS: dict[Mode, Keys] = {
     ),
 }
 
+# --- metrics -----------------------------------------------------------------------------------
+
+
+class Metric(NamedTuple):
+    """A metric instrument: name, unit, description."""
+
+    name: str
+    unit: str
+    description: str
+
+
+DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+DURATION_BUCKETS_MS = tuple(b * 1000 for b in DURATION_BUCKETS_S)
+
+# semconv (current mode)
+M_OPERATION_DURATION = Metric("messaging.client.operation.duration", "s", "Duration of messaging operations")
+M_PROCESS_DURATION = Metric("messaging.process.duration", "s", "Duration of processing operations")
+M_SENT_MESSAGES = Metric("messaging.client.sent.messages", "{message}", "Messages a producer attempted to send")
+M_CONSUMED_MESSAGES = Metric("messaging.client.consumed.messages", "{message}", "Messages delivered to the application")
+# NATS-specific (current mode)
+M_SENT_BYTES = Metric("messaging.nats.client.sent.bytes", "By", "Payload bytes sent")
+M_RECEIVED_BYTES = Metric("messaging.nats.client.received.bytes", "By", "Payload bytes delivered to the application")
+M_DROPPED = Metric("messaging.nats.client.dropped.messages", "{message}", "Messages dropped by slow consumers")
+M_SUB_PENDING = Metric("messaging.nats.subscription.pending.messages", "{message}", "Messages pending per subscription")
+# every mode
+M_RECONNECTS = Metric("messaging.nats.client.reconnects", "{reconnect}", "Reconnections to a NATS server")
+M_DISCONNECT_DURATION = Metric("messaging.nats.client.disconnect.duration", "s", "Time from disconnect to reconnect")
+M_CONNECTIONS = Metric("messaging.nats.client.connections", "{connection}", "Open NATS connections")
+M_PROPAGATION_SKIPPED = Metric(
+    "messaging.nats.propagation.skipped", "{message}", "Context injections skipped (no header support, max_payload)"
+)
+M_JS_CONSUMER_PENDING = Metric(
+    "messaging.nats.jetstream.consumer.pending", "{message}", "Last num_pending seen per stream and consumer"
+)
+M_JS_REDELIVERED = Metric(
+    "messaging.nats.jetstream.consumer.redelivered", "{message}", "Messages delivered more than once"
+)
+M_JS_STREAM_MESSAGES = Metric("messaging.nats.jetstream.stream.messages", "{message}", "Messages stored in a stream")
+M_JS_STREAM_BYTES = Metric("messaging.nats.jetstream.stream.bytes", "By", "Bytes stored in a stream")
+# legacy mode (the seed's names and units)
+M_LEGACY_PUBLISH_DURATION = Metric("messaging.nats.publish.duration", "ms", "Publish duration")
+M_LEGACY_PUBLISH_MESSAGES = Metric("messaging.nats.publish.messages", "{message}", "Messages published")
+M_LEGACY_PUBLISH_BYTES = Metric("messaging.nats.publish.bytes", "By", "Payload bytes published")
+M_LEGACY_PUBLISH_ERRORS = Metric("messaging.nats.publish.errors", "{error}", "Failed publishes")
+M_LEGACY_RECEIVE_DURATION = Metric("messaging.nats.receive.duration", "ms", "Message processing duration")
+M_LEGACY_RECEIVE_MESSAGES = Metric("messaging.nats.receive.messages", "{message}", "Messages received")
+M_LEGACY_RECEIVE_BYTES = Metric("messaging.nats.receive.bytes", "By", "Payload bytes received")
+M_LEGACY_PENDING = Metric("messaging.nats.pending.messages", "{message}", "Messages pending per subscription")
+M_LEGACY_DROPPED = Metric("messaging.nats.dropped.messages", "{message}", "Messages dropped by slow consumers")
+M_LEGACY_ACK_DURATION = Metric("messaging.nats.jetstream.ack.duration", "ms", "JetStream ack duration")
+
 # --- environment variables ---------------------------------------------------------------------
 ENV_SEMCONV = "OTEL_PYTHON_NATS_SEMCONV"
 ENV_STABILITY = "OTEL_SEMCONV_STABILITY_OPT_IN"

@@ -25,6 +25,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.nats import attributes, names, propagation
 from opentelemetry.instrumentation.nats.attributes import Attrs
 from opentelemetry.instrumentation.nats.config import Hook, NatsConfig
+from opentelemetry.instrumentation.nats.metrics import NatsMetrics, metric_attributes
 from opentelemetry.instrumentation.nats.names import Op
 
 _LOG = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class Operation:
     extra: Attrs | None = None  # operation-specific attributes (JetStream metadata, micro endpoint …)
     name_dest: str | None = None  # destination shown in the span name instead of the subject
     on_result: Callable[[names.Keys, Any], Attrs] | None = None  # attributes read from the call's result
+    started: int = 0  # time_ns() when the operation started (set by the recorder)
+    metric_attrs: Attrs | None = None  # cached low-cardinality metric attributes (set by the recorder)
 
 
 # Marks nats-py internals that make no spans and inject nothing: the internals of an excluded
@@ -102,21 +105,25 @@ class _ClientState:
 
     __slots__ = ("conn", "dest", "inbox", "info", "server")
 
+    # per (op, subject, template, queue, name_dest): span name, span attributes, metric attributes
+    dest: dict[tuple[Any, ...], tuple[str, Attrs, Attrs]]
+
     def __init__(self, client: Any, keys: names.Keys) -> None:
         self.info = getattr(client, "_server_info", None)
         self.server = getattr(client, "_current_server", None)
         self.inbox = attributes.inbox_prefix(client)
         self.conn = attributes.connection_attributes(keys, client)
-        self.dest: dict[tuple[Any, ...], tuple[str, Attrs]] = {}
+        self.dest = {}
 
 
 class Recorder:
     """Starts/ends spans for :class:`Operation` records."""
 
-    def __init__(self, tracer: trace.Tracer, config: NatsConfig) -> None:
+    def __init__(self, tracer: trace.Tracer, config: NatsConfig, metrics: NatsMetrics | None = None) -> None:
         self.tracer = tracer
         self.config = config
         self.keys = names.KEYS[config.mode]
+        self.metrics = metrics
         self._clients: WeakKeyDictionary[Any, _ClientState] = WeakKeyDictionary()
 
     # --- attributes ------------------------------------------------------------------------
@@ -132,10 +139,14 @@ class Recorder:
             or state.server is not getattr(client, "_current_server", None)
         ):
             state = self._clients[client] = _ClientState(client, self.keys)
+            if self.metrics is not None:
+                self.metrics.track(client)
         return state
 
-    def describe(self, op: Operation) -> tuple[str, Attrs]:
-        """Span name and attributes of ``op`` (the per-subject part comes from a bounded cache)."""
+    def describe(self, op: Operation) -> tuple[str, Attrs, Attrs]:
+        """Span name, span attributes and metric attributes of ``op``.
+
+        Everything but the per-message attributes comes from a bounded per-subject cache."""
         state = self._state(op.client)
         key = (op.op, op.subject, op.template, op.queue, op.name_dest)
         cached = state.dest.get(key)
@@ -143,11 +154,17 @@ class Recorder:
             temporary = op.subject.startswith(state.inbox) or op.subject.startswith(names.JS_ACK_PREFIX)
             dest = attributes.destination_attributes(self.keys, op.op, op.subject, op.template, op.queue, temporary)
             name = attributes.span_name(op.op, op.name_dest or op.subject, op.template, temporary and not op.name_dest)
-            cached = (name, {**dest, **state.conn})
+            span_attrs = {**dest, **state.conn}
+            metric_attrs = (
+                metric_attributes(self.metrics.allowed, self.keys, span_attrs, temporary)
+                if self.metrics is not None
+                else span_attrs
+            )
+            cached = (name, span_attrs, metric_attrs)
             if len(state.dest) >= _NAME_CACHE_MAX:
                 state.dest.clear()
             state.dest[key] = cached
-        name, attrs = cached
+        name, attrs, metric_attrs = cached
         attrs = dict(attrs)
         if op.body_size is not None:
             attrs[names.BODY_SIZE] = op.body_size
@@ -159,7 +176,7 @@ class Recorder:
             attrs.update(attributes.subscription_attributes(op.client, op.sid))
         if op.extra:
             attrs.update(op.extra)
-        return name, attrs
+        return name, attrs, metric_attrs
 
     # --- propagation -----------------------------------------------------------------------
 
@@ -167,9 +184,11 @@ class Recorder:
         """Headers for an outgoing message carrying the current context (see :func:`propagation.inject`)."""
         try:
             size = len(payload) if payload is not None else 0
-            out, _skipped = propagation.inject(
+            out, skipped = propagation.inject(
                 headers, size, attributes.server_info(client), attributes.max_payload(client)
             )
+            if skipped is not None and self.metrics is not None:
+                self.metrics.skipped(skipped, client)
             return out
         except Exception:
             _LOG.debug("could not inject context into NATS headers", exc_info=True)
@@ -223,16 +242,17 @@ class Recorder:
         links: list[Link] | None = None,
     ) -> Any:
         """Run ``wrapped(*args, **kwargs)`` inside the span of ``op``; exceptions are recorded and re-raised."""
-        name, attrs = self.describe(op)
-        span = self.tracer.start_span(name, context=parent, kind=op.kind, attributes=attrs, links=links)
-        result = await self.call(span, op, wrapped, args, kwargs, parent)
+        span = self.start(op, parent, links)
         try:
-            if op.on_result is not None and span.is_recording():
-                self._set_result(span, op, result)
+            result = await self.call(span, op, wrapped, args, kwargs, parent)
+        except BaseException as exc:
+            self.finish(span, op, error=exc)
+            raise
+        try:
             if op.op is names.REQUEST and span.is_recording():
                 await call_hook(self.config.response_hook, span, result)
         finally:
-            span.end()
+            self.finish(span, op, result)
         return result
 
     async def call(
@@ -244,66 +264,81 @@ class Recorder:
         kwargs: dict[str, Any],
         parent: Context | None = None,
     ) -> Any:
-        """Await ``wrapped`` with ``span`` current and ``op`` marking nats-py internals.
-
-        An exception is recorded, ends the span and is re-raised; on success the span stays open."""
+        """Await ``wrapped`` with ``span`` current and ``op`` marking nats-py internals (the span stays open)."""
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         active = ACTIVE.set(op if op.kind is not SpanKind.CONSUMER and op.kind is not SpanKind.SERVER else None)
         try:
             if op.hook_args and span.is_recording():
                 await call_hook(self._hook_for(op), span, *op.hook_args)
             return await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            record_error(span, exc)
-            span.end()
-            raise
         finally:
             ACTIVE.reset(active)
             otel_context.detach(token)
 
-    def _set_result(self, span: Span, op: Operation, result: Any) -> None:
-        assert op.on_result is not None
-        try:
-            span.set_attributes(op.on_result(self.keys, result))
-        except Exception:
-            _LOG.debug("could not read attributes from a %s result", op.op.name, exc_info=True)
-
-    def completed(
+    def start(
         self,
         op: Operation,
-        start_time: int,
+        parent: Context | None = None,
+        links: list[Link] | None = None,
+        start_time: int | None = None,
+    ) -> Span:
+        """Start the span of ``op`` (not made current); ``op.started`` is the start time."""
+        op.started = start_time or time.time_ns()
+        name, attrs, op.metric_attrs = self.describe(op)
+        return self.tracer.start_span(
+            name, context=parent, kind=op.kind, attributes=attrs, links=links, start_time=op.started
+        )
+
+    def finish(
+        self,
+        span: Span,
+        op: Operation,
         result: Any = None,
         error: BaseException | None = None,
-        links: list[Link] | None = None,
+        messages: int = 1,
+        nbytes: int | None = None,
     ) -> None:
-        """Record the span of a call that already happened (``fetch``: its links are known only afterwards)."""
-        name, attrs = self.describe(op)
-        span = self.tracer.start_span(name, kind=op.kind, attributes=attrs, links=links, start_time=start_time)
-        self.finish(span, op, result, error)
-
-    def start(self, op: Operation) -> Span:
-        """Start the span of ``op`` as a child of the current context, without making it current."""
-        name, attrs = self.describe(op)
-        return self.tracer.start_span(name, kind=op.kind, attributes=attrs)
-
-    def finish(self, span: Span, op: Operation, result: Any = None, error: BaseException | None = None) -> None:
-        """End a span from :meth:`start` with the call's result or error."""
+        """End the span of ``op`` with the call's result or error, and record its metrics."""
         if error is not None:
             record_error(span, error)
         elif op.on_result is not None and span.is_recording():
-            self._set_result(span, op, result)
+            try:
+                span.set_attributes(op.on_result(self.keys, result))
+            except Exception:
+                _LOG.debug("could not read attributes from a %s result", op.op.name, exc_info=True)
         span.end()
+        if self.metrics is not None:
+            try:
+                seconds = (time.time_ns() - op.started) / 1e9
+                nbytes = op.body_size if nbytes is None else nbytes
+                self.metrics.record(op, op.metric_attrs or {}, seconds, error, messages, nbytes)
+            except Exception:
+                _LOG.debug("could not record metrics for %s", op.op.name, exc_info=True)
+
+    def fetched(self, op: Operation, start_time: int, msgs: Any = None, error: BaseException | None = None) -> None:
+        """Record a ``fetch`` that already happened: its links (one per message) are known only now."""
+        msgs = msgs or []
+        links = []
+        for msg in msgs:
+            producer = self.producer_context(msg.headers, msg.subject, msg.data)
+            span_ctx = trace.get_current_span(producer).get_span_context()
+            if span_ctx.is_valid:
+                links.append(Link(span_ctx))
+        span = self.start(op, links=links, start_time=start_time)
+        self.finish(span, op, msgs, error, messages=len(msgs), nbytes=sum(len(m.data) for m in msgs))
+        if self.metrics is not None:
+            for msg in msgs:
+                meta = attributes.jetstream_message_attributes(msg.reply)
+                if meta:
+                    self.metrics.jetstream_message(meta, op.metric_attrs or {})
 
     async def received(self, op: Operation, msg: Any, start_time: int) -> None:
         """Record a receive span for a message handed to the application (started at ``start_time``)."""
         parent, links = self.consumer_parent(msg.headers, msg.subject, msg.data)
-        name, attrs = self.describe(op)
-        span = self.tracer.start_span(
-            name, context=parent, kind=op.kind, attributes=attrs, links=links, start_time=start_time
-        )
+        span = self.start(op, parent, links, start_time)
         if span.is_recording() and self.config.consume_hook is not None:
             await call_hook(self.config.consume_hook, span, msg)
-        span.end()
+        self.finish(span, op)
 
 
 def record_error(span: Span, exc: BaseException) -> None:

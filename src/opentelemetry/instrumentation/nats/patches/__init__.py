@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry.instrumentation.nats.patches import core, jetstream, micro
+from opentelemetry.instrumentation.nats.patches import connection, core, jetstream, micro
 
-PATCHES: tuple[tuple[str, str, Any], ...] = core.PATCHES + jetstream.PATCHES + micro.PATCHES
+PATCHES: tuple[tuple[str, str, Any], ...] = core.PATCHES + connection.PATCHES + jetstream.PATCHES + micro.PATCHES

@@ -10,27 +10,19 @@ import asyncio
 import logging
 from typing import Any
 
-from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.trace import Span, SpanKind
 
-from opentelemetry import trace
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.names import Op
 from opentelemetry.instrumentation.nats.patches.core import Args, Kwargs, size
-from opentelemetry.instrumentation.nats.recorder import ACTIVE, Operation, Recorder, entry, now
+from opentelemetry.instrumentation.nats.recorder import ACTIVE, Operation, Recorder, entry, installed, now, untraced
 
 _LOG = logging.getLogger(__name__)
-
-# Marks nats-py internals that make no spans and inject nothing (JetStream API requests).
-_INTERNAL = Operation(names.PUBLISH, SpanKind.INTERNAL, None, "", inject=False)
 
 
 async def internal(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """JetStream management/API calls: no spans for the requests they make."""
-    token = ACTIVE.set(_INTERNAL)
-    try:
-        return await wrapped(*args, **kwargs)
-    finally:
-        ACTIVE.reset(token)
+    return await untraced(wrapped, args, kwargs)
 
 
 def _js_publish_args(
@@ -126,17 +118,25 @@ async def publish_async(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs)
     if rec is None or op is None:
         return await wrapped(*args, **kwargs)
     span = rec.start(op)
-    future = await rec.call(span, op, wrapped, args, kwargs)
+    try:
+        future = await rec.call(span, op, wrapped, args, kwargs)
+    except BaseException as exc:
+        rec.finish(span, op, error=exc)
+        raise
     timeout = getattr(instance, "_timeout", None)
     PENDING_ACKS.track(rec, span, op, future, timeout if isinstance(timeout, (int, float)) and timeout > 0 else 5.0)
     return future
 
 
 async def client_close(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
-    """``Client._close`` (close, drain, fatal errors): end the client's open ``publish_async`` spans."""
+    """``Client._close`` (close, drain, fatal errors): end the client's open ``publish_async`` spans
+    and stop its metric polling."""
     try:
         return await wrapped(*args, **kwargs)
     finally:
+        rec = installed()
+        if rec is not None and rec.metrics is not None:
+            rec.metrics.untrack(instance)
         if PENDING_ACKS.open:
             import nats.errors
 
@@ -174,29 +174,18 @@ async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     try:
         msgs = await wrapped(*args, **kwargs)
     except nats.errors.TimeoutError:
-        rec.completed(op, start, result=[])
+        rec.fetched(op, start)
         raise
     except BaseException as exc:
-        rec.completed(op, start, error=exc)
+        rec.fetched(op, start, error=exc)
         raise
     finally:
         ACTIVE.reset(token)
     try:
-        links = _producer_links(rec, msgs)
-        rec.completed(op, start, result=msgs, links=links)
+        rec.fetched(op, start, msgs)
     except Exception:
         _LOG.debug("could not record a fetch span", exc_info=True)
     return msgs
-
-
-def _producer_links(rec: Recorder, msgs: Any) -> list[Link]:
-    links = []
-    for msg in msgs or ():
-        ctx, _ = rec.consumer_parent(msg.headers, msg.subject, msg.data)
-        span_ctx = trace.get_current_span(ctx).get_span_context()
-        if span_ctx.is_valid:
-            links.append(Link(span_ctx))
-    return links
 
 
 class Settle:

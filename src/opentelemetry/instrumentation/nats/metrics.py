@@ -1,0 +1,260 @@
+"""Metric instruments and recording, per semantic-convention mode (SPEC §5).
+
+:class:`NatsMetrics` is owned by the :class:`~.recorder.Recorder`, which calls :meth:`NatsMetrics.record`
+when an operation ends; connection health comes from :class:`ConnectionWatch` (chained to the
+application's connection callbacks) and observable gauges read live client state on collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+from weakref import WeakSet
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from opentelemetry.instrumentation.nats import attributes, names
+from opentelemetry.instrumentation.nats.attributes import Attrs
+from opentelemetry.instrumentation.nats.names import Keys, Metric, Mode
+from opentelemetry.instrumentation.nats.subjects import is_wildcard
+
+_LOG = logging.getLogger(__name__)
+
+_SEND_OPS = frozenset({names.PUBLISH, names.RESPOND, names.REQUEST})
+_SETTLE_TYPE = "settle"
+
+
+def metric_attribute_keys(keys: Keys) -> frozenset[str]:
+    """The low-cardinality span attribute keys that metrics keep, in a mode."""
+    out = {names.MESSAGING_SYSTEM, names.DESTINATION_NAME, names.ERROR_TYPE}
+    out.update(keys.subject, keys.template, keys.server_address, keys.server_port, keys.consumer_group)
+    if keys.current_operation:
+        out.update((names.OPERATION_TYPE, names.OPERATION_NAME))
+    if keys.legacy_operation:
+        out.add(names.LEGACY_OPERATION)
+    return frozenset(out)
+
+
+def metric_attributes(allowed: frozenset[str], keys: Keys, span_attrs: Attrs, temporary: bool) -> Attrs:
+    """Metric attributes from a span's cached attributes; a temporary subject is dropped (the
+    subscription template, when there is one, stays)."""
+    attrs = {k: v for k, v in span_attrs.items() if k in allowed}
+    if temporary:
+        for k in keys.subject:
+            attrs.pop(k, None)
+    return attrs
+
+
+class NatsMetrics:
+    """Every instrument of this instrumentation, created once in ``instrument()``."""
+
+    def __init__(self, meter: Meter, mode: Mode, keys: Keys) -> None:
+        self.keys = keys
+        self.allowed = metric_attribute_keys(keys)
+        self.current = mode in (Mode.CURRENT, Mode.DUP)
+        self.legacy = mode in (Mode.LEGACY, Mode.DUP)
+        self.clients: WeakSet[Any] = WeakSet()
+        self.js_pending: dict[tuple[str, str], int] = {}
+        self.stream_sizes: dict[str, tuple[int, int]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+        def histogram(m: Metric, buckets: Iterable[float]) -> Any:
+            return meter.create_histogram(
+                m.name, unit=m.unit, description=m.description, explicit_bucket_boundaries_advisory=list(buckets)
+            )
+
+        def counter(m: Metric) -> Any:
+            return meter.create_counter(m.name, unit=m.unit, description=m.description)
+
+        def gauge(m: Metric, callback: Any) -> None:
+            meter.create_observable_gauge(m.name, callbacks=[callback], unit=m.unit, description=m.description)
+
+        s, ms = names.DURATION_BUCKETS_S, names.DURATION_BUCKETS_MS
+        if self.current:
+            self.op_duration = histogram(names.M_OPERATION_DURATION, s)
+            self.process_duration = histogram(names.M_PROCESS_DURATION, s)
+            self.sent = counter(names.M_SENT_MESSAGES)
+            self.consumed = counter(names.M_CONSUMED_MESSAGES)
+            self.sent_bytes = counter(names.M_SENT_BYTES)
+            self.received_bytes = counter(names.M_RECEIVED_BYTES)
+            self.dropped = counter(names.M_DROPPED)
+            gauge(names.M_SUB_PENDING, self._observe_pending)
+        if self.legacy:
+            self.l_publish_duration = histogram(names.M_LEGACY_PUBLISH_DURATION, ms)
+            self.l_publish_messages = counter(names.M_LEGACY_PUBLISH_MESSAGES)
+            self.l_publish_bytes = counter(names.M_LEGACY_PUBLISH_BYTES)
+            self.l_publish_errors = counter(names.M_LEGACY_PUBLISH_ERRORS)
+            self.l_receive_duration = histogram(names.M_LEGACY_RECEIVE_DURATION, ms)
+            self.l_receive_messages = counter(names.M_LEGACY_RECEIVE_MESSAGES)
+            self.l_receive_bytes = counter(names.M_LEGACY_RECEIVE_BYTES)
+            self.l_ack_duration = histogram(names.M_LEGACY_ACK_DURATION, ms)
+            self.l_dropped = counter(names.M_LEGACY_DROPPED)
+            gauge(names.M_LEGACY_PENDING, self._observe_pending)
+        self.reconnects = counter(names.M_RECONNECTS)
+        self.disconnect_duration = histogram(names.M_DISCONNECT_DURATION, s)
+        self.propagation_skipped = counter(names.M_PROPAGATION_SKIPPED)
+        self.redelivered = counter(names.M_JS_REDELIVERED)
+        meter.create_observable_up_down_counter(
+            names.M_CONNECTIONS.name,
+            callbacks=[self._observe_connections],
+            unit=names.M_CONNECTIONS.unit,
+            description=names.M_CONNECTIONS.description,
+        )
+        gauge(names.M_JS_CONSUMER_PENDING, self._observe_js_pending)
+        gauge(names.M_JS_STREAM_MESSAGES, self._observe_stream_messages)
+        gauge(names.M_JS_STREAM_BYTES, self._observe_stream_bytes)
+
+    # --- per operation ---------------------------------------------------------------------
+
+    def record(
+        self,
+        op: Any,
+        attrs: Attrs,
+        seconds: float,
+        error: BaseException | None = None,
+        messages: int = 1,
+        nbytes: int | None = None,
+    ) -> None:
+        """Record one ended operation (``op`` is a recorder ``Operation``; ``attrs`` its metric attributes)."""
+        if error is not None:
+            attrs = {**attrs, names.ERROR_TYPE: type(error).__qualname__}
+        kind = op.op
+        if kind is names.PROCESS:
+            self._consumed(attrs, messages, nbytes, seconds)
+        elif kind is names.RECEIVE or kind is names.FETCH:
+            if self.current:
+                self.op_duration.record(seconds, attrs)
+            self._consumed(attrs, messages, nbytes, None)
+        else:
+            if self.current:
+                self.op_duration.record(seconds, attrs)
+                if kind in _SEND_OPS:
+                    self.sent.add(1, attrs)
+                    if nbytes:
+                        self.sent_bytes.add(nbytes, attrs)
+            if self.legacy:
+                if kind in _SEND_OPS:
+                    self.l_publish_duration.record(seconds * 1000, attrs)
+                    self.l_publish_messages.add(1, attrs)
+                    if nbytes:
+                        self.l_publish_bytes.add(nbytes, attrs)
+                    if error is not None:
+                        self.l_publish_errors.add(1, attrs)
+                elif kind.type == _SETTLE_TYPE:
+                    self.l_ack_duration.record(seconds * 1000, attrs)
+        extra = op.extra
+        if extra and names.JS_NUM_DELIVERED in extra:
+            self.jetstream_message(extra, attrs)
+
+    def _consumed(self, attrs: Attrs, messages: int, nbytes: int | None, seconds: float | None) -> None:
+        if self.current:
+            if seconds is not None:
+                self.process_duration.record(seconds, attrs)
+            self.consumed.add(messages, attrs)
+            if nbytes:
+                self.received_bytes.add(nbytes, attrs)
+        if self.legacy:
+            if seconds is not None:
+                self.l_receive_duration.record(seconds * 1000, attrs)
+            self.l_receive_messages.add(messages, attrs)
+            if nbytes:
+                self.l_receive_bytes.add(nbytes, attrs)
+
+    def jetstream_message(self, meta: Attrs, attrs: Attrs) -> None:
+        """Consumer lag and redeliveries from a delivered JetStream message's metadata."""
+        stream, consumer = meta.get(names.JS_STREAM), meta.get(names.JS_CONSUMER)
+        if stream and consumer and names.JS_NUM_PENDING in meta:
+            self.js_pending[(stream, consumer)] = meta[names.JS_NUM_PENDING]
+        if meta.get(names.JS_NUM_DELIVERED, 1) > 1:
+            self.redelivered.add(1, {**attrs, names.JS_STREAM: stream, names.JS_CONSUMER: consumer})
+
+    def skipped(self, reason: str, client: Any) -> None:
+        self.propagation_skipped.add(1, {names.MESSAGING_SYSTEM: names.SYSTEM, "reason": reason})
+
+    def dropped_message(self, attrs: Attrs) -> None:
+        if self.current:
+            self.dropped.add(1, attrs)
+        if self.legacy:
+            self.l_dropped.add(1, attrs)
+
+    # --- observable state ------------------------------------------------------------------
+
+    def track(self, client: Any) -> None:
+        self.clients.add(client)
+
+    def untrack(self, client: Any) -> None:
+        self.clients.discard(client)
+        for task in [t for t in self.tasks if getattr(t, "nats_client", None) is client]:
+            task.cancel()
+
+    def shutdown(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        self.tasks.clear()
+
+    def server_attributes(self, client: Any) -> Attrs:
+        """Metric attributes of a connection: system, server address and port."""
+        host, port = attributes.server_endpoint(client)
+        attrs: Attrs = {names.MESSAGING_SYSTEM: names.SYSTEM}
+        for k in self.keys.server_address:
+            if host:
+                attrs[k] = host
+        for k in self.keys.server_port:
+            if port:
+                attrs[k] = port
+        return attrs
+
+    def subscription_attributes(self, client: Any, sub: Any) -> Attrs:
+        """Metric attributes of a subscription: its subject (a template when it has wildcards) and queue group."""
+        attrs = self.server_attributes(client)
+        subject = getattr(sub, "_subject", None)
+        if isinstance(subject, str) and subject:
+            for k in self.keys.template if is_wildcard(subject) else self.keys.subject:
+                attrs[k] = subject
+        queue = getattr(sub, "_queue", None)
+        if isinstance(queue, str) and queue:
+            for k in self.keys.consumer_group:
+                attrs[k] = queue
+        return attrs
+
+    def _observe_connections(self, options: CallbackOptions) -> Iterable[Observation]:
+        counts: dict[tuple[tuple[str, Any], ...], int] = {}
+        for client in list(self.clients):
+            if getattr(client, "is_connected", False):
+                key = tuple(sorted(self.server_attributes(client).items()))
+                counts[key] = counts.get(key, 0) + 1
+        if not counts:
+            return [Observation(0, {names.MESSAGING_SYSTEM: names.SYSTEM})]
+        return [Observation(n, dict(key)) for key, n in counts.items()]
+
+    def _observe_pending(self, options: CallbackOptions) -> Iterable[Observation]:
+        totals: dict[tuple[tuple[str, Any], ...], int] = {}
+        for client in list(self.clients):
+            inbox = attributes.inbox_prefix(client)
+            for sub in list(getattr(client, "_subs", {}).values()):
+                subject = getattr(sub, "_subject", "")
+                if not isinstance(subject, str) or subject.startswith(inbox):
+                    continue  # internal response inboxes and JetStream deliver subjects
+                key = tuple(sorted(self.subscription_attributes(client, sub).items()))
+                totals[key] = totals.get(key, 0) + sub._pending_queue.qsize()
+        return [Observation(n, dict(key)) for key, n in totals.items()]
+
+    def _observe_js_pending(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(n, {names.MESSAGING_SYSTEM: names.SYSTEM, names.JS_STREAM: s, names.JS_CONSUMER: c})
+            for (s, c), n in list(self.js_pending.items())
+        ]
+
+    def _observe_stream_messages(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(m, {names.MESSAGING_SYSTEM: names.SYSTEM, names.JS_STREAM: s})
+            for s, (m, _) in list(self.stream_sizes.items())
+        ]
+
+    def _observe_stream_bytes(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(b, {names.MESSAGING_SYSTEM: names.SYSTEM, names.JS_STREAM: s})
+            for s, (_, b) in list(self.stream_sizes.items())
+        ]
