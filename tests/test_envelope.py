@@ -191,13 +191,15 @@ async def test_envelope_subjects_from_environment_and_link_mode(
     nc = await connect(server.url)
     sub = await nc.subscribe("seed.events")
     seed_span, _ = await _seed_publish(nc, telemetry.tracer_provider.get_tracer("seed-app"), "seed.events", {})
-    await sub.next_msg(timeout=5)
+    msg = await sub.next_msg(timeout=5)
     spans = await wait_spans(telemetry, 2)
     receive = by_name(spans, "receive seed.events")
+    producer = (seed_span.get_span_context().trace_id, seed_span.get_span_context().span_id)
     assert receive.parent is None
-    assert [(link.context.trace_id, link.context.span_id) for link in receive.links] == [
-        (seed_span.get_span_context().trace_id, seed_span.get_span_context().span_id)
-    ]
+    assert [(link.context.trace_id, link.context.span_id) for link in receive.links] == [producer]
+    # message_context() gives the producer context in link mode too
+    ctx = message_context(msg)
+    assert (_span_context(ctx).trace_id, _span_context(ctx).span_id) == producer
 
 
 async def test_envelopes_are_ignored_outside_envelope_subjects(make_telemetry: Any, server: Any, connect: Any) -> None:
