@@ -121,9 +121,13 @@ class NatsMetrics:
         if error is not None:
             attrs = {**attrs, names.ERROR_TYPE: type(error).__qualname__}
         kind = op.op
-        if kind is names.PROCESS:
-            self._consumed(attrs, messages, nbytes, seconds)
-        elif kind is names.RECEIVE or kind is names.FETCH:
+        if kind is names.PROCESS or kind is names.RECEIVE:
+            if kind is names.RECEIVE and self.current:
+                self.op_duration.record(seconds, attrs)
+            self._consumed(attrs, messages, nbytes, seconds if kind is names.PROCESS else None)
+            if op.extra and names.JS_NUM_DELIVERED in op.extra:
+                self.jetstream_message(op.extra, attrs)
+        elif kind is names.FETCH:  # per-message JetStream metadata: see Recorder.fetched
             if self.current:
                 self.op_duration.record(seconds, attrs)
             self._consumed(attrs, messages, nbytes, None)
@@ -144,9 +148,6 @@ class NatsMetrics:
                         self.l_publish_errors.add(1, attrs)
                 elif kind.type == _SETTLE_TYPE:
                     self.l_ack_duration.record(seconds * 1000, attrs)
-        extra = op.extra
-        if extra and names.JS_NUM_DELIVERED in extra:
-            self.jetstream_message(extra, attrs)
 
     def _consumed(self, attrs: Attrs, messages: int, nbytes: int | None, seconds: float | None) -> None:
         if self.current:
