@@ -54,7 +54,7 @@ async def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
         return await wrapped(*args, **kwargs)
     if active is not None:  # nats-py internals of request/respond/…: inject, no span of its own
         return await wrapped(subject, payload, reply, rec.inject(instance, payload, headers))
-    if subject in rec.config.excluded_subjects or not isinstance(subject, str) or subject.startswith(names.JS_PREFIX):
+    if not isinstance(subject, str) or rec.excluded(subject) or subject.startswith(names.JS_PREFIX):
         return await wrapped(*args, **kwargs)
     op = Operation(
         names.PUBLISH,
@@ -88,7 +88,7 @@ async def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
         subject, payload, headers = _request_args(*args, **kwargs)
     except TypeError:
         return await wrapped(*args, **kwargs)
-    if subject in rec.config.excluded_subjects or not isinstance(subject, str) or subject.startswith(names.JS_PREFIX):
+    if not isinstance(subject, str) or rec.excluded(subject) or subject.startswith(names.JS_PREFIX):
         return await untraced(wrapped, args, kwargs)  # its inner publish/subscribe stay internal too
     op = Operation(
         names.REQUEST,

@@ -41,7 +41,7 @@ def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> Operation
         subject, payload, stream, headers = _js_publish_args(*args, **kwargs)
     except TypeError:
         return None
-    if subject in rec.config.excluded_subjects:
+    if rec.excluded(subject):
         return None
     return Operation(
         names.PUBLISH,
