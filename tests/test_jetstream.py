@@ -58,6 +58,7 @@ async def test_publish_records_the_puback(telemetry: Any, js_server: Any, connec
         "messaging.message.body.size": 3,
         "messaging.message.id": "m-1",
         "messaging.nats.jetstream.stream": stream,
+        "messaging.nats.jetstream.subject": "jsp.orders",
         "messaging.nats.jetstream.sequence": 1,
         **conn_attrs(nc),
     }

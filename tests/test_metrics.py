@@ -225,6 +225,14 @@ async def test_slow_consumer_drops_are_counted_and_error_cb_still_called(
     }
     assert pending["slow.metrics"] == sub.pending_msgs > 0
     release.set()
+    await nc.publish("slow.metrics", b"after")
+    for _ in range(100):
+        names = [sp for sp in telemetry.spans() if sp.name == "process slow.metrics"]
+        if len(names) >= 20 - len(slow):
+            break
+        await asyncio.sleep(0.02)
+    last = [sp for sp in telemetry.spans() if sp.name == "process slow.metrics"][-1]
+    assert last.attributes["messaging.nats.dropped_messages"] == len(slow)
 
 
 async def test_jetstream_lag_redelivery_and_ack_duration(telemetry: Any, js_server: Any, connect: Any) -> None:

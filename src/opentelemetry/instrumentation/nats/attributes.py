@@ -128,8 +128,9 @@ def header_attributes(headers: Any, captured: SubjectSet) -> Attrs:
     return attrs
 
 
-def subscription_attributes(client: Any, sid: Any) -> Attrs:
-    """Subscription id and its delivered/pending counters, when the subscription is known."""
+def subscription_attributes(client: Any, sid: Any, dropped: Mapping[Any, int] | None = None) -> Attrs:
+    """Subscription id and its delivered/pending counters, when the subscription is known; its
+    slow-consumer drops (from ``dropped``, counted by the connection watch) once there are any."""
     if sid is None:
         return {}
     attrs: Attrs = {names.NATS_SUBSCRIPTION_ID: str(sid)}
@@ -137,6 +138,10 @@ def subscription_attributes(client: Any, sid: Any) -> Attrs:
     if sub is not None:
         attrs[names.NATS_DELIVERED] = sub._received
         attrs[names.NATS_PENDING] = sub._pending_queue.qsize()
+        if dropped:
+            n = dropped.get(sub)
+            if n:
+                attrs[names.NATS_DROPPED] = n
     return attrs
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from contextlib import suppress
 from typing import Any
-from weakref import WeakSet
+from weakref import WeakKeyDictionary, WeakSet
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
@@ -56,6 +57,7 @@ class NatsMetrics:
         self.current = mode in (Mode.CURRENT, Mode.DUP)
         self.legacy = mode in (Mode.LEGACY, Mode.DUP)
         self.clients: WeakSet[Any] = WeakSet()
+        self.sub_dropped: WeakKeyDictionary[Any, int] = WeakKeyDictionary()
         self.js_pending: dict[tuple[str, str], int] = {}
         self.stream_sizes: dict[str, tuple[int, int]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -174,7 +176,10 @@ class NatsMetrics:
     def skipped(self, reason: str, client: Any) -> None:
         self.propagation_skipped.add(1, {names.MESSAGING_SYSTEM: names.SYSTEM, "reason": reason})
 
-    def dropped_message(self, attrs: Attrs) -> None:
+    def dropped_message(self, attrs: Attrs, sub: Any) -> None:
+        """A message dropped because ``sub`` (a slow consumer) hit its pending limits."""
+        with suppress(TypeError):  # not weak-referenceable
+            self.sub_dropped[sub] = self.sub_dropped.get(sub, 0) + 1
         if self.current:
             self.dropped.add(1, attrs)
         if self.legacy:

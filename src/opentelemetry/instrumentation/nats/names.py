@@ -53,6 +53,41 @@ OBJECT_GET = Op("object_store.get", None, "object_store.get")
 OBJECT_DELETE = Op("object_store.delete", None, "object_store.delete")
 
 
+class SpanSpec(NamedTuple):
+    """One row of the span model: the nats-py call, its operation, span kind(s) and name pattern."""
+
+    call: str
+    op: Op
+    kind: str
+    name: str
+
+
+SPANS: tuple[SpanSpec, ...] = (
+    SpanSpec("Client.publish", PUBLISH, "PRODUCER", "publish {subject}"),
+    SpanSpec("Msg.respond", RESPOND, "PRODUCER", "publish (inbox reply) or publish {reply subject}"),
+    SpanSpec("Client.request", REQUEST, "CLIENT", "request {subject}"),
+    SpanSpec("subscription callback", PROCESS, "CONSUMER, SERVER when the message has a reply", "process {dest}"),
+    SpanSpec("Subscription.next_msg, async for", RECEIVE, "CONSUMER", "receive {dest}"),
+    SpanSpec("JetStreamContext.publish / publish_async", PUBLISH, "PRODUCER", "publish {subject}"),
+    SpanSpec("JetStream push subscription callback", PROCESS, "CONSUMER", "process {subject}"),
+    SpanSpec("PullSubscription.fetch", FETCH, "CLIENT", "fetch {stream}"),
+    SpanSpec("Msg.ack / ack_sync", ACK, "CLIENT", "ack {stream}"),
+    SpanSpec("Msg.nak", NAK, "CLIENT", "nak {stream}"),
+    SpanSpec("Msg.term", TERM, "CLIENT", "term {stream}"),
+    SpanSpec("Msg.in_progress", IN_PROGRESS, "CLIENT", "in_progress {stream}"),
+    SpanSpec("KeyValue.put", KV_PUT, "CLIENT", "kv.put {bucket}"),
+    SpanSpec("KeyValue.get", KV_GET, "CLIENT", "kv.get {bucket}"),
+    SpanSpec("KeyValue.create", KV_CREATE, "CLIENT", "kv.create {bucket}"),
+    SpanSpec("KeyValue.update", KV_UPDATE, "CLIENT", "kv.update {bucket}"),
+    SpanSpec("KeyValue.delete", KV_DELETE, "CLIENT", "kv.delete {bucket}"),
+    SpanSpec("KeyValue.purge", KV_PURGE, "CLIENT", "kv.purge {bucket}"),
+    SpanSpec("ObjectStore.put", OBJECT_PUT, "CLIENT", "object_store.put {bucket}"),
+    SpanSpec("ObjectStore.get", OBJECT_GET, "CLIENT", "object_store.get {bucket}"),
+    SpanSpec("ObjectStore.delete", OBJECT_DELETE, "CLIENT", "object_store.delete {bucket}"),
+    SpanSpec("nats.micro endpoint handler", PROCESS, "SERVER", "process {endpoint subject}"),
+)
+
+
 # --- attribute keys that are the same in every mode -------------------------------------------
 MESSAGING_SYSTEM = "messaging.system"
 DESTINATION_NAME = "messaging.destination.name"

@@ -173,7 +173,8 @@ class Recorder:
         if op.headers:
             attrs.update(attributes.header_attributes(op.headers, self.config.captured_headers))
         if op.sid is not None:
-            attrs.update(attributes.subscription_attributes(op.client, op.sid))
+            dropped = self.metrics.sub_dropped if self.metrics is not None else None
+            attrs.update(attributes.subscription_attributes(op.client, op.sid, dropped))
         if op.extra:
             attrs.update(op.extra)
         return name, attrs, metric_attrs

@@ -43,7 +43,7 @@ class ConnectionWatch:
 
         if isinstance(exc, nats.errors.SlowConsumerError):
             try:
-                self.metrics.dropped_message(self.metrics.subscription_attributes(self.client, exc.sub))
+                self.metrics.dropped_message(self.metrics.subscription_attributes(self.client, exc.sub), exc.sub)
             except Exception:
                 _LOG.debug("could not count a dropped message", exc_info=True)
         cb = self.user.get("error_cb") or nats.aio.client._default_error_callback

@@ -51,7 +51,7 @@ def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> Operation
         body_size=size(payload),
         headers=headers,
         hook_args=(subject, payload, headers),
-        extra={names.JS_EXPECTED_STREAM: stream} if stream else None,
+        extra={names.JS_SUBJECT: subject, names.JS_EXPECTED_STREAM: stream} if stream else {names.JS_SUBJECT: subject},
         on_result=attributes.puback_attributes,
     )
 
