@@ -82,6 +82,8 @@ def inject(
     propagate.inject(carrier)
     if not carrier:
         return headers, None
+    if payload_size > max_payload:  # nats-py refuses the message itself (MaxPayloadError): nothing is skipped
+        return headers, None
     if not server_info.get("headers"):
         return headers, SKIP_NO_HEADERS
     if headers:
