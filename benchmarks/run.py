@@ -1,0 +1,479 @@
+"""The benchmark suite: per-message cost of instrumented nats-py against raw nats-py and against
+hand-written OpenTelemetry code, all measured in one run, with the SPEC §8 bounds checked.
+
+    python benchmarks/run.py            # ~3 minutes; starts its own nats-server on a free loopback port
+    python benchmarks/run.py --quick    # fewer rounds and messages (a smoke run; noisier)
+
+Every configuration runs in its own worker process (see ``worker.py``), so each one has clean
+process-wide OpenTelemetry state: ``raw`` (nats-py only), ``nosdk`` (instrumented, no tracer or
+meter provider: the API's no-op), ``uninst`` (instrumented with the SDK, traffic sent, then
+``uninstrument()``) and ``sdk`` (hand-written equivalents and the instrumented paths with an
+always-off sampler, with a sampled ``BatchSpanProcessor`` and a discarding exporter, and with a
+``MeterProvider``). One worker measures at a time (the machine's other core runs nats-server).
+Each round measures every path once, in a shuffled order; the first round is a warm-up and is
+dropped; the reported cost is the median over the rounds.
+
+Writes ``benchmarks/results/results.md`` and ``benchmarks/results/paths.png``. Exit status 1 when
+a bound fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+OPERATIONS = ("publish", "callback", "request", "js_publish")
+OP_TITLES = {
+    "publish": "publish",
+    "callback": "callback delivery",
+    "request": "request/reply",
+    "js_publish": "JetStream publish",
+}
+# Messages per measured block.
+MESSAGES = {"publish": 4000, "callback": 4000, "request": 400, "js_publish": 300}
+
+# (column key, title, worker, path template)
+COLUMNS = (
+    ("raw", "raw nats-py", "raw", "raw.{op}"),
+    ("nosdk", "no SDK", "nosdk", "nosdk.{op}"),
+    ("uninst", "after uninstrument()", "uninst", "uninst.{op}"),
+    ("off.hand", "hand-written, unsampled", "sdk", "off.hand.{op}"),
+    ("off.inst", "instrumented, unsampled", "sdk", "off.inst.{op}"),
+    ("on.hand", "hand-written, sampled", "sdk", "on.hand.{op}"),
+    ("on.inst", "instrumented, sampled", "sdk", "on.inst.{op}"),
+)
+METRICS_COLUMNS = (
+    ("metrics.hand", "hand-written span + metrics", "sdk", "metrics.hand.publish"),
+    ("metrics.inst", "instrumented, metrics on", "sdk", "metrics.inst.publish"),
+)
+
+
+@dataclass(frozen=True)
+class Bound:
+    title: str
+    path: str
+    baseline: str
+    limit: float
+
+
+def bounds() -> list[Bound]:
+    out = []
+    for op in OPERATIONS:
+        t = OP_TITLES[op]
+        out += [
+            Bound(f"{t}: no SDK / raw", f"nosdk.{op}", f"raw.{op}", 2.5),
+            Bound(f"{t}: unsampled / hand-written", f"off.inst.{op}", f"off.hand.{op}", 1.1),
+            Bound(f"{t}: sampled / hand-written", f"on.inst.{op}", f"on.hand.{op}", 1.1),
+            Bound(f"{t}: after uninstrument() / raw", f"uninst.{op}", f"raw.{op}", 1.05),
+        ]
+    out.append(
+        Bound("publish: metrics on / hand-written + metrics", "metrics.inst.publish", "metrics.hand.publish", 1.1)
+    )
+    return out
+
+
+# --- nats-server ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A throw-away nats-server with JetStream on a free loopback port."""
+
+    def __init__(self) -> None:
+        self.binary = os.environ.get("NATS_SERVER_BIN") or shutil.which("nats-server") or "/usr/sbin/nats-server"
+        if not Path(self.binary).exists():
+            raise SystemExit("nats-server not found: install it (apt-get install nats-server) or set NATS_SERVER_BIN")
+        self.workdir = Path(tempfile.mkdtemp(prefix="otel-nats-bench-"))
+        self.name = f"otel-bench-{uuid.uuid4().hex[:8]}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self) -> str:
+        for _ in range(5):  # another process may take the "free" port first
+            self.port = free_port()
+            conf = self.workdir / "server.conf"
+            conf.write_text(
+                f"listen: 127.0.0.1:{self.port}\nserver_name: {self.name}\n"
+                f'jetstream {{ store_dir: "{self.workdir / "js"}" }}\n'
+            )
+            log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 - owned by the process
+            self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=log, stderr=log)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                        if f'"server_name":"{self.name}"'.encode() in s.recv(4096):
+                            return f"nats://127.0.0.1:{self.port}"
+                except OSError:
+                    time.sleep(0.05)
+            self.stop()
+        raise SystemExit(f"nats-server did not start: {(self.workdir / 'server.log').read_text()}")
+
+    def version(self) -> str:
+        out = subprocess.run([self.binary, "--version"], capture_output=True, text=True, check=False)
+        return (out.stdout or out.stderr).strip()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+# --- workers --------------------------------------------------------------------------------------
+
+
+class Worker:
+    def __init__(self, config: str, url: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}  # defaults only
+        env["PYTHONHASHSEED"] = "0"
+        self.config = config
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "worker.py"), config, url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=HERE,
+        )
+        self.paths: list[str] = self._read()["ready"]
+
+    def _read(self) -> Any:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"benchmark worker {self.config!r} exited with {self.proc.wait()}")
+        return json.loads(line)
+
+    def measure(self, path: str, n: int) -> float:
+        stdin: IO[str] | None = self.proc.stdin
+        assert stdin is not None
+        stdin.write(json.dumps({"path": path, "n": n}) + "\n")
+        stdin.flush()
+        return float(self._read()["seconds"])
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.write("\n")
+            self.proc.stdin.flush()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def message_count(path: str, scale: float) -> int:
+    op = path.rsplit(".", 1)[1]
+    return max(20, int(MESSAGES[op] * scale))
+
+
+def run_rounds(workers: dict[str, Worker], rounds: int, scale: float, seed: int) -> dict[str, list[float]]:
+    tasks = [(name, path) for name, w in workers.items() for path in w.paths]
+    samples: dict[str, list[float]] = {path: [] for _, path in tasks}
+    rng = random.Random(seed)
+    for r in range(rounds + 1):
+        rng.shuffle(tasks)
+        t0 = time.monotonic()
+        for name, path in tasks:
+            seconds = workers[name].measure(path, message_count(path, scale))
+            if r > 0:  # round 0 warms every path up
+                samples[path].append(seconds)
+        label = "warm-up round" if r == 0 else f"round {r}/{rounds}"
+        print(f"  {label} ({time.monotonic() - t0:.1f} s)", file=sys.stderr, flush=True)
+    return samples
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        cpu = platform.processor() or "unknown"
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE, check=False
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "CPU": cpu,
+        "cores": str(os.cpu_count()),
+        "OS": f"{platform.system()} {platform.release()}",
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "nats-py": version("nats-py"),
+        "opentelemetry-api": version("opentelemetry-api"),
+        "opentelemetry-sdk": version("opentelemetry-sdk"),
+        "opentelemetry-instrumentation": version("opentelemetry-instrumentation"),
+        "opentelemetry-instrumentation-nats": version("opentelemetry-instrumentation-nats"),
+        "wrapt": version("wrapt"),
+        "commit": commit or "unknown",
+    }
+
+
+def fmt_us(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds * 1e6:.2f}"
+
+
+class Report:
+    def __init__(self, samples: dict[str, list[float]], info: dict[str, str], rounds: int, scale: float) -> None:
+        self.samples = samples
+        self.median = {p: statistics.median(v) for p, v in samples.items() if v}
+        self.info = info
+        self.rounds = rounds
+        self.scale = scale
+        self.checks = [(b, self.median[b.path] / self.median[b.baseline]) for b in bounds()]
+
+    def spread(self, path: str) -> float:
+        """Interquartile range relative to the median."""
+        v = self.samples[path]
+        if len(v) < 4:
+            return 0.0
+        q = statistics.quantiles(v, n=4)
+        return (q[2] - q[0]) / self.median[path]
+
+    @property
+    def passed(self) -> bool:
+        return all(ratio <= b.limit for b, ratio in self.checks)
+
+    def cost_rows(self) -> tuple[list[str], list[list[str]]]:
+        head = ["operation", *(title for _, title, _, _ in COLUMNS)]
+        rows = []
+        for op in OPERATIONS:
+            rows.append([OP_TITLES[op], *(fmt_us(self.median.get(t.format(op=op))) for _, _, _, t in COLUMNS)])
+        return head, rows
+
+    def metrics_row(self) -> tuple[list[str], list[str]]:
+        return [t for _, t, _, _ in METRICS_COLUMNS], [fmt_us(self.median.get(p)) for _, _, _, p in METRICS_COLUMNS]
+
+    def check_rows(self) -> list[list[str]]:
+        return [
+            [b.title, f"{ratio:.3f}", f"≤ {b.limit:g}", "PASS" if ratio <= b.limit else "FAIL"]
+            for b, ratio in self.checks
+        ]
+
+    def text(self) -> str:
+        out = [f"per-message cost in µs (median of {self.rounds} rounds)", ""]
+        head, rows = self.cost_rows()
+        out += table_text(head, rows)
+        out.append("")
+        mh, mr = self.metrics_row()
+        out += table_text(["operation", *mh], [["publish", *mr]])
+        out.append("")
+        out += table_text(["bound (SPEC §8)", "ratio", "bound", "result"], self.check_rows())
+        out.append("")
+        out.append("ALL BOUNDS PASS" if self.passed else "SOME BOUNDS FAIL")
+        return "\n".join(out)
+
+    def markdown(self, command: str) -> str:
+        head, rows = self.cost_rows()
+        mh, mr = self.metrics_row()
+        lines = [
+            "# Benchmark results",
+            "",
+            f"Command: `{command}` — {self.rounds} interleaved rounds, per-message cost is the median over the",
+            "rounds (first round dropped as a warm-up), ratios are of medians measured in the same run.",
+            "",
+            "## Machine",
+            "",
+            "| | |",
+            "| --- | --- |",
+            *(f"| {k} | {v} |" for k, v in self.info.items()),
+            "",
+            "## Per-message cost (µs)",
+            "",
+            *table_markdown(head, rows),
+            "",
+            *table_markdown(["operation", *mh], [["publish", *mr]]),
+            "",
+            "## Bounds (SPEC §8)",
+            "",
+            *table_markdown(["check", "ratio", "bound", "result"], self.check_rows()),
+            "",
+            f"**{'All bounds pass.' if self.passed else 'Some bounds fail.'}**",
+            "",
+            "## Spread",
+            "",
+            "Interquartile range of each path's per-round samples, relative to its median:",
+            "",
+            *table_markdown(
+                ["path", "median (µs)", "IQR / median"],
+                [[p, fmt_us(self.median[p]), f"{self.spread(p):.1%}"] for p in sorted(self.median)],
+            ),
+            "",
+            "## What is measured",
+            "",
+            "- **publish**: `await nc.publish(subject, 128 bytes)` in a loop, then one `flush()`.",
+            "- **callback delivery**: publish N messages to a subscription with `cb=…` on a second connection;",
+            "  the time until the callback has seen all N.",
+            "- **request/reply**: sequential `await nc.request(…)` against a responder callback that calls",
+            "  `msg.respond(…)`.",
+            "- **JetStream publish**: sequential `await js.publish(…)` to a memory-storage stream.",
+            "- **raw nats-py**: a process that never imports the instrumentation.",
+            "- **no SDK**: instrumented, no tracer or meter provider set (the API's no-op).",
+            "- **after uninstrument()**: a process that instrumented with the SDK, sent traffic on every path,",
+            "  then called `uninstrument()`.",
+            "- **hand-written**: uninstrumented nats-py with the code a careful user would write by hand: the",
+            "  same spans (names, kinds, parents, attributes — checked before measuring) with",
+            "  `tracer.start_as_current_span(...)`, `propagate.inject` into a fresh headers dict, the nats-py",
+            "  call, and for the metrics path the same instruments (operation duration histogram, sent",
+            "  messages and sent bytes counters) with the same attributes.",
+            "- **unsampled**: SDK `TracerProvider(sampler=ALWAYS_OFF)`; **sampled**: SDK `TracerProvider` with a",
+            "  `BatchSpanProcessor` and an exporter that discards; **metrics on**: sampled plus a",
+            "  `MeterProvider` with an `InMemoryMetricReader`.",
+            "",
+        ]
+        return "\n".join(lines)
+
+
+def table_text(head: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    first = line(head)
+    return [first, "-" * len(first), *(line(r) for r in rows)]
+
+
+def table_markdown(head: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(head) - 1)) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def plot(report: Report, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: list[tuple[str, list[tuple[str, str]]]] = [
+        (OP_TITLES[op], [(title, t.format(op=op)) for _, title, _, t in COLUMNS]) for op in OPERATIONS
+    ]
+    groups.append(("publish, metrics on", [(title, p) for _, title, _, p in METRICS_COLUMNS]))
+    colors = {
+        "raw nats-py": "#4d4d4d",
+        "no SDK": "#9e9e9e",
+        "after uninstrument()": "#c7c7c7",
+        "hand-written, unsampled": "#9ecae1",
+        "instrumented, unsampled": "#3182bd",
+        "hand-written, sampled": "#fdae6b",
+        "instrumented, sampled": "#e6550d",
+        "hand-written span + metrics": "#a1d99b",
+        "instrumented, metrics on": "#31a354",
+    }
+    fig, axes = plt.subplots(1, len(groups), figsize=(18, 5.5))
+    for ax, (title, bars) in zip(axes, groups, strict=True):
+        values = [report.median[p] * 1e6 for _, p in bars]
+        labels = [t for t, _ in bars]
+        ax.bar(range(len(bars)), values, color=[colors[t] for t in labels])
+        for i, v in enumerate(values):
+            ax.text(i, v, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(range(len(bars)))
+        ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("µs per message")
+        ax.margins(y=0.12)
+    info = report.info
+    fig.suptitle(
+        f"opentelemetry-instrumentation-nats: per-message cost (median of {report.rounds} rounds) — "
+        f"{info['CPU']}, {info['cores']} cores, {info['Python']}, nats-py {info['nats-py']}, "
+        f"OpenTelemetry {info['opentelemetry-sdk']}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=15, help="measured rounds (default 15)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the messages per block")
+    parser.add_argument("--quick", action="store_true", help="5 rounds at a quarter of the messages")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the per-round shuffle")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where results.md and paths.png go")
+    parser.add_argument("--no-write", action="store_true", help="print only; do not write results")
+    args = parser.parse_args(argv)
+    rounds, scale = (5, 0.25) if args.quick else (args.rounds, args.scale)
+
+    server = Server()
+    url = server.start()
+    info = machine()
+    info["nats-server"] = server.version()
+    print(f"nats-server at {url}; {rounds} rounds", file=sys.stderr)
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    workers: dict[str, Worker] = {}
+    try:
+        for config in ("raw", "nosdk", "uninst", "sdk"):
+            workers[config] = Worker(config, url)
+        samples = run_rounds(workers, rounds, scale, args.seed)
+    finally:
+        for w in workers.values():
+            w.close()
+        server.cleanup()
+    if load_before is not None:
+        info["load average (1 min) before / after"] = f"{load_before:.2f} / {os.getloadavg()[0]:.2f}"
+
+    report = Report(samples, info, rounds, scale)
+    print(report.text())
+    if not args.no_write:
+        args.out.mkdir(parents=True, exist_ok=True)
+        command = "python benchmarks/run.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+        (args.out / "results.md").write_text(report.markdown(command.strip()))
+        try:
+            plot(report, args.out / "paths.png")
+        except ImportError:
+            print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
+        print(f"wrote {args.out / 'results.md'} and {args.out / 'paths.png'}", file=sys.stderr)
+    return 0 if report.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,436 @@
+"""The SDK paths of the benchmark: instrumented nats-py against hand-written equivalents.
+
+The hand-written code is what a careful user would write without this instrumentation: the span
+attributes that do not change per message are built once per subject, each message gets
+``tracer.start_as_current_span(...)`` with the same name, kind and attributes as the instrumented
+span, ``propagate.inject`` into a fresh headers dict, and the nats-py call (plus, for the metrics
+path, the same instruments recorded with the same attributes). ``check_equivalence`` verifies,
+before anything is measured, that both produce the same spans and metric streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from opentelemetry.metrics import Meter
+from opentelemetry.propagate import extract, inject
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import Histogram, InMemoryMetricReader, Sum
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import SpanKind, Tracer
+from worker import (
+    CB_SUBJECT,
+    JS_SUBJECT,
+    OPERATIONS,
+    PAYLOAD,
+    PLAIN,
+    REQ_SUBJECT,
+    RESPONSE,
+    SUBJECT,
+    Clients,
+    Counter,
+    Worker,
+    delivery,
+    responder,
+    warm_publish,
+)
+
+from opentelemetry.instrumentation.nats import NatsInstrumentor
+
+# Re-creating the instrumentation's instruments on the same meter for every measured block logs a
+# "created already" warning each time; it is expected here.
+logging.getLogger("opentelemetry.sdk.metrics._internal").setLevel(logging.ERROR)
+
+BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
+
+
+class DiscardExporter(SpanExporter):
+    """Accepts every batch and keeps nothing."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+# --- hand-written equivalents -------------------------------------------------------------------
+
+
+def connection_attributes(nc: Any) -> dict[str, Any]:
+    """What a user would read once from the connection."""
+    info = nc._server_info
+    url = nc.connected_url
+    return {
+        "server.address": url.hostname,
+        "server.port": url.port,
+        "messaging.client.id": str(nc.client_id),
+        "messaging.nats.server.id": info["server_id"],
+        "messaging.nats.server.name": info["server_name"],
+        "messaging.nats.server.version": info["version"],
+    }
+
+
+def operation(type_: str, name: str, subject: str | None) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        "messaging.system": "nats",
+        "messaging.operation.type": type_,
+        "messaging.operation.name": name,
+    }
+    if subject is not None:
+        attrs["messaging.destination.name"] = subject
+    return attrs
+
+
+class HandWritten:
+    """Hand-written tracing (and metrics) around uninstrumented nats-py calls."""
+
+    def __init__(self, tracer: Tracer, c: Clients, meter: Meter | None = None) -> None:
+        self.tracer = tracer
+        self.c = c
+        pub_conn = connection_attributes(c.nc)
+        sub_conn = connection_attributes(c.sc)
+        self.publish_attrs = {**operation("send", "publish", SUBJECT), **pub_conn}
+        self.cb_publish_attrs = {**operation("send", "publish", CB_SUBJECT), **pub_conn}
+        self.process_attrs = {**operation("process", "process", CB_SUBJECT), **sub_conn}
+        self.request_attrs = {**operation("send", "request", REQ_SUBJECT), **pub_conn}
+        self.serve_attrs = {**operation("process", "process", REQ_SUBJECT), **sub_conn}
+        self.reply_attrs = {
+            **operation("send", "publish", None),
+            "messaging.destination.temporary": True,
+            "messaging.destination.anonymous": True,
+            **sub_conn,
+        }
+        self.js_attrs = {
+            **operation("send", "publish", JS_SUBJECT),
+            **pub_conn,
+            "messaging.nats.jetstream.subject": JS_SUBJECT,
+        }
+        if meter is not None:
+            self.duration = meter.create_histogram(
+                "messaging.client.operation.duration", unit="s", explicit_bucket_boundaries_advisory=BUCKETS
+            )
+            self.sent = meter.create_counter("messaging.client.sent.messages", unit="{message}")
+            self.sent_bytes = meter.create_counter("messaging.nats.client.sent.bytes", unit="By")
+            self.metric_attrs = {
+                k: v
+                for k, v in self.publish_attrs.items()
+                if k
+                in (
+                    "messaging.system",
+                    "messaging.operation.type",
+                    "messaging.operation.name",
+                    "messaging.destination.name",
+                    "server.address",
+                    "server.port",
+                )
+            }
+
+    async def publish(self, c: Clients, n: int) -> float:
+        tracer, nc, attrs = self.tracer, c.nc, self.publish_attrs
+        t0 = time.perf_counter()
+        for _ in range(n):
+            with tracer.start_as_current_span(
+                "publish bench.publish",
+                kind=SpanKind.PRODUCER,
+                attributes={**attrs, "messaging.message.body.size": len(PAYLOAD)},
+            ):
+                headers: dict[str, str] = {}
+                inject(headers)
+                await nc.publish(SUBJECT, PAYLOAD, headers=headers)
+        await nc.flush()
+        return time.perf_counter() - t0
+
+    async def publish_with_metrics(self, c: Clients, n: int) -> float:
+        tracer, nc, attrs, mattrs = self.tracer, c.nc, self.publish_attrs, self.metric_attrs
+        duration, sent, sent_bytes = self.duration, self.sent, self.sent_bytes
+        t0 = time.perf_counter()
+        for _ in range(n):
+            start = time.perf_counter()
+            with tracer.start_as_current_span(
+                "publish bench.publish",
+                kind=SpanKind.PRODUCER,
+                attributes={**attrs, "messaging.message.body.size": len(PAYLOAD)},
+            ):
+                headers: dict[str, str] = {}
+                inject(headers)
+                await nc.publish(SUBJECT, PAYLOAD, headers=headers)
+            duration.record(time.perf_counter() - start, mattrs)
+            sent.add(1, mattrs)
+            sent_bytes.add(len(PAYLOAD), mattrs)
+        await nc.flush()
+        return time.perf_counter() - t0
+
+    async def _publish_traced(self, c: Clients, subject: str) -> None:
+        with self.tracer.start_as_current_span(
+            "publish bench.callback",
+            kind=SpanKind.PRODUCER,
+            attributes={**self.cb_publish_attrs, "messaging.message.body.size": len(PAYLOAD)},
+        ):
+            headers: dict[str, str] = {}
+            inject(headers)
+            await c.nc.publish(subject, PAYLOAD, headers=headers)
+
+    async def callback(self, c: Clients, n: int) -> float:
+        tracer, attrs = self.tracer, self.process_attrs
+
+        async def subscribe(counter: Counter) -> Any:
+            box: list[Any] = []
+
+            async def cb(msg: Any) -> None:
+                sub = box[0]
+                with tracer.start_as_current_span(
+                    "process bench.callback",
+                    context=extract(msg.headers or {}),
+                    kind=SpanKind.CONSUMER,
+                    attributes={
+                        **attrs,
+                        "messaging.message.body.size": len(msg.data),
+                        "messaging.nats.subscription.id": str(msg.sid),
+                        "messaging.nats.delivered_messages": sub.delivered,
+                        "messaging.nats.pending_messages": sub.pending_msgs,
+                    },
+                ):
+                    counter.tick()
+
+            box.append(await c.sc.subscribe(CB_SUBJECT, cb=cb))
+            return box[0]
+
+        return await delivery(c, n, subscribe, self._publish_traced)
+
+    async def request(self, c: Clients, n: int) -> float:
+        tracer, serve_attrs, reply_attrs, request_attrs = (
+            self.tracer,
+            self.serve_attrs,
+            self.reply_attrs,
+            self.request_attrs,
+        )
+        sc = c.sc
+
+        async def subscribe() -> Any:
+            box: list[Any] = []
+
+            async def handler(msg: Any) -> None:
+                sub = box[0]
+                with (
+                    tracer.start_as_current_span(
+                        "process bench.request",
+                        context=extract(msg.headers or {}),
+                        kind=SpanKind.SERVER,
+                        attributes={
+                            **serve_attrs,
+                            "messaging.message.body.size": len(msg.data),
+                            "messaging.nats.reply_to": msg.reply,
+                            "messaging.nats.subscription.id": str(msg.sid),
+                            "messaging.nats.delivered_messages": sub.delivered,
+                            "messaging.nats.pending_messages": sub.pending_msgs,
+                        },
+                    ),
+                    tracer.start_as_current_span(
+                        "publish",
+                        kind=SpanKind.PRODUCER,
+                        attributes={
+                            **reply_attrs,
+                            "messaging.destination.name": msg.reply,
+                            "messaging.message.body.size": len(RESPONSE),
+                        },
+                    ),
+                ):
+                    headers: dict[str, str] = {}
+                    inject(headers)
+                    await sc.publish(msg.reply, RESPONSE, headers=headers)
+
+            box.append(await sc.subscribe(REQ_SUBJECT, cb=handler))
+            return box[0]
+
+        async def run(c: Clients) -> None:
+            with tracer.start_as_current_span(
+                "request bench.request",
+                kind=SpanKind.CLIENT,
+                attributes={**request_attrs, "messaging.message.body.size": len(PAYLOAD)},
+            ) as span:
+                headers: dict[str, str] = {}
+                inject(headers)
+                resp = await c.nc.request(REQ_SUBJECT, PAYLOAD, timeout=5, headers=headers)
+                span.set_attribute("messaging.nats.response.body.size", len(resp.data))
+
+        return await responder(c, n, subscribe, run)
+
+    async def js_publish(self, c: Clients, n: int) -> float:
+        tracer, js, attrs = self.tracer, c.js, self.js_attrs
+
+        async def one() -> None:
+            with tracer.start_as_current_span(
+                "publish bench.js",
+                kind=SpanKind.PRODUCER,
+                attributes={**attrs, "messaging.message.body.size": len(PAYLOAD)},
+            ) as span:
+                headers: dict[str, str] = {}
+                inject(headers)
+                ack = await js.publish(JS_SUBJECT, PAYLOAD, headers=headers)
+                span.set_attributes(
+                    {
+                        "messaging.nats.jetstream.stream": ack.stream,
+                        "messaging.nats.jetstream.sequence": ack.seq,
+                        "messaging.nats.jetstream.duplicate": bool(ack.duplicate),
+                    }
+                )
+
+        for _ in range(50):
+            await one()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await one()
+        return time.perf_counter() - t0
+
+    def path(self, op: str) -> Callable[[Clients, int], Awaitable[float]]:
+        return {
+            "publish": self.publish,
+            "callback": self.callback,
+            "request": self.request,
+            "js_publish": self.js_publish,
+        }[op]
+
+
+# --- instrumented -------------------------------------------------------------------------------
+
+
+Fn = Callable[[Clients, int], Awaitable[float]]
+
+
+async def instrumented(c: Clients, fn: Fn, n: int, warm: bool, **options: Any) -> float:
+    """Run a plain nats-py path instrumented with ``options`` (instrument/uninstrument untimed)."""
+    instrumentor = NatsInstrumentor()
+    instrumentor.instrument(**options)
+    try:
+        return await warm_publish(c, fn, n) if warm else await fn(c, n)
+    finally:
+        instrumentor.uninstrument()
+
+
+async def instrumented_traffic(c: Clients) -> None:
+    """The ``uninst`` worker: instrument with the SDK, send traffic on every path, uninstrument."""
+    tp = TracerProvider()
+    tp.add_span_processor(BatchSpanProcessor(DiscardExporter()))
+    mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    for fn in PLAIN.values():
+        await instrumented(c, fn, 200, False, tracer_provider=tp, meter_provider=mp)
+    tp.shutdown()
+
+
+def add_sdk_paths(worker: Worker) -> None:
+    """The SDK worker's paths: ``{off,on}.{hand,inst}.{operation}`` and ``metrics.{hand,inst}.publish``."""
+    c = worker.c
+    tp_off = TracerProvider(sampler=ALWAYS_OFF)
+    tp_on = TracerProvider()
+    tp_on.add_span_processor(BatchSpanProcessor(DiscardExporter()))
+    mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    hands = {
+        "off": HandWritten(tp_off.get_tracer("bench.hand"), c),
+        "on": HandWritten(tp_on.get_tracer("bench.hand"), c),
+    }
+    hand_metrics = HandWritten(tp_on.get_tracer("bench.hand"), c, mp.get_meter("bench.hand"))
+    providers = {"off": tp_off, "on": tp_on}
+
+    def block(fn: Fn, warm: bool, **options: Any) -> Callable[[int], Awaitable[float]]:
+        """One measured block: instrument with ``options`` (unless none), warm up publish paths,
+        run, and hand the sampled spans to the exporter before the next block starts."""
+
+        async def run(n: int) -> float:
+            try:
+                if options:
+                    return await instrumented(c, fn, n, warm, **options)
+                return await warm_publish(c, fn, n) if warm else await fn(c, n)
+            finally:
+                tp_on.force_flush()
+
+        return run
+
+    for op in OPERATIONS:
+        warm = op == "publish"
+        for sampling, tp in providers.items():
+            worker.paths[f"{sampling}.hand.{op}"] = block(hands[sampling].path(op), warm)
+            worker.paths[f"{sampling}.inst.{op}"] = block(PLAIN[op], warm, tracer_provider=tp)
+    worker.paths["metrics.hand.publish"] = block(hand_metrics.publish_with_metrics, True)
+    worker.paths["metrics.inst.publish"] = block(PLAIN["publish"], True, tracer_provider=tp_on, meter_provider=mp)
+
+
+# --- fairness check -----------------------------------------------------------------------------
+
+# Attributes whose values differ per message or per subscription: compared by key only.
+VOLATILE = frozenset(
+    {
+        "messaging.nats.reply_to",
+        "messaging.nats.delivered_messages",
+        "messaging.nats.pending_messages",
+        "messaging.nats.subscription.id",
+        "messaging.nats.jetstream.sequence",
+    }
+)
+
+
+def _shapes(spans: Sequence[ReadableSpan]) -> list[str]:
+    """Each span as ``name kind parent-name attributes`` (volatile values masked), sorted."""
+    by_id = {s.context.span_id: s for s in spans if s.context is not None}
+    out = []
+    for s in spans:
+        attrs = {}
+        for k, v in (s.attributes or {}).items():
+            volatile = k in VOLATILE or (k == "messaging.destination.name" and str(v).startswith("_INBOX."))
+            attrs[k] = "<var>" if volatile else v
+        parent = by_id.get(s.parent.span_id) if s.parent is not None else None
+        out.append(f"{s.name} {s.kind.name} parent={parent.name if parent else None} {sorted(attrs.items())}")
+    return sorted(out)
+
+
+def _metric_points(reader: InMemoryMetricReader) -> list[str]:
+    """The per-operation metric streams (histograms, counters; not the observable gauges and
+    up-down counters, which are read from connection state on collection)."""
+    data = reader.get_metrics_data()
+    out = []
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                if not isinstance(m.data, Histogram) and not (isinstance(m.data, Sum) and m.data.is_monotonic):
+                    continue
+                for p in m.data.data_points:
+                    out.append(f"{m.name} {m.unit} {sorted((p.attributes or {}).items())}")
+    return sorted(out)
+
+
+async def check_equivalence(c: Clients) -> None:
+    """Fail unless each hand-written path makes the same spans (names, kinds, parents, attributes)
+    and the metrics path the same metric streams as the instrumented one."""
+    for op in OPERATIONS:
+        exported = []
+        for mode in ("hand", "inst"):
+            exporter = InMemorySpanExporter()
+            tp = TracerProvider()
+            tp.add_span_processor(SimpleSpanProcessor(exporter))
+            if mode == "hand":
+                await HandWritten(tp.get_tracer("bench.hand"), c).path(op)(c, 3)
+            else:
+                await instrumented(c, PLAIN[op], 3, False, tracer_provider=tp)
+            await asyncio.sleep(0.05)
+            exported.append(_shapes(exporter.get_finished_spans()))
+        if exported[0] != exported[1]:
+            raise SystemExit(f"hand-written {op} is not equivalent:\nhand {exported[0]}\ninst {exported[1]}")
+    points = []
+    for mode in ("hand", "inst"):
+        reader = InMemoryMetricReader()
+        mp = MeterProvider(metric_readers=[reader])
+        tp = TracerProvider()
+        if mode == "hand":
+            await HandWritten(tp.get_tracer("bench.hand"), c, mp.get_meter("bench.hand")).publish_with_metrics(c, 3)
+        else:
+            await instrumented(c, PLAIN["publish"], 3, False, tracer_provider=tp, meter_provider=mp)
+        points.append(_metric_points(reader))
+    if points[0] != points[1]:
+        raise SystemExit(f"hand-written metrics are not equivalent:\nhand {points[0]}\ninst {points[1]}")
