@@ -54,7 +54,10 @@ async def main() -> None:
 
     await service.subscribe("inventory.check", cb=check_inventory)
     await service.subscribe("orders.created", cb=handle_order)
-    await service.flush()  # the server knows both subscriptions before anything is published
+    # Make sure the server has both subscriptions before anything is published. nats-py's flush()
+    # writes its PING ahead of commands still queued, so first yield once to let the SUBs go out.
+    await asyncio.sleep(0)
+    await service.flush()
 
     with tracer.start_as_current_span("demo checkout"):
         order = {"id": 42, "sku": "tea-pot"}
