@@ -65,3 +65,14 @@ def parent_of(span: ReadableSpan) -> int | None:
 def assert_child(child: ReadableSpan, parent: ReadableSpan) -> None:
     assert child.context.trace_id == parent.context.trace_id, f"{child.name} not in the trace of {parent.name}"
     assert parent_of(child) == parent.context.span_id, f"{child.name} is not a child of {parent.name}"
+
+
+async def synced(*conns: Any) -> None:
+    """Make sure the server has processed everything the connections sent (their SUBs above all).
+
+    ``Client.flush()`` alone is not enough: nats-py writes the PING straight to the socket while a
+    SUB may still wait in the pending buffer for the flusher task, so the PONG can come back before
+    the server has seen the SUB. Forcing the pending buffer out first closes that race."""
+    for nc in conns:
+        await nc._flush_pending(force_flush=True)
+        await nc.flush()

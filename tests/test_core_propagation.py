@@ -11,7 +11,7 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace import SpanKind, StatusCode
 
 from opentelemetry import propagate
-from tests.helpers import assert_child, by_name, wait_spans
+from tests.helpers import assert_child, by_name, synced, wait_spans
 from tests.natsserver import NatsServer
 
 
@@ -22,7 +22,7 @@ async def _collect(nc: Any, subject: str) -> asyncio.Queue[Any]:
         await got.put(msg)
 
     await nc.subscribe(subject, cb=handler)
-    await nc.flush()
+    await synced(nc)
     return got
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tests.helpers import assert_child, by_name, conn_attrs, wait_spans
+from tests.helpers import assert_child, by_name, conn_attrs, synced, wait_spans
 
 
 async def test_publish_to_callback_is_one_trace(telemetry: Any, server: Any, connect: Any) -> None:
@@ -20,7 +20,7 @@ async def test_publish_to_callback_is_one_trace(telemetry: Any, server: Any, con
         await got.put(msg)
 
     await sub_nc.subscribe("orders.created", cb=handler)
-    await sub_nc.flush()
+    await synced(sub_nc)
     await pub.publish("orders.created", b"hello", headers={"App": "1"})
     msg = await asyncio.wait_for(got.get(), 5)
     publish, process = await wait_spans(telemetry, 2)
@@ -61,7 +61,7 @@ async def test_request_reply_is_one_trace(telemetry: Any, server: Any, connect: 
         await msg.respond(b"pong!")
 
     await service.subscribe("svc.ping", queue="workers", cb=handler)
-    await service.flush()
+    await synced(service)
     response = await client.request("svc.ping", b"ping", timeout=5)
     assert response.data == b"pong!"
     spans = await wait_spans(telemetry, 3)
@@ -135,7 +135,11 @@ async def test_next_msg_and_async_for_make_receive_spans(telemetry: Any, server:
     sub = await nc.subscribe("jobs.>")
     await nc.publish("jobs.one", b"a")
     await nc.publish("jobs.two", b"bc")
-    await nc.flush()
+    await synced(nc)
+    for _ in range(200):  # both messages delivered to the client before the first receive
+        if sub.pending_msgs == 2:
+            break
+        await asyncio.sleep(0.01)
     first = await sub.next_msg(timeout=5)
     assert first.data == b"a"
     async for second in sub.messages:

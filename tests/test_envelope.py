@@ -12,7 +12,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.nats import message_context, unwrap_envelope, wrap_envelope
-from tests.helpers import assert_child, by_name, conn_attrs, wait_spans
+from tests.helpers import assert_child, by_name, conn_attrs, synced, wait_spans
 
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 SPAN_ID = 0xB7AD6B7169203331
@@ -146,7 +146,7 @@ async def test_consumer_span_continues_a_seed_envelope_trace(make_telemetry: Any
 
     await consumer.subscribe("legacy.orders", cb=handler)
     pull = await consumer.subscribe("legacy.>")
-    await consumer.flush()
+    await synced(consumer)
     seed_span, payload = await _seed_publish(
         publisher, telemetry.tracer_provider.get_tracer("seed-app"), "legacy.orders", {"id": 7}
     )

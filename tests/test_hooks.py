@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tests.helpers import by_name, wait_spans
+from tests.helpers import by_name, synced, wait_spans
 
 HOOKS = ("publish", "consume", "request", "response")
 
@@ -67,7 +67,7 @@ async def _traffic(nc: Any) -> dict[str, Any]:
     await nc.subscribe("hook.events", cb=on_event)
     await nc.subscribe("hook.svc", cb=on_request)
     pull = await nc.subscribe("hook.pull")
-    await nc.flush()
+    await synced(nc)
     await nc.publish("hook.events", b"e", headers={"A": "1"})
     event = await asyncio.wait_for(events.get(), 5)
     response = await nc.request("hook.svc", b"q", timeout=5, headers={"R": "2"})

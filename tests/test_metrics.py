@@ -11,6 +11,7 @@ import pytest
 
 from opentelemetry.instrumentation.nats.names import DURATION_BUCKETS_MS, DURATION_BUCKETS_S
 from opentelemetry.instrumentation.nats.recorder import installed
+from tests.helpers import synced
 from tests.natsserver import NatsServer
 
 
@@ -207,7 +208,7 @@ async def test_slow_consumer_drops_are_counted_and_error_cb_still_called(
     sub = await nc.subscribe("slow.metrics", cb=stuck, pending_msgs_limit=2)
     for _ in range(20):
         await nc.publish("slow.metrics", b"x")
-    await nc.flush()
+    await synced(nc)
     await asyncio.sleep(0.1)
     assert slow, "nats-py reported no slow consumer"
     m = metrics(telemetry)

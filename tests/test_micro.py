@@ -10,12 +10,13 @@ import pytest
 from nats.micro.request import Request, ServiceError
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tests.helpers import assert_child, conn_attrs, wait_spans
+from tests.helpers import assert_child, conn_attrs, synced, wait_spans
 
 
 async def _service(nc: Any, **endpoint: Any) -> Any:
     svc = await nats.micro.add_service(nc, name="calc", version="1.2.3")
     await svc.add_endpoint(**endpoint)
+    await synced(nc)
     return svc
 
 

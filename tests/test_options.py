@@ -14,7 +14,7 @@ from opentelemetry.instrumentation.nats import NatsInstrumentor
 from opentelemetry.instrumentation.nats.config import NatsConfig, resolve_mode
 from opentelemetry.instrumentation.nats.names import Mode
 from opentelemetry.instrumentation.nats.recorder import installed
-from tests.helpers import by_name, conn_attrs, wait_spans
+from tests.helpers import by_name, conn_attrs, synced, wait_spans
 
 # --- NatsConfig: defaults, environment variables, validation ----------------------------------
 
@@ -245,7 +245,7 @@ async def test_excluded_subjects_get_no_span_and_no_injection(
     await nc.subscribe("internal.svc.ping", cb=responder)
     await nc.subscribe("svc.ok", cb=responder)
     pull = await nc.subscribe("health.pull")
-    await nc.flush()
+    await synced(nc)
     # excluded: `*` is one token, `>` is the rest
     await nc.publish("health.db", b"1")
     await nc.publish("internal.a.b.c", b"2")
