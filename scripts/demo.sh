@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The demo: examples/demo.py under `opentelemetry-instrument`, spans printed to the console.
 # Installs what is missing (nats-server, a .venv with this package and the OpenTelemetry SDK),
-# starts a throw-away nats-server on a free loopback port unless NATS_URL is set, runs the demo
-# and stops the server again.
+# starts a throw-away nats-server (JetStream enabled, store in a temp dir) on a free loopback port
+# unless NATS_URL is set, runs the demo and stops the server again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_setup.sh
@@ -24,7 +24,7 @@ if [ -z "${NATS_URL:-}" ]; then
     }
     trap stop_server EXIT
     port="$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-    "$NATS_SERVER_BIN" -a 127.0.0.1 -p "$port" >"$workdir/nats-server.log" 2>&1 &
+    "$NATS_SERVER_BIN" -a 127.0.0.1 -p "$port" -js -sd "$workdir/jetstream" >"$workdir/nats-server.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 100); do
         if python -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2)' "$port" 2>/dev/null; then
@@ -38,7 +38,7 @@ if [ -z "${NATS_URL:-}" ]; then
         sleep 0.1
     done
     export NATS_URL="nats://127.0.0.1:$port"
-    echo "started nats-server $("$NATS_SERVER_BIN" --version 2>&1 | head -n1) at $NATS_URL" >&2
+    echo "started nats-server $("$NATS_SERVER_BIN" --version 2>&1 | head -n1) with JetStream at $NATS_URL" >&2
 fi
 
 export OTEL_SERVICE_NAME="${OTEL_SERVICE_NAME:-nats-demo}"
