@@ -21,31 +21,39 @@ LOGGER = "opentelemetry.instrumentation.nats"
 
 
 class SpanLedger(SpanProcessor):
-    """Counts ``on_start``/``on_end`` per span id: every span started must be ended exactly once."""
+    """Counts ``on_start``/``on_end`` per span: every span started must be ended exactly once.
+
+    Spans are told apart by ids *and* start time: under hypothesis the SDK's random id generator is
+    reseeded for every example and repeats its ids."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.started: dict[int, str] = {}
-        self.ended: dict[int, int] = {}
+        self.started: dict[tuple[int, int, int | None], str] = {}
+        self.ended: dict[tuple[int, int, int | None], int] = {}
+
+    @staticmethod
+    def _key(span: ReadableSpan) -> tuple[int, int, int | None]:
+        assert span.context is not None
+        return span.context.trace_id, span.context.span_id, span.start_time
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         with self._lock:
-            self.started[span.context.span_id] = span.name
+            self.started[self._key(span)] = span.name
 
     def on_end(self, span: ReadableSpan) -> None:
-        assert span.context is not None
+        key = self._key(span)
         with self._lock:
-            self.ended[span.context.span_id] = self.ended.get(span.context.span_id, 0) + 1
+            self.ended[key] = self.ended.get(key, 0) + 1
 
     def open_spans(self) -> list[str]:
         """Names of the spans started and not (yet) ended."""
         with self._lock:
-            return sorted(name for sid, name in self.started.items() if sid not in self.ended)
+            return sorted(name for key, name in self.started.items() if key not in self.ended)
 
     def assert_balanced(self) -> None:
         with self._lock:
-            unended = sorted(name for sid, name in self.started.items() if sid not in self.ended)
-            twice = {sid: n for sid, n in self.ended.items() if n != 1}
+            unended = sorted(name for key, name in self.started.items() if key not in self.ended)
+            twice = {self.started.get(key, str(key)): n for key, n in self.ended.items() if n != 1}
             unknown = set(self.ended) - set(self.started)
         assert unended == [], f"spans started and never ended: {unended}"
         assert twice == {}, f"spans ended more than once: {twice}"
