@@ -1,0 +1,136 @@
+"""Soak test (not run in CI): resident memory growth over 1 000 000 instrumented messages.
+
+Publishes ``--messages`` messages through an instrumented ``publish`` to an instrumented callback
+subscription (one PRODUCER and one CONSUMER span each) with the SDK, a ``BatchSpanProcessor`` and an
+exporter that discards everything, plus a ``MeterProvider`` (metrics are recorded too). Memory is
+read from ``/proc/self/status`` (VmRSS) after a warm-up and again at the end; the growth must stay
+under ``--limit-mib`` (20 MiB, SPEC §8). Exit status 1 when it does not.
+
+    python benchmarks/soak.py                 # starts its own nats-server (needs nats-server on PATH)
+    python benchmarks/soak.py --url nats://127.0.0.1:4222 --messages 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import nats
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from opentelemetry.instrumentation.nats import NatsInstrumentor
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class DiscardExporter(SpanExporter):
+    """Accepts every batch and keeps nothing."""
+
+    def __init__(self) -> None:
+        self.exported = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.exported += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+def rss_kib() -> int:
+    """Resident set size of this process (VmRSS), in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+async def pump(nc: Any, subject: str, count: int, state: dict[str, int], payload: bytes, window: int) -> None:
+    """Publish ``count`` messages, letting the subscriber catch up every ``window`` messages."""
+    target = state["received"]
+    for start in range(0, count, window):
+        n = min(window, count - start)
+        for _ in range(n):
+            await nc.publish(subject, payload)
+        target += n
+        await nc.flush()
+        while state["received"] < target:
+            await asyncio.sleep(0.001)
+
+
+async def soak(url: str, messages: int, warmup: int, payload_size: int) -> tuple[int, int, int, int]:
+    state = {"received": 0}
+
+    async def handler(msg: Any) -> None:
+        state["received"] += 1
+
+    nc = await nats.connect(url)
+    try:
+        await nc.subscribe("soak.subject", cb=handler)
+        payload = b"x" * payload_size
+        await pump(nc, "soak.subject", warmup, state, payload, window=1000)
+        gc.collect()
+        before = rss_kib()
+        started = time.monotonic()
+        await pump(nc, "soak.subject", messages, state, payload, window=1000)
+        elapsed = time.monotonic() - started
+        gc.collect()
+        after = rss_kib()
+    finally:
+        await nc.close()
+    return before, after, state["received"], int(elapsed)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="NATS server URL (default: start a private nats-server)")
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--warmup", type=int, default=50_000)
+    parser.add_argument("--payload-size", type=int, default=128)
+    parser.add_argument("--limit-mib", type=float, default=20.0)
+    args = parser.parse_args(argv)
+
+    exporter = DiscardExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    NatsInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+    server = None
+    url = args.url
+    if url is None:
+        sys.path.insert(0, str(ROOT))
+        from tests.natsserver import NatsServer
+
+        server = NatsServer().start()
+        url = server.url
+    try:
+        before, after, received, elapsed = asyncio.run(soak(url, args.messages, args.warmup, args.payload_size))
+    finally:
+        if server is not None:
+            server.cleanup()
+        NatsInstrumentor().uninstrument()
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+
+    growth_mib = (after - before) / 1024
+    print(f"messages: {args.messages} (+{args.warmup} warm-up), received: {received}, time: {elapsed} s")
+    print(f"spans exported: {exporter.exported}")
+    print(f"VmRSS after warm-up: {before / 1024:.1f} MiB, at the end: {after / 1024:.1f} MiB")
+    print(f"RSS growth: {growth_mib:.2f} MiB (limit {args.limit_mib} MiB)")
+    ok = received == args.messages + args.warmup and growth_mib < args.limit_mib
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
