@@ -24,7 +24,7 @@ MSG_ID_HEADER = "Nats-Msg-Id"
 def server_info(client: Any) -> Mapping[str, Any]:
     """The INFO of the server the client is connected to (follows reconnects)."""
     info = getattr(client, "_server_info", None)
-    return info if isinstance(info, Mapping) else {}
+    return info if type(info) is dict or isinstance(info, Mapping) else {}  # fast path: a dict, no ABC check
 
 
 def server_endpoint(client: Any) -> tuple[str | None, int | None]:

@@ -14,7 +14,7 @@ from contextlib import suppress
 from typing import Any
 from weakref import WeakKeyDictionary, WeakSet
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, NoOpMeter, Observation
 
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.attributes import Attrs
@@ -52,6 +52,8 @@ class NatsMetrics:
     """Every instrument of this instrumentation, created once in ``instrument()``."""
 
     def __init__(self, meter: Meter, mode: Mode, keys: Keys) -> None:
+        self.meter = meter
+        self._noop = isinstance(meter, NoOpMeter)
         self.keys = keys
         self.allowed = metric_attribute_keys(keys)
         self.current = mode in (Mode.CURRENT, Mode.DUP)
@@ -107,6 +109,11 @@ class NatsMetrics:
         gauge(names.M_JS_CONSUMER_PENDING, self._observe_js_pending)
         gauge(names.M_JS_STREAM_MESSAGES, self._observe_stream_messages)
         gauge(names.M_JS_STREAM_BYTES, self._observe_stream_bytes)
+
+    def idle(self) -> bool:
+        """True while every instrument is a no-op: the API's no-op meter, or the global proxy meter
+        before a meter provider is set (no SDK). Anything unknown counts as recording."""
+        return self._noop or getattr(self.meter, "_real_meter", False) is None
 
     # --- per operation ---------------------------------------------------------------------
 

@@ -7,7 +7,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry.context import Context
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.context import Context, get_current
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -62,10 +64,35 @@ def has_span(ctx: Context) -> bool:
 
 
 def _header_block_size(headers: Mapping[str, str]) -> int:
-    size = _HEADER_BLOCK_OVERHEAD
+    size = _HEADER_BLOCK_OVERHEAD + _HEADER_LINE_OVERHEAD * len(headers)
     for k, v in headers.items():
-        size += len(str(k).encode()) + len(str(v).encode()) + _HEADER_LINE_OVERHEAD
+        if type(k) is str and type(v) is str and k.isascii() and v.isascii():  # fast path: no encoding
+            size += len(k) + len(v)
+        else:
+            size += len(str(k).encode()) + len(str(v).encode())
     return size
+
+
+_QUIET_WHEN_EMPTY = (TraceContextTextMapPropagator, W3CBaggagePropagator)
+_quiet: tuple[object, bool] = (None, False)  # (global propagator, writes nothing for an empty context)
+
+
+def nothing_to_inject() -> bool:
+    """True when injecting the current context would write nothing: the context is empty (no
+    span, no baggage) and the global propagator is one that writes nothing then (W3C trace
+    context and/or baggage — the default — or none at all). Other propagators are always asked.
+
+    Fast path: with no SDK (and outside any span) a publish skips the propagator calls."""
+    global _quiet
+    if get_current():
+        return False
+    textmap = propagate.get_global_textmap()
+    checked, quiet = _quiet
+    if checked is not textmap:
+        parts = getattr(textmap, "_propagators", None) if isinstance(textmap, CompositePropagator) else [textmap]
+        quiet = isinstance(parts, (list, tuple)) and all(type(p) in _QUIET_WHEN_EMPTY for p in parts)
+        _quiet = (textmap, quiet)
+    return quiet
 
 
 def inject(

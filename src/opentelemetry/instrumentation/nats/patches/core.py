@@ -10,11 +10,11 @@ import logging
 from typing import Any
 
 import wrapt
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind
 
+from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.nats import attributes, names
-from opentelemetry.instrumentation.nats.recorder import ACTIVE, Operation, Recorder, entry, installed, now, untraced
+from opentelemetry.instrumentation.nats.recorder import ACTIVE, Operation, enabled, entry, installed, now, untraced
 from opentelemetry.instrumentation.nats.subjects import is_wildcard
 
 _LOG = logging.getLogger(__name__)
@@ -36,26 +36,25 @@ def _publish_args(
     return subject, payload, reply, headers
 
 
-async def _inject_and_publish(
-    rec: Recorder, wrapped: Any, client: Any, subject: str, payload: bytes, reply: str, headers: Any
-) -> Any:
-    return await wrapped(subject, payload, reply, rec.inject(client, payload, headers))
-
-
 async def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``Client.publish``: a PRODUCER span; inside another operation, only the injection."""
+    rec = installed()
     active = ACTIVE.get()
-    rec = installed() if active is not None else entry()
-    if rec is None or (active is not None and not (active.inject and is_instrumentation_enabled())):
+    if rec is None or not enabled() or (active is not None and not active.inject):
         return await wrapped(*args, **kwargs)
-    try:
-        subject, payload, reply, headers = _publish_args(*args, **kwargs)
-    except TypeError:
-        return await wrapped(*args, **kwargs)
+    if len(args) == 2 and not kwargs:  # fast path: publish(subject, payload), no argument binding
+        (subject, payload), reply, headers = args, "", None
+    else:
+        try:
+            subject, payload, reply, headers = _publish_args(*args, **kwargs)
+        except TypeError:
+            return await wrapped(*args, **kwargs)
     if active is not None:  # nats-py internals of request/respond/…: inject, no span of its own
         return await wrapped(subject, payload, reply, rec.inject(instance, payload, headers))
     if not isinstance(subject, str) or rec.excluded(subject) or subject.startswith(names.JS_PREFIX):
         return await wrapped(*args, **kwargs)
+    if rec.idle():  # fast path: no SDK - the no-op span would only carry the current context
+        return await wrapped(subject, payload, reply, rec.inject(instance, payload, headers))
     op = Operation(
         names.PUBLISH,
         SpanKind.PRODUCER,
@@ -66,7 +65,7 @@ async def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
         headers=headers,
         hook_args=(subject, payload, headers),
     )
-    return await rec.run(op, _inject_and_publish, (rec, wrapped, instance, subject, payload, reply, headers), {})
+    return await rec.run(op, wrapped, (subject, payload, reply, headers), {}, inject=True)
 
 
 def _request_args(
@@ -145,6 +144,17 @@ class ProcessWrapper:
             if rec.excluded(subject):
                 return await wrapped(*args, **kwargs)
             parent, links = rec.consumer_parent(msg.headers, subject, msg.data)
+            idle = rec.idle()
+        except Exception:
+            _LOG.debug("not tracing an unusual message", exc_info=True)
+            return await wrapped(*args, **kwargs)
+        if idle:  # fast path: no SDK - the callback just runs in the producer's context
+            token = otel_context.attach(parent)
+            try:
+                return await wrapped(*args, **kwargs)
+            finally:
+                otel_context.detach(token)
+        try:
             reply = msg.reply
             kind = SpanKind.SERVER if reply and not reply.startswith(names.JS_ACK_PREFIX) else SpanKind.CONSUMER
             op = Operation(

@@ -1,0 +1,175 @@
+"""The hot path's shortcuts behave like the full path (see "fast path" comments in the source).
+
+No SDK (the API's no-op tracer and meter): a wrapper only propagates the current context — what the
+no-op span would have carried — and skips spans, attributes and metrics. Injection is skipped only
+when it would write nothing (empty context, W3C propagators); other propagators are always asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.baggage import set_baggage
+from opentelemetry.context import attach, detach
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.propagators.textmap import CarrierT, Setter, TextMapPropagator, default_setter
+from opentelemetry.trace import NoOpTracerProvider, get_current_span
+
+from opentelemetry import propagate
+from opentelemetry.instrumentation.nats import NatsInstrumentor
+from opentelemetry.instrumentation.nats.recorder import installed
+from tests.conftest import Telemetry
+from tests.natsserver import NatsServer
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.fixture
+def no_sdk() -> Iterator[None]:
+    """Instrumented with the API's no-op tracer and meter providers (as with no SDK installed)."""
+    instrumentor = NatsInstrumentor()
+    instrumentor.instrument(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
+    yield
+    instrumentor.uninstrument()
+
+
+async def _next(sub: Any) -> Any:
+    return await sub.next_msg(timeout=2)
+
+
+def _producer_context() -> Any:
+    return propagate.extract({"traceparent": TRACEPARENT})
+
+
+async def test_no_sdk_is_idle(no_sdk: None) -> None:
+    rec = installed()
+    assert rec is not None and rec.idle()
+
+
+async def test_no_sdk_publish_outside_any_span_sends_no_headers(no_sdk: None, server: NatsServer, connect: Any) -> None:
+    nc = await connect(server.url)
+    sub = await nc.subscribe("fast.plain")
+    await nc.publish("fast.plain", b"x")
+    await nc.publish("fast.plain", b"y", headers={"k": "v"})
+    first, second = await _next(sub), await _next(sub)
+    assert first.headers is None
+    assert second.headers == {"k": "v"}
+
+
+async def test_no_sdk_publish_carries_the_current_context(no_sdk: None, server: NatsServer, connect: Any) -> None:
+    nc = await connect(server.url)
+    sub = await nc.subscribe("fast.ctx")
+    token = attach(set_baggage("tenant", "t1", _producer_context()))
+    try:
+        await nc.publish("fast.ctx", b"x")
+    finally:
+        detach(token)
+    msg = await _next(sub)
+    assert msg.headers["traceparent"] == TRACEPARENT
+    assert msg.headers["baggage"] == "tenant=t1"
+
+
+async def test_no_sdk_callback_runs_in_the_producer_context(no_sdk: None, server: NatsServer, connect: Any) -> None:
+    """A service without an SDK still passes the trace on: the callback's publishes carry it."""
+    nc = await connect(server.url)
+    seen: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def relay(msg: Any) -> None:
+        await seen.put(get_current_span().get_span_context())
+        await nc.publish("fast.out", msg.data)
+
+    out = await nc.subscribe("fast.out")
+    await nc.subscribe("fast.in", cb=relay)
+    await nc.publish("fast.in", b"x", headers={"traceparent": TRACEPARENT})
+    span_ctx = await asyncio.wait_for(seen.get(), 2)
+    assert format(span_ctx.trace_id, "032x") == TRACEPARENT.split("-")[1]
+    assert (await _next(out)).headers["traceparent"] == TRACEPARENT
+
+
+async def test_no_sdk_callback_errors_propagate_once(no_sdk: None, server: NatsServer, connect: Any) -> None:
+    calls: list[bytes] = []
+    errors: asyncio.Queue[Exception] = asyncio.Queue()
+
+    async def on_error(exc: Exception) -> None:
+        await errors.put(exc)
+
+    nc = await connect(server.url, error_cb=on_error)
+
+    async def boom(msg: Any) -> None:
+        calls.append(msg.data)
+        raise ValueError("boom")
+
+    await nc.subscribe("fast.boom", cb=boom)
+    await nc.publish("fast.boom", b"x")
+    assert isinstance(await asyncio.wait_for(errors.get(), 2), ValueError)
+    await asyncio.sleep(0.05)
+    assert calls == [b"x"]
+
+
+class _ConstantPropagator(TextMapPropagator):
+    """Writes a header whatever the context: the no-SDK shortcut must still ask it."""
+
+    def extract(self, carrier: CarrierT, context: Any = None, getter: Any = None) -> Any:
+        return context
+
+    def inject(self, carrier: CarrierT, context: Any = None, setter: Setter[CarrierT] = default_setter) -> None:
+        setter.set(carrier, "x-constant", "1")
+
+    @property
+    def fields(self) -> set[str]:
+        return {"x-constant"}
+
+
+async def test_no_sdk_other_propagators_are_always_asked(no_sdk: None, server: NatsServer, connect: Any) -> None:
+    previous = propagate.get_global_textmap()
+    propagate.set_global_textmap(_ConstantPropagator())
+    try:
+        nc = await connect(server.url)
+        sub = await nc.subscribe("fast.custom")
+        await nc.publish("fast.custom", b"x")
+        assert (await _next(sub)).headers == {"x-constant": "1"}
+    finally:
+        propagate.set_global_textmap(previous)
+
+
+async def test_sdk_meter_without_sdk_tracer_still_records_metrics(server: NatsServer, connect: Any) -> None:
+    tel = Telemetry()
+    tel.instrumentor.instrument(tracer_provider=NoOpTracerProvider(), meter_provider=tel.meter_provider)
+    try:
+        rec = installed()
+        assert rec is not None and not rec.idle()
+        nc = await connect(server.url)
+        await nc.publish("fast.metrics", b"abc")
+        await nc.flush()
+    finally:
+        tel.uninstrument()
+    data = tel.metric_reader.get_metrics_data()
+    names = {m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    assert "messaging.client.sent.messages" in names
+    assert tel.spans() == []
+
+
+async def test_sdk_tracer_without_meter_records_spans_only(server: NatsServer, connect: Any) -> None:
+    tel = Telemetry()
+    tel.instrumentor.instrument(tracer_provider=tel.tracer_provider, meter_provider=NoOpMeterProvider())
+    try:
+        rec = installed()
+        assert rec is not None and not rec.idle() and not rec.measuring()
+        nc = await connect(server.url)
+        await nc.publish("fast.spans", b"abc")
+    finally:
+        tel.uninstrument()
+    assert [s.name for s in tel.spans()] == ["publish fast.spans"]
+
+
+async def test_alternating_clients_keep_their_own_attributes(telemetry: Any, server: NatsServer, connect: Any) -> None:
+    """The recorder remembers the last client's state; another client must not reuse it."""
+    a, b = await connect(server.url), await connect(server.url)
+    for nc in (a, b, a, b):
+        await nc.publish("fast.clients", b"x")
+    ids = [s.attributes["messaging.client.id"] for s in telemetry.spans()]
+    assert ids == [str(a.client_id), str(b.client_id)] * 2
+    assert a.client_id != b.client_id
