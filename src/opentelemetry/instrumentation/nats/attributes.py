@@ -116,7 +116,7 @@ def span_name(op: Op, subject: str, template: str | None, temporary: bool) -> st
 def header_attributes(headers: Any, captured: SubjectSet) -> Attrs:
     """``messaging.message.id`` from ``Nats-Msg-Id``, and the opted-in captured headers."""
     attrs: Attrs = {}
-    if not headers or not isinstance(headers, Mapping):
+    if not headers or (type(headers) is not dict and not isinstance(headers, Mapping)):  # fast path: a dict
         return attrs
     msg_id = headers.get(MSG_ID_HEADER)
     if isinstance(msg_id, str) and msg_id:
@@ -128,12 +128,18 @@ def header_attributes(headers: Any, captured: SubjectSet) -> Attrs:
     return attrs
 
 
-def subscription_attributes(client: Any, sid: Any, dropped: Mapping[Any, int] | None = None) -> Attrs:
+def subscription_attributes(
+    client: Any, sid: Any, dropped: Mapping[Any, int] | None = None, attrs: Attrs | None = None
+) -> Attrs:
     """Subscription id and its delivered/pending counters, when the subscription is known; its
-    slow-consumer drops (from ``dropped``, counted by the connection watch) once there are any."""
+    slow-consumer drops (from ``dropped``, counted by the connection watch) once there are any.
+
+    Added to ``attrs`` when given (fast path: no intermediate dict per message)."""
+    if attrs is None:
+        attrs = {}
     if sid is None:
-        return {}
-    attrs: Attrs = {names.NATS_SUBSCRIPTION_ID: str(sid)}
+        return attrs
+    attrs[names.NATS_SUBSCRIPTION_ID] = str(sid)
     sub = getattr(client, "_subs", {}).get(sid)
     if sub is not None:
         attrs[names.NATS_DELIVERED] = sub._received

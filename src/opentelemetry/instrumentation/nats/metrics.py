@@ -60,6 +60,7 @@ class NatsMetrics:
         self.legacy = mode in (Mode.LEGACY, Mode.DUP)
         self.clients: WeakSet[Any] = WeakSet()
         self.sub_dropped: WeakKeyDictionary[Any, int] = WeakKeyDictionary()
+        self.any_dropped = False  # fast path: spans look up sub_dropped only once something was dropped
         self.js_pending: dict[tuple[str, str], int] = {}
         self.stream_sizes: dict[str, tuple[int, int]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -187,6 +188,7 @@ class NatsMetrics:
         """A message dropped because ``sub`` (a slow consumer) hit its pending limits."""
         with suppress(TypeError):  # not weak-referenceable
             self.sub_dropped[sub] = self.sub_dropped.get(sub, 0) + 1
+            self.any_dropped = True
         if self.current:
             self.dropped.add(1, attrs)
         if self.legacy:

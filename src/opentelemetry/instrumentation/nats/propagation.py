@@ -50,7 +50,7 @@ _GETTER = _HeaderGetter()
 
 def extract(headers: Any) -> Context:
     """The context carried by message headers; an empty context (→ root span) when there is none."""
-    if not headers or not isinstance(headers, Mapping):
+    if not headers or (type(headers) is not dict and not isinstance(headers, Mapping)):  # fast path: a dict
         return _EMPTY
     try:
         return propagate.extract(headers, context=_EMPTY, getter=_GETTER)

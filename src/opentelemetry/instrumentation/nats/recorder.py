@@ -141,6 +141,10 @@ class Recorder:
         self._last: tuple[ref[Any], _ClientState] | None = None  # the last client's state (no dict lookup)
         # fast path: with no excluded_subjects configured, excluded() needs no pattern set lookup
         self._excluded = config.excluded_subjects if config.excluded_subjects else None
+        self._captures = bool(config.captured_headers)
+        self._envelopes = bool(config.envelope_subjects)
+        self._hooks = any((config.publish_hook, config.consume_hook, config.request_hook))
+        self._link_mode = config.link_mode
         self._live = False  # an SDK tracer or meter was seen: idle() is False from then on
         self._measuring = False  # an SDK meter was seen: measuring() is True from then on
 
@@ -215,11 +219,14 @@ class Recorder:
             attrs[names.BODY_SIZE] = op.body_size
         if op.reply_to:
             attrs[names.NATS_REPLY_TO] = op.reply_to
-        if op.headers:
-            attrs.update(attributes.header_attributes(op.headers, self.config.captured_headers))
+        headers = op.headers
+        # fast path: without captured_headers, a headers dict matters only when it has a Nats-Msg-Id
+        if headers and (self._captures or type(headers) is not dict or attributes.MSG_ID_HEADER in headers):
+            attrs.update(attributes.header_attributes(headers, self.config.captured_headers))
         if op.sid is not None:
-            dropped = self.metrics.sub_dropped if self.metrics is not None else None
-            attrs.update(attributes.subscription_attributes(op.client, op.sid, dropped))
+            metrics = self.metrics
+            dropped = metrics.sub_dropped if metrics is not None and metrics.any_dropped else None
+            attributes.subscription_attributes(op.client, op.sid, dropped, attrs)
         if op.extra:
             attrs.update(op.extra)
         return name, attrs, metric_attrs
@@ -252,7 +259,7 @@ class Recorder:
         """The producer context a message carries: its headers, else (for ``envelope_subjects``) a seed
         JSON envelope in its payload; an empty context when there is none."""
         ctx = propagation.extract(headers)
-        if self.config.envelope_subjects and not propagation.has_span(ctx) and subject in self.config.envelope_subjects:
+        if self._envelopes and not propagation.has_span(ctx) and subject in self.config.envelope_subjects:
             env_ctx, _ = propagation.unwrap_envelope(data)
             if env_ctx is not None:
                 ctx = env_ctx
@@ -263,7 +270,7 @@ class Recorder:
 
         In ``link`` mode the span is a root with a link to the producer."""
         ctx = self.producer_context(headers, subject, data)
-        if self.config.link_mode:
+        if self._link_mode:
             span_ctx = trace.get_current_span(ctx).get_span_context()
             links = [Link(span_ctx)] if span_ctx.is_valid else None
             return otel_context.Context(), links
@@ -301,7 +308,8 @@ class Recorder:
             token = otel_context.attach(trace.set_span_in_context(span, parent))
             active = ACTIVE.set(op if op.kind is not SpanKind.CONSUMER and op.kind is not SpanKind.SERVER else None)
             try:
-                if op.hook_args and span.is_recording():
+                # fast path: no hook lookup or hook coroutine per message when no hook is configured
+                if self._hooks and op.hook_args and span.is_recording():
                     await call_hook(self._hook_for(op), span, *op.hook_args)
                 if inject:
                     subject, payload, reply, headers = args
@@ -314,7 +322,7 @@ class Recorder:
             self.finish(span, op, error=exc)
             raise
         try:
-            if op.op is names.REQUEST and span.is_recording():
+            if op.op is names.REQUEST and self.config.response_hook is not None and span.is_recording():
                 await call_hook(self.config.response_hook, span, result)
         finally:
             self.finish(span, op, result)
