@@ -117,11 +117,11 @@ async def until_delivered(c: Clients, subject: str, counter: Counter, publish: P
     raise RuntimeError(f"no message reached the subscription on {subject}")
 
 
-async def until_answered(c: Clients, subject: str) -> None:
-    """Request until the responder answers (see :func:`until_delivered`)."""
+async def until_answered(c: Clients, subject: str, run: Callable[[Clients, str], Awaitable[None]]) -> None:
+    """Request (the path's own way) until the responder answers (see :func:`until_delivered`)."""
     for _ in range(100):
         try:
-            await c.nc.request(subject, PAYLOAD, timeout=0.5)
+            await run(c, subject)
             return
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
             await asyncio.sleep(0.01)
@@ -176,7 +176,7 @@ async def responder(
     sub = await subscribe(subject)
     await c.sc.flush()
     try:
-        await until_answered(c, subject)
+        await until_answered(c, subject, run)
         for _ in range(WARMUP):
             await run(c, subject)
         t0 = time.perf_counter()
