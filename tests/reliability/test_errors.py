@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import nats
@@ -215,3 +216,34 @@ async def test_close_and_drain_end_every_span_in_flight(telemetry: Any, js_serve
         assert work.attributes["error.type"] == "CancelledError"
     else:
         assert work.status.status_code == StatusCode.UNSET
+
+
+async def test_empty_fetch_is_not_an_error_whichever_timeout_nats_py_raises(
+    telemetry: Any, js_server: Any, connect: Any
+) -> None:
+    """nats-py answers an empty ``fetch`` with ``nats.errors.TimeoutError`` — or, when the server's "no
+    messages" arrives after the fetch's deadline has passed, with a plain ``asyncio.TimeoutError``
+    (nats-py 2.16 ``_fetch_n``). Neither makes the fetch span an error. A task that blocks the loop
+    for longer than the fetch timeout makes the late answer happen."""
+    nc = await connect(js_server.url)
+    js = nc.jetstream()
+    await js.add_stream(name="EMPTYFETCH", subjects=["emptyfetch.>"])
+    psub = await js.pull_subscribe("emptyfetch.none", durable="empty")
+    telemetry.clear()
+    raised: list[type[BaseException]] = []
+    for _ in range(8):
+
+        async def stall() -> None:
+            time.sleep(0.05)  # blocking the loop is the point
+
+        asyncio.get_running_loop().create_task(stall())
+        with pytest.raises(asyncio.TimeoutError) as info:
+            await psub.fetch(2, timeout=0.02)
+        raised.append(type(info.value))
+    spans = await wait_spans(telemetry, len(raised))
+    assert [s.name for s in spans] == ["fetch EMPTYFETCH"] * len(raised)
+    assert [(s.status.status_code, s.attributes.get("error.type"), len(s.events)) for s in spans] == [
+        (StatusCode.UNSET, None, 0)
+    ] * len(raised)
+    assert all(s.attributes["messaging.batch.message_count"] == 0 for s in spans)
+    await js.delete_stream("EMPTYFETCH")

@@ -151,8 +151,6 @@ async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     rec = entry()
     if rec is None:
         return await wrapped(*args, **kwargs)
-    import nats.errors
-
     stream = getattr(instance, "_stream", None) or ""
     extra = {names.JS_STREAM: stream}
     consumer = getattr(instance, "_consumer", None)
@@ -173,7 +171,7 @@ async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     token = ACTIVE.set(op)  # the MSG.NEXT publish and next_msg loop make no spans
     try:
         msgs = await wrapped(*args, **kwargs)
-    except nats.errors.TimeoutError:
+    except asyncio.TimeoutError:  # nats.errors.TimeoutError, or asyncio's own when nats-py's deadline passed
         rec.fetched(op, start)
         raise
     except BaseException as exc:
