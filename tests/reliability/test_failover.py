@@ -26,12 +26,14 @@ async def _retry(call: Callable[[], Awaitable[T]], timeout: float = 20.0) -> T:
     """Retry ``call`` while the cluster elects leaders (JetStream answers with errors/timeouts meanwhile)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    seen: list[str] = []
     while True:
         try:
             return await call()
-        except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError):
+        except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError) as exc:
+            seen.append(f"{loop.time() - deadline + timeout:.1f}s {type(exc).__name__}: {exc}")
             if loop.time() > deadline:
-                raise
+                raise AssertionError(f"still failing after {timeout} s: {seen}") from exc
             await asyncio.sleep(0.2)
 
 
@@ -134,7 +136,7 @@ async def test_cluster_failover_spans_follow_the_new_server(telemetry: Any) -> N
                 while True:
                     try:
                         leftovers = await psub.fetch(10, timeout=0.5)
-                    except nats.errors.TimeoutError:
+                    except asyncio.TimeoutError:  # nats-py raises either kind for an empty fetch
                         break
                     for m in leftovers:
                         await m.ack_sync()

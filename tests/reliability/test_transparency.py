@@ -179,7 +179,7 @@ async def _scenario(url: str) -> list[Any]:
         await naked.nak()
         again: list[Any] = []
         for _ in range(50):
-            with contextlib.suppress(nats.errors.TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):
                 for m in await psub.fetch(10, timeout=0.2):
                     again.append((*_msg(m)[:3], m.metadata.sequence.stream, m.metadata.num_delivered))
                     await m.ack_sync()
