@@ -173,3 +173,40 @@ async def test_alternating_clients_keep_their_own_attributes(telemetry: Any, ser
     ids = [s.attributes["messaging.client.id"] for s in telemetry.spans()]
     assert ids == [str(a.client_id), str(b.client_id)] * 2
     assert a.client_id != b.client_id
+
+
+def test_enabled_agrees_with_is_instrumentation_enabled() -> None:
+    """recorder.enabled() reads the suppression keys itself; it must say what the official check says."""
+    from opentelemetry.context import set_value
+    from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
+
+    from opentelemetry.instrumentation.nats.recorder import enabled
+
+    assert enabled() is is_instrumentation_enabled() is True
+    with suppress_instrumentation():
+        assert enabled() is is_instrumentation_enabled() is False
+    for value in (True, False, None, "yes"):
+        token = attach(set_value("suppress_instrumentation", value, _producer_context()))
+        try:
+            assert enabled() is is_instrumentation_enabled()
+        finally:
+            detach(token)
+
+
+async def test_replies_to_different_inboxes_name_their_own_inbox(
+    telemetry: Any, server: NatsServer, connect: Any
+) -> None:
+    """Temporary subjects share one cached attribute set; the destination name stays per message."""
+    nc = await connect(server.url)
+
+    async def echo(msg: Any) -> None:
+        await msg.respond(msg.data)
+
+    await nc.subscribe("fast.echo", cb=echo)
+    for i in range(3):
+        await nc.request("fast.echo", str(i).encode(), timeout=2)
+    replies = [s for s in telemetry.spans() if s.name == "publish"]
+    inboxes = [s.attributes["messaging.destination.name"] for s in replies]
+    assert len(replies) == 3 and len(set(inboxes)) == 3
+    assert all(i.startswith("_INBOX.") for i in inboxes)
+    assert all(s.attributes["messaging.destination.temporary"] is True for s in replies)

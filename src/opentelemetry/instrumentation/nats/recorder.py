@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
-from weakref import WeakKeyDictionary, ref
+from weakref import ref
 
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
@@ -29,6 +30,14 @@ from opentelemetry.instrumentation.nats.metrics import NatsMetrics, metric_attri
 from opentelemetry.instrumentation.nats.names import Op
 
 _LOG = logging.getLogger(__name__)
+
+try:  # what is_instrumentation_enabled() reads (tests/test_fast_paths.py checks that enabled() agrees)
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+    from opentelemetry.instrumentation.utils import _SUPPRESS_INSTRUMENTATION_KEY_PLAIN
+
+    _SUPPRESS_KEYS: tuple[str, str] | None = (_SUPPRESS_INSTRUMENTATION_KEY, _SUPPRESS_INSTRUMENTATION_KEY_PLAIN)
+except ImportError:  # pragma: no cover - another opentelemetry-instrumentation: ask it
+    _SUPPRESS_KEYS = None
 
 # The instrumented operation whose nats-py internals are running in this task. Nested nats-py
 # calls (the publish inside ``request``, ``respond`` …) see it, make no span of their own, and
@@ -52,8 +61,14 @@ def installed() -> Recorder | None:
 
 
 def enabled() -> bool:
-    """``is_instrumentation_enabled()``; fast path: an empty current context suppresses nothing."""
-    return not otel_context.get_current() or is_instrumentation_enabled()
+    """``is_instrumentation_enabled()``; fast path: an empty current context suppresses nothing, and
+    otherwise the two suppression keys are read from the current context directly."""
+    ctx = otel_context.get_current()
+    if not ctx:
+        return True
+    if _SUPPRESS_KEYS is None:
+        return is_instrumentation_enabled()
+    return not (ctx.get(_SUPPRESS_KEYS[0]) or ctx.get(_SUPPRESS_KEYS[1]))
 
 
 def entry() -> Recorder | None:
@@ -137,8 +152,7 @@ class Recorder:
         self.config = config
         self.keys = names.KEYS[config.mode]
         self.metrics = metrics
-        self._clients: WeakKeyDictionary[Any, _ClientState] = WeakKeyDictionary()
-        self._last: tuple[ref[Any], _ClientState] | None = None  # the last client's state (no dict lookup)
+        self._clients: dict[int, tuple[ref[Any], _ClientState]] = {}  # id(client) → (client, its state)
         # fast path: with no excluded_subjects configured, excluded() needs no pattern set lookup
         self._excluded = config.excluded_subjects if config.excluded_subjects else None
         self._captures = bool(config.captured_headers)
@@ -172,36 +186,47 @@ class Recorder:
     # --- attributes ------------------------------------------------------------------------
 
     def _state(self, client: Any) -> _ClientState:
-        last = self._last
-        if last is not None and last[0]() is client:  # fast path: the client of the previous operation
-            state: _ClientState | None = last[1]
-        else:
-            try:
-                state = self._clients.get(client)
-            except TypeError:  # unhashable or not weak-referenceable client object
-                return _ClientState(client, self.keys)
+        # fast path: a plain dict keyed by id() with a weak reference to check the client (a
+        # WeakKeyDictionary lookup makes a new weak reference per call)
+        key = id(client)
+        entry = self._clients.get(key)
         if (
-            state is None
-            or state.info is not getattr(client, "_server_info", None)
-            or state.server is not getattr(client, "_current_server", None)
+            entry is not None
+            and entry[0]() is client
+            and entry[1].info is getattr(client, "_server_info", None)
+            and entry[1].server is getattr(client, "_current_server", None)
         ):
-            state = self._clients[client] = _ClientState(client, self.keys)
-            if self.metrics is not None:
-                self.metrics.track(client)
-        if last is None or last[1] is not state:
-            self._last = (ref(client), state)
+            return entry[1]
+        state = _ClientState(client, self.keys)
+        try:
+            self._clients[key] = (ref(client, partial(self._forget, key)), state)
+        except TypeError:  # not weak-referenceable: not cached
+            return state
+        if self.metrics is not None:
+            self.metrics.track(client)
         return state
+
+    def _forget(self, key: int, gone: ref[Any]) -> None:
+        """A client was garbage-collected: drop its state (unless the id is in use again)."""
+        entry = self._clients.get(key)
+        if entry is not None and entry[0] is gone:
+            del self._clients[key]
 
     def describe(self, op: Operation) -> tuple[str, Attrs, Attrs]:
         """Span name, span attributes and metric attributes of ``op``.
 
         Everything but the per-message attributes comes from a bounded per-subject cache."""
         state = self._state(op.client)
-        key = (op.op, op.subject, op.template, op.queue, op.name_dest)
+        subject = op.subject
+        # fast path: temporary subjects (a new inbox per request, an ack subject per message) share
+        # one cache entry; only their destination name is added per message
+        temporary = subject.startswith(state.inbox) or subject.startswith(names.JS_ACK_PREFIX)
+        key = (op.op, None if temporary else subject, op.template, op.queue, op.name_dest)
         cached = state.dest.get(key)
         if cached is None:
-            temporary = op.subject.startswith(state.inbox) or op.subject.startswith(names.JS_ACK_PREFIX)
-            dest = attributes.destination_attributes(self.keys, op.op, op.subject, op.template, op.queue, temporary)
+            dest = attributes.destination_attributes(
+                self.keys, op.op, "" if temporary else subject, op.template, op.queue, temporary
+            )
             name = attributes.span_name(op.op, op.name_dest or op.subject, op.template, temporary and not op.name_dest)
             span_attrs = {**dest, **state.conn}
             metric_attrs = (
@@ -215,6 +240,9 @@ class Recorder:
             state.dest[key] = cached
         name, attrs, metric_attrs = cached
         attrs = dict(attrs)
+        if temporary and subject:
+            for k in self.keys.subject:
+                attrs[k] = subject
         if op.body_size is not None:
             attrs[names.BODY_SIZE] = op.body_size
         if op.reply_to:
