@@ -53,7 +53,7 @@ class NatsMetrics:
 
     def __init__(self, meter: Meter, mode: Mode, keys: Keys) -> None:
         self.meter = meter
-        self._noop = isinstance(meter, NoOpMeter)
+        self.noop = isinstance(meter, NoOpMeter)  # the API's no-op meter: never records
         self.keys = keys
         self.allowed = metric_attribute_keys(keys)
         self.current = mode in (Mode.CURRENT, Mode.DUP)
@@ -114,7 +114,7 @@ class NatsMetrics:
     def idle(self) -> bool:
         """True while every instrument is a no-op: the API's no-op meter, or the global proxy meter
         before a meter provider is set (no SDK). Anything unknown counts as recording."""
-        return self._noop or getattr(self.meter, "_real_meter", False) is None
+        return self.noop or getattr(self.meter, "_real_meter", False) is None
 
     # --- per operation ---------------------------------------------------------------------
 

@@ -63,16 +63,6 @@ def has_span(ctx: Context) -> bool:
     return get_current_span(ctx).get_span_context().is_valid
 
 
-def _header_block_size(headers: Mapping[str, str]) -> int:
-    size = _HEADER_BLOCK_OVERHEAD + _HEADER_LINE_OVERHEAD * len(headers)
-    for k, v in headers.items():
-        if type(k) is str and type(v) is str and k.isascii() and v.isascii():  # fast path: no encoding
-            size += len(k) + len(v)
-        else:
-            size += len(str(k).encode()) + len(str(v).encode())
-    return size
-
-
 _QUIET_WHEN_EMPTY = (TraceContextTextMapPropagator, W3CBaggagePropagator)
 _quiet: tuple[object, bool] = (None, False)  # (global propagator, writes nothing for an empty context)
 
@@ -118,7 +108,14 @@ def inject(
         out.update(carrier)
     else:
         out = carrier
-    if payload_size + _header_block_size(out) > max_payload:
+    # the header block's size ("NATS/1.0\r\n", "key: value\r\n" lines, "\r\n"), inline (fast path)
+    size = payload_size + _HEADER_BLOCK_OVERHEAD + _HEADER_LINE_OVERHEAD * len(out)
+    for k, v in out.items():
+        if type(k) is str and type(v) is str and k.isascii() and v.isascii():  # fast path: no encoding
+            size += len(k) + len(v)
+        else:
+            size += len(str(k).encode()) + len(str(v).encode())
+    if size > max_payload:
         return headers, SKIP_MAX_PAYLOAD
     return out, None
 

@@ -82,21 +82,24 @@ def entry() -> Recorder | None:
 
 @dataclass(slots=True)  # fast path: slots make the one-per-message record cheaper to build
 class Operation:
-    """One user-visible NATS operation, as the patch functions saw it."""
+    """One user-visible NATS operation, as the patch functions saw it.
+
+    Fast path: the per-message wrappers pass the leading fields positionally (keyword arguments
+    cost more per message), so the fields they use come first; keep this order."""
 
     op: Op
     kind: SpanKind
     client: Any
     subject: str
-    template: str | None = None
-    queue: str | None = None
     body_size: int | None = None
     reply_to: str | None = None
     headers: Any = None
-    sid: Any = None
-    inject: bool = True
     hook_args: tuple[Any, ...] = ()
+    sid: Any = None
+    template: str | None = None
+    queue: str | None = None
     extra: Attrs | None = None  # operation-specific attributes (JetStream metadata, micro endpoint …)
+    inject: bool = True
     name_dest: str | None = None  # destination shown in the span name instead of the subject
     on_result: Callable[[names.Keys, Any], Attrs] | None = None  # attributes read from the call's result
     started: int = 0  # time_ns() when the operation started (set by the recorder)
@@ -126,7 +129,7 @@ class _ClientState:
     __slots__ = ("conn", "dest", "inbox", "info", "server")
 
     # per (op, subject, template, queue, name_dest): span name, span attributes, metric attributes
-    dest: dict[tuple[Any, ...], tuple[str, Attrs, Attrs]]
+    dest: dict[tuple[Any, ...], tuple[str, Attrs, Attrs, bool]]  # (…, temporary subject)
 
     def __init__(self, client: Any, keys: names.Keys) -> None:
         self.info = getattr(client, "_server_info", None)
@@ -154,20 +157,25 @@ class Recorder:
         self.metrics = metrics
         self._clients: dict[int, tuple[ref[Any], _ClientState]] = {}  # id(client) → (client, its state)
         # fast path: with no excluded_subjects configured, excluded() needs no pattern set lookup
-        self._excluded = config.excluded_subjects if config.excluded_subjects else None
+        # (hot wrappers test ``rec.excluding is not None`` before calling it)
+        self.excluding = config.excluded_subjects if config.excluded_subjects else None
         self._captures = bool(config.captured_headers)
         self._envelopes = bool(config.envelope_subjects)
         self._hooks = any((config.publish_hook, config.consume_hook, config.request_hook))
         self._link_mode = config.link_mode
-        self._live = False  # an SDK tracer or meter was seen: idle() is False from then on
+        self.live = False  # an SDK tracer or meter was seen: idle() is False from then on (no call needed)
         self._measuring = False  # an SDK meter was seen: measuring() is True from then on
+        self._meter_may_record = metrics is not None and not metrics.noop  # False: measuring() stays False
 
     def measuring(self) -> bool:
         """True when metrics are recorded: a meter from an SDK (cached once True, like :meth:`idle`)."""
         if self._measuring:
             return True
         metrics = self.metrics
-        self._measuring = metrics is not None and not metrics.idle()
+        if metrics is None or metrics.noop:
+            return False
+        # a global proxy meter records only once a meter provider is set (see NatsMetrics.idle)
+        self._measuring = getattr(metrics.meter, "_real_meter", False) is not None
         return self._measuring
 
     def idle(self) -> bool:
@@ -176,11 +184,11 @@ class Recorder:
         Fast path: a span would then only carry its parent's context, so wrappers just propagate
         the current context and skip attributes, spans and metrics. Once a real tracer or meter
         shows up (a provider set later) it stays, so the answer is cached as soon as it is False."""
-        if self._live:
+        if self.live:
             return False
         if _noop_tracer(self.tracer) and not self.measuring():
             return True
-        self._live = True
+        self.live = True
         return False
 
     # --- attributes ------------------------------------------------------------------------
@@ -218,11 +226,15 @@ class Recorder:
         Everything but the per-message attributes comes from a bounded per-subject cache."""
         state = self._state(op.client)
         subject = op.subject
-        # fast path: temporary subjects (a new inbox per request, an ack subject per message) share
-        # one cache entry; only their destination name is added per message
-        temporary = subject.startswith(state.inbox) or subject.startswith(names.JS_ACK_PREFIX)
-        key = (op.op, None if temporary else subject, op.template, op.queue, op.name_dest)
+        key: tuple[Any, ...] = (op.op, subject, op.template, op.queue, op.name_dest)
         cached = state.dest.get(key)
+        if cached is None:
+            # fast path: temporary subjects (a new inbox per request, an ack subject per message)
+            # share one cache entry; only their destination name is added per message
+            temporary = subject.startswith(state.inbox) or subject.startswith(names.JS_ACK_PREFIX)
+            if temporary:
+                key = (op.op, None, op.template, op.queue, op.name_dest)
+                cached = state.dest.get(key)
         if cached is None:
             dest = attributes.destination_attributes(
                 self.keys, op.op, "" if temporary else subject, op.template, op.queue, temporary
@@ -234,11 +246,11 @@ class Recorder:
                 if self.metrics is not None
                 else span_attrs
             )
-            cached = (name, span_attrs, metric_attrs)
+            cached = (name, span_attrs, metric_attrs, temporary)
             if len(state.dest) >= _NAME_CACHE_MAX:
                 state.dest.clear()
             state.dest[key] = cached
-        name, attrs, metric_attrs = cached
+        name, attrs, metric_attrs, temporary = cached
         attrs = dict(attrs)
         if temporary and subject:
             for k in self.keys.subject:
@@ -261,15 +273,22 @@ class Recorder:
 
     # --- propagation -----------------------------------------------------------------------
 
-    def inject(self, client: Any, payload: Any, headers: Any) -> Any:
-        """Headers for an outgoing message carrying the current context (see :func:`propagation.inject`)."""
+    def inject(self, client: Any, payload: Any, headers: Any, span_current: bool = False) -> Any:
+        """Headers for an outgoing message carrying the current context (see :func:`propagation.inject`).
+
+        ``span_current``: the caller just made a span current, so the context is not empty."""
         try:
-            if propagation.nothing_to_inject():  # fast path: no context to carry (no SDK, no span)
+            if not span_current and propagation.nothing_to_inject():  # fast path: no context (no SDK, no span)
                 return headers
             size = len(payload) if payload is not None else 0
-            out, skipped = propagation.inject(
-                headers, size, attributes.server_info(client), attributes.max_payload(client)
-            )
+            # fast path: nats-py keeps its INFO in a dict and max_payload as an int (no getter calls)
+            info = getattr(client, "_server_info", None)
+            if type(info) is not dict:
+                info = attributes.server_info(client)
+            limit = getattr(client, "_max_payload", None)
+            if type(limit) is not int:
+                limit = attributes.max_payload(client)
+            out, skipped = propagation.inject(headers, size, info, limit)
             if skipped is not None and self.metrics is not None:
                 self.metrics.skipped(skipped, client)
             return out
@@ -280,8 +299,8 @@ class Recorder:
     def excluded(self, subject: Any) -> bool:
         """True when ``subject`` matches ``excluded_subjects``: the operation passes through untouched
         (no span, no header injection). Every wrapper asks here, so metrics must skip it too."""
-        excluded = self._excluded
-        return excluded is not None and subject in excluded
+        excluding = self.excluding
+        return excluding is not None and subject in excluding
 
     def producer_context(self, headers: Any, subject: str, data: Any) -> Context:
         """The producer context a message carries: its headers, else (for ``envelope_subjects``) a seed
@@ -341,7 +360,7 @@ class Recorder:
                     await call_hook(self._hook_for(op), span, *op.hook_args)
                 if inject:
                     subject, payload, reply, headers = args
-                    args = (subject, payload, reply, self.inject(op.client, payload, headers))
+                    args = (subject, payload, reply, self.inject(op.client, payload, headers, True))
                 result = await wrapped(*args, **kwargs)
             finally:
                 ACTIVE.reset(active)
@@ -384,13 +403,13 @@ class Recorder:
         start_time: int | None = None,
     ) -> Span:
         """Start the span of ``op`` (not made current); ``op.started`` is the start time."""
-        if not self._live and self.idle():  # fast path: no SDK - a no-op span carrying the parent's context
+        if not self.live and self.idle():  # fast path: no SDK - a no-op span carrying the parent's context
             op.metric_attrs = None  # (no attributes, and no metrics either: finish() records none)
             return self.tracer.start_span(op.op.name, context=parent, kind=op.kind)
         op.started = start = start_time or time.time_ns()
         name, attrs, metric_attrs = self.describe(op)
         # fast path: no metric attributes (and so no metrics in finish()) while the meter is a no-op
-        op.metric_attrs = metric_attrs if self._measuring or self.measuring() else None
+        op.metric_attrs = metric_attrs if self._measuring or (self._meter_may_record and self.measuring()) else None
         # (positional: Tracer.start_span's parameter order; cheaper than keywords per message)
         return self.tracer.start_span(name, parent, op.kind, attrs, links, start)
 

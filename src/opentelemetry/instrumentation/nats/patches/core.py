@@ -51,19 +51,23 @@ async def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
             return await wrapped(*args, **kwargs)
     if active is not None:  # nats-py internals of request/respond/…: inject, no span of its own
         return await wrapped(subject, payload, reply, rec.inject(instance, payload, headers))
-    if not isinstance(subject, str) or rec.excluded(subject) or subject.startswith(names.JS_PREFIX):
+    if (
+        not isinstance(subject, str)
+        or (rec.excluding is not None and rec.excluded(subject))
+        or subject.startswith(names.JS_PREFIX)
+    ):
         return await wrapped(*args, **kwargs)
-    if rec.idle():  # fast path: no SDK - the no-op span would only carry the current context
+    if not rec.live and rec.idle():  # fast path: no SDK - the no-op span would only carry the current context
         return await wrapped(subject, payload, reply, rec.inject(instance, payload, headers))
-    op = Operation(
+    op = Operation(  # positional (fast path): op, kind, client, subject, body_size, reply_to, headers, hook_args
         names.PUBLISH,
         SpanKind.PRODUCER,
         instance,
         subject,
-        body_size=size(payload),
-        reply_to=reply,
-        headers=headers,
-        hook_args=(subject, payload, headers),
+        len(payload) if type(payload) is bytes else size(payload),
+        reply,
+        headers,
+        (subject, payload, headers),
     )
     return await rec.run(op, wrapped, (subject, payload, reply, headers), {}, inject=True)
 
@@ -89,14 +93,15 @@ async def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
         return await wrapped(*args, **kwargs)
     if not isinstance(subject, str) or rec.excluded(subject) or subject.startswith(names.JS_PREFIX):
         return await untraced(wrapped, args, kwargs)  # its inner publish/subscribe stay internal too
-    op = Operation(
+    op = Operation(  # positional (fast path): op, kind, client, subject, body_size, reply_to, headers, hook_args
         names.REQUEST,
         SpanKind.CLIENT,
         instance,
         subject,
-        body_size=size(payload),
-        headers=headers,
-        hook_args=(subject, payload, headers),
+        len(payload) if type(payload) is bytes else size(payload),
+        None,
+        headers,
+        (subject, payload, headers),
         on_result=attributes.response_attributes,
     )
     return await rec.run(op, wrapped, args, kwargs)
@@ -112,13 +117,15 @@ async def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
     if rec.excluded(reply) or rec.excluded(instance.subject):  # the reply to an excluded request is excluded too
         return await untraced(wrapped, args, kwargs)
     data = args[0] if args else kwargs.get("data")
-    op = Operation(
+    op = Operation(  # positional (fast path): op, kind, client, subject, body_size, reply_to, headers, hook_args
         names.RESPOND,
         SpanKind.PRODUCER,
         client,
         reply,
-        body_size=size(data),
-        hook_args=(reply, data, instance.headers),
+        len(data) if type(data) is bytes else size(data),
+        None,
+        None,
+        (reply, data, instance.headers),
     )
     return await rec.run(op, wrapped, args, kwargs)
 
@@ -141,10 +148,10 @@ class ProcessWrapper:
             return await wrapped(*args, **kwargs)
         try:
             subject = msg.subject
-            if rec.excluded(subject):
+            if rec.excluding is not None and rec.excluded(subject):
                 return await wrapped(*args, **kwargs)
             parent, links = rec.consumer_parent(msg.headers, subject, msg.data)
-            idle = rec.idle()
+            idle = not rec.live and rec.idle()
         except Exception:
             _LOG.debug("not tracing an unusual message", exc_info=True)
             return await wrapped(*args, **kwargs)
@@ -157,19 +164,20 @@ class ProcessWrapper:
         try:
             reply = msg.reply
             kind = SpanKind.SERVER if reply and not reply.startswith(names.JS_ACK_PREFIX) else SpanKind.CONSUMER
-            op = Operation(
-                names.PROCESS,
+            data = msg.data
+            op = Operation(  # positional (fast path): op, kind, client, subject, body_size, reply_to, headers,
+                names.PROCESS,  # hook_args, sid, template, queue, extra
                 kind,
                 msg._client,
                 subject,
-                template=self.template,
-                queue=self.queue,
-                body_size=size(msg.data),
-                reply_to=reply,
-                headers=msg.headers,
-                sid=msg._sid,
-                hook_args=(msg,),
-                extra=attributes.jetstream_message_attributes(reply),
+                len(data) if type(data) is bytes else size(data),
+                reply,
+                msg.headers,
+                (msg,),
+                msg._sid,
+                self.template,
+                self.queue,
+                attributes.jetstream_message_attributes(reply) if reply else None,
             )
         except Exception:
             _LOG.debug("not tracing an unusual message", exc_info=True)
