@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import sys
@@ -235,6 +236,9 @@ class Worker:
         self.paths: dict[str, Callable[[int], Awaitable[float]]] = {}
 
     async def measure(self, path: str, n: int) -> float:
+        # Every block starts from a clean heap, so that a collection of garbage left by an earlier
+        # block (or by instrument()/uninstrument()) does not land in this block's time.
+        gc.collect()
         return await self.paths[path](n) / n
 
     async def close(self) -> None:

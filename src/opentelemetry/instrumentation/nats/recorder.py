@@ -368,6 +368,9 @@ class Recorder:
         except BaseException as exc:
             self.finish(span, op, error=exc)
             raise
+        if op.on_result is None and op.metric_attrs is None:  # fast path: nothing to add: just end the span
+            span.end()
+            return result
         try:
             if op.op is names.REQUEST and self.config.response_hook is not None and span.is_recording():
                 await call_hook(self.config.response_hook, span, result)
@@ -388,7 +391,7 @@ class Recorder:
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         active = ACTIVE.set(op if op.kind is not SpanKind.CONSUMER and op.kind is not SpanKind.SERVER else None)
         try:
-            if op.hook_args and span.is_recording():
+            if self._hooks and op.hook_args and span.is_recording():
                 await call_hook(self._hook_for(op), span, *op.hook_args)
             return await wrapped(*args, **kwargs)
         finally:
