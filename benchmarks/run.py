@@ -10,8 +10,9 @@ meter provider: the API's no-op), ``uninst`` (instrumented with the SDK, traffic
 ``uninstrument()``) and ``sdk`` (hand-written equivalents and the instrumented paths with an
 always-off sampler, with a sampled ``BatchSpanProcessor`` and a discarding exporter, and with a
 ``MeterProvider``). One worker measures at a time (the machine's other core runs nats-server).
-Each round measures every path once, in a shuffled order; the first round is a warm-up and is
-dropped; the reported cost is the median over the rounds.
+Each round measures every path once: the paths a bound compares back to back, groups and order
+shuffled per round; the first round is a warm-up and is dropped. The reported cost is the median
+over the rounds; a bound's ratio is the median of its per-round ratios.
 
 Writes ``benchmarks/results/results.md`` and ``benchmarks/results/paths.png``. Exit status 1 when
 a bound fails.
@@ -32,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -90,6 +92,28 @@ def bounds() -> list[Bound]:
     return out
 
 
+# --- CPU placement --------------------------------------------------------------------------------
+
+# With two or more CPUs, nats-server gets the last one and the workers the others, so that a worker
+# never shares a CPU with the server (otherwise the scheduler's placement differs from process to
+# process and biases comparisons between workers). --no-pin turns this off.
+SERVER_CPUS: set[int] | None = None
+WORKER_CPUS: set[int] | None = None
+
+
+def plan_cpus(enabled: bool) -> None:
+    global SERVER_CPUS, WORKER_CPUS
+    cpus = sorted(os.sched_getaffinity(0)) if enabled and hasattr(os, "sched_getaffinity") else []
+    if len(cpus) >= 2:
+        SERVER_CPUS, WORKER_CPUS = {cpus[-1]}, set(cpus[:-1])
+
+
+def pin(cpus: set[int] | None) -> Callable[[], None] | None:
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 # --- nats-server ----------------------------------------------------------------------------------
 
 
@@ -120,7 +144,9 @@ class Server:
                 f'jetstream {{ store_dir: "{self.workdir / "js"}" }}\n'
             )
             log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 - owned by the process
-            self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=log, stderr=log)
+            self.proc = subprocess.Popen(
+                [self.binary, "-c", str(conf)], stdout=log, stderr=log, preexec_fn=pin(SERVER_CPUS)
+            )
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:
@@ -166,6 +192,7 @@ class Worker:
             text=True,
             env=env,
             cwd=HERE,
+            preexec_fn=pin(WORKER_CPUS),
         )
         self.paths: list[str] = self._read()["ready"]
 
@@ -198,20 +225,38 @@ def message_count(path: str, scale: float) -> int:
     return max(20, int(MESSAGES[op] * scale))
 
 
-def run_rounds(workers: dict[str, Worker], rounds: int, scale: float, seed: int) -> dict[str, list[float]]:
-    tasks = [(name, path) for name, w in workers.items() for path in w.paths]
-    samples: dict[str, list[float]] = {path: [] for _, path in tasks}
+def groups(paths: list[str]) -> list[list[str]]:
+    """Paths compared with each other, to be measured back to back (a bound's ratio is taken per round)."""
+    out: list[list[str]] = []
+    for op in OPERATIONS:
+        out.append([f"raw.{op}", f"nosdk.{op}", f"uninst.{op}"])
+        out += [[f"{s}.hand.{op}", f"{s}.inst.{op}"] for s in ("off", "on")]
+    out.append(["metrics.hand.publish", "metrics.inst.publish"])
+    out = [[p for p in g if p in paths] for g in out]
+    grouped = {p for g in out for p in g}
+    out += [[p] for p in paths if p not in grouped]
+    return [g for g in out if g]
+
+
+def run_rounds(workers: dict[str, Worker], rounds: int, scale: float, seed: int) -> list[dict[str, float]]:
+    """Per round, the per-message seconds of every path. Each round measures the groups of compared
+    paths in a shuffled order, each group's paths back to back (in a shuffled order too)."""
+    owner = {path: name for name, w in workers.items() for path in w.paths}
+    order = groups(list(owner))
     rng = random.Random(seed)
+    out: list[dict[str, float]] = []
     for r in range(rounds + 1):
-        rng.shuffle(tasks)
+        rng.shuffle(order)
         t0 = time.monotonic()
-        for name, path in tasks:
-            seconds = workers[name].measure(path, message_count(path, scale))
-            if r > 0:  # round 0 warms every path up
-                samples[path].append(seconds)
+        measured: dict[str, float] = {}
+        for group in order:
+            for path in rng.sample(group, len(group)):
+                measured[path] = workers[owner[path]].measure(path, message_count(path, scale))
+        if r > 0:  # round 0 warms every path up
+            out.append(measured)
         label = "warm-up round" if r == 0 else f"round {r}/{rounds}"
         print(f"  {label} ({time.monotonic() - t0:.1f} s)", file=sys.stderr, flush=True)
-    return samples
+    return out
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -259,13 +304,16 @@ def fmt_us(seconds: float | None) -> str:
 
 
 class Report:
-    def __init__(self, samples: dict[str, list[float]], info: dict[str, str], rounds: int, scale: float) -> None:
-        self.samples = samples
-        self.median = {p: statistics.median(v) for p, v in samples.items() if v}
+    """Costs are medians over the rounds; a bound's ratio is the median of its per-round ratios (the
+    two paths measured back to back in each round, so that load on the machine cancels out)."""
+
+    def __init__(self, per_round: list[dict[str, float]], info: dict[str, str], rounds: int, scale: float) -> None:
+        self.samples = {p: [r[p] for r in per_round] for p in per_round[0]}
+        self.median = {p: statistics.median(v) for p, v in self.samples.items() if v}
         self.info = info
         self.rounds = rounds
         self.scale = scale
-        self.checks = [(b, self.median[b.path] / self.median[b.baseline]) for b in bounds()]
+        self.checks = [(b, statistics.median(r[b.path] / r[b.baseline] for r in per_round)) for b in bounds()]
 
     def spread(self, path: str) -> float:
         """Interquartile range relative to the median."""
@@ -291,7 +339,13 @@ class Report:
 
     def check_rows(self) -> list[list[str]]:
         return [
-            [b.title, f"{ratio:.3f}", f"≤ {b.limit:g}", "PASS" if ratio <= b.limit else "FAIL"]
+            [
+                b.title,
+                f"{ratio:.3f}",
+                f"{self.median[b.path] / self.median[b.baseline]:.3f}",
+                f"≤ {b.limit:g}",
+                "PASS" if ratio <= b.limit else "FAIL",
+            ]
             for b, ratio in self.checks
         ]
 
@@ -303,7 +357,7 @@ class Report:
         mh, mr = self.metrics_row()
         out += table_text(["operation", *mh], [["publish", *mr]])
         out.append("")
-        out += table_text(["bound (SPEC §8)", "ratio", "bound", "result"], self.check_rows())
+        out += table_text(["bound (SPEC §8)", "ratio", "of medians", "bound", "result"], self.check_rows())
         out.append("")
         out.append("ALL BOUNDS PASS" if self.passed else "SOME BOUNDS FAIL")
         return "\n".join(out)
@@ -314,8 +368,11 @@ class Report:
         lines = [
             "# Benchmark results",
             "",
-            f"Command: `{command}` — {self.rounds} interleaved rounds, per-message cost is the median over the",
-            "rounds (first round dropped as a warm-up), ratios are of medians measured in the same run.",
+            f"Command: `{command}` — {self.rounds} interleaved rounds (a warm-up round before them is dropped).",
+            "Per-message cost is the median over the rounds. In every round the paths a bound compares run",
+            "back to back (groups and order shuffled per round); a bound's ratio is the median of its",
+            "per-round ratios, so that load from other processes cancels out (the ratio of the medians is",
+            "shown too). Everything is measured in the same run.",
             "",
             "## Machine",
             "",
@@ -331,7 +388,7 @@ class Report:
             "",
             "## Bounds (SPEC §8)",
             "",
-            *table_markdown(["check", "ratio", "bound", "result"], self.check_rows()),
+            *table_markdown(["check", "ratio", "ratio of medians", "bound", "result"], self.check_rows()),
             "",
             f"**{'All bounds pass.' if self.passed else 'Some bounds fail.'}**",
             "",
@@ -352,7 +409,8 @@ class Report:
             "- **request/reply**: sequential `await nc.request(…)` against a responder callback that calls",
             "  `msg.respond(…)`.",
             "- **JetStream publish**: sequential `await js.publish(…)` to a memory-storage stream.",
-            "- **raw nats-py**: a process that never imports the instrumentation.",
+            "- **raw nats-py**: a process that never instruments (it imports the SDK and the instrumentation and",
+            "  sends the same warm-up traffic as the after-uninstrument process, so the two differ only in that).",
             "- **no SDK**: instrumented, no tracer or meter provider set (the API's no-op).",
             "- **after uninstrument()**: a process that instrumented with the SDK, sent traffic on every path,",
             "  then called `uninstrument()`.",
@@ -440,20 +498,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="seed of the per-round shuffle")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results.md and paths.png go")
     parser.add_argument("--no-write", action="store_true", help="print only; do not write results")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin nats-server and the workers to CPUs")
     args = parser.parse_args(argv)
     rounds, scale = (5, 0.25) if args.quick else (args.rounds, args.scale)
 
+    plan_cpus(not args.no_pin)
     server = Server()
     url = server.start()
     info = machine()
     info["nats-server"] = server.version()
+    info["CPU placement"] = (
+        f"nats-server on CPU {sorted(SERVER_CPUS)}, workers on CPUs {sorted(WORKER_CPUS or ())}"
+        if SERVER_CPUS
+        else "not pinned"
+    )
     print(f"nats-server at {url}; {rounds} rounds", file=sys.stderr)
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     workers: dict[str, Worker] = {}
     try:
         for config in ("raw", "nosdk", "uninst", "sdk"):
             workers[config] = Worker(config, url)
-        samples = run_rounds(workers, rounds, scale, args.seed)
+        per_round = run_rounds(workers, rounds, scale, args.seed)
     finally:
         for w in workers.values():
             w.close()
@@ -461,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     if load_before is not None:
         info["load average (1 min) before / after"] = f"{load_before:.2f} / {os.getloadavg()[0]:.2f}"
 
-    report = Report(samples, info, rounds, scale)
+    report = Report(per_round, info, rounds, scale)
     print(report.text())
     if not args.no_write:
         args.out.mkdir(parents=True, exist_ok=True)

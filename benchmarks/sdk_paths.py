@@ -325,13 +325,17 @@ async def instrumented(c: Clients, fn: Fn, n: int, warm: bool, **options: Any) -
         instrumentor.uninstrument()
 
 
-async def instrumented_traffic(c: Clients) -> None:
-    """The ``uninst`` worker: instrument with the SDK, send traffic on every path, uninstrument."""
+async def warm_up_traffic(c: Clients, instrument: bool) -> None:
+    """The ``uninst`` worker: instrument with the SDK, send traffic on every path, uninstrument.
+    The ``raw`` worker: the same traffic with nothing instrumented (its control)."""
     tp = TracerProvider()
     tp.add_span_processor(BatchSpanProcessor(DiscardExporter()))
     mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
     for fn in PLAIN.values():
-        await instrumented(c, fn, 200, False, tracer_provider=tp, meter_provider=mp)
+        if instrument:
+            await instrumented(c, fn, 200, False, tracer_provider=tp, meter_provider=mp)
+        else:
+            await fn(c, 200)
     tp.shutdown()
 
 

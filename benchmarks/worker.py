@@ -2,7 +2,8 @@
 
 A worker owns one configuration of the process-wide OpenTelemetry state:
 
-``raw``       nats-py only; the instrumentation is never imported.
+``raw``       nats-py; the SDK and the instrumentation are imported and the same traffic as in
+              ``uninst`` is sent first, but nothing is ever instrumented.
 ``nosdk``     instrumented, no SDK: no tracer or meter provider set (the API's no-op/proxy objects).
 ``sdk``       the SDK: a tracer provider with an always-off sampler, one sampled with a
               ``BatchSpanProcessor`` and an exporter that discards, a ``MeterProvider`` with a reader.
@@ -257,6 +258,10 @@ async def make_worker(config: str, url: str) -> Worker:
     await clients.connect(url)
     worker = Worker(clients)
     if config == "raw":
+        # the same process footprint and traffic as the ``uninst`` worker, without instrumenting
+        from sdk_paths import warm_up_traffic
+
+        await warm_up_traffic(clients, instrument=False)
         plain_paths(worker, "raw")
     elif config == "nosdk":
         from opentelemetry.instrumentation.nats import NatsInstrumentor
@@ -264,9 +269,9 @@ async def make_worker(config: str, url: str) -> Worker:
         NatsInstrumentor().instrument()
         plain_paths(worker, "nosdk")
     elif config == "uninst":
-        from sdk_paths import instrumented_traffic
+        from sdk_paths import warm_up_traffic
 
-        await instrumented_traffic(clients)
+        await warm_up_traffic(clients, instrument=True)
         plain_paths(worker, "uninst")
     elif config == "sdk":
         from sdk_paths import add_sdk_paths, check_equivalence
