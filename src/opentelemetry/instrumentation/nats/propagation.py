@@ -86,9 +86,13 @@ def nothing_to_inject() -> bool:
 
 
 def inject(
-    headers: dict[str, str] | None, payload_size: int, server_info: Mapping[str, Any], max_payload: int
+    headers: dict[str, str] | None,
+    payload_size: int,
+    server_info: Mapping[str, Any],
+    max_payload: int,
+    context: Context | None = None,
 ) -> tuple[dict[str, str] | None, str | None]:
-    """Headers to send: a copy of ``headers`` with the current context injected.
+    """Headers to send: a copy of ``headers`` with ``context`` (default: the current one) injected.
 
     Returns ``(headers, skip_reason)``. The caller's dict is never mutated. Nothing is injected
     (and the caller's headers are returned as they are) when the propagator writes nothing, when
@@ -96,7 +100,7 @@ def inject(
     ``max_payload``; the latter two return a skip reason.
     """
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    propagate.inject(carrier, context)
     if not carrier:
         return headers, None
     if payload_size > max_payload:  # nats-py refuses the message itself (MaxPayloadError): nothing is skipped

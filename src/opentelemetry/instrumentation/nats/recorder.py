@@ -273,10 +273,14 @@ class Recorder:
 
     # --- propagation -----------------------------------------------------------------------
 
-    def inject(self, client: Any, payload: Any, headers: Any, span_current: bool = False) -> Any:
-        """Headers for an outgoing message carrying the current context (see :func:`propagation.inject`).
+    def inject(
+        self, client: Any, payload: Any, headers: Any, span_current: bool = False, context: Context | None = None
+    ) -> Any:
+        """Headers for an outgoing message carrying the current context, or ``context``, (see
+        :func:`propagation.inject`).
 
-        ``span_current``: the caller just made a span current, so the context is not empty."""
+        ``span_current``: the caller just made a span current (or gives its ``context``), so the
+        context is not empty."""
         try:
             if not span_current and propagation.nothing_to_inject():  # fast path: no context (no SDK, no span)
                 return headers
@@ -288,7 +292,7 @@ class Recorder:
             limit = getattr(client, "_max_payload", None)
             if type(limit) is not int:
                 limit = attributes.max_payload(client)
-            out, skipped = propagation.inject(headers, size, info, limit)
+            out, skipped = propagation.inject(headers, size, info, limit, context)
             if skipped is not None and self.metrics is not None:
                 self.metrics.skipped(skipped, client)
             return out
@@ -350,6 +354,22 @@ class Recorder:
         With ``inject``, ``args`` are ``Client.publish``'s ``(subject, payload, reply, headers)``: the
         message goes out with headers carrying the span's context (see :meth:`inject`)."""
         span = self.start(op, parent, links)
+        if inject and not self._hooks:
+            # fast path: a plain publish runs no hook and nothing instrumented inside, so its span
+            # is not made current (no attach/detach, no ACTIVE marker): the message carries the
+            # span's context explicitly
+            subject, payload, reply, headers = args
+            ctx = trace.set_span_in_context(span, parent)
+            try:
+                result = await wrapped(subject, payload, reply, self.inject(op.client, payload, headers, True, ctx))
+            except BaseException as exc:
+                self.finish(span, op, error=exc)
+                raise
+            if op.metric_attrs is None:  # fast path: nothing to add: just end the span
+                span.end()
+            else:
+                self.finish(span, op, result)
+            return result
         try:
             # fast path: call()'s body inlined (one coroutine frame less per message)
             token = otel_context.attach(trace.set_span_in_context(span, parent))
