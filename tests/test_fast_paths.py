@@ -210,3 +210,37 @@ async def test_replies_to_different_inboxes_name_their_own_inbox(
     assert len(replies) == 3 and len(set(inboxes)) == 3
     assert all(i.startswith("_INBOX.") for i in inboxes)
     assert all(s.attributes["messaging.destination.temporary"] is True for s in replies)
+
+
+async def test_plain_publish_carries_its_span_and_the_current_baggage(
+    telemetry: Any, server: NatsServer, connect: Any
+) -> None:
+    """A publish without hooks does not make its span current; the message still carries it."""
+    nc = await connect(server.url)
+    sub = await nc.subscribe("fast.span")
+    app = telemetry.tracer_provider.get_tracer("app")
+    token = attach(set_baggage("tenant", "t2"))
+    try:
+        with app.start_as_current_span("app") as parent:
+            await nc.publish("fast.span", b"x")
+    finally:
+        detach(token)
+    msg = await _next(sub)
+    (publish,) = [s for s in telemetry.spans() if s.name == "publish fast.span"]
+    _, trace_id, span_id, _ = msg.headers["traceparent"].split("-")
+    assert trace_id == format(publish.context.trace_id, "032x")
+    assert span_id == format(publish.context.span_id, "016x")
+    assert publish.parent is not None and publish.parent.span_id == parent.get_span_context().span_id
+    assert msg.headers["baggage"] == "tenant=t2"
+
+
+async def test_plain_publish_failure_is_recorded(telemetry: Any, server: NatsServer, connect: Any) -> None:
+    import nats.errors
+
+    nc = await connect(server.url)
+    await nc.close()
+    with pytest.raises(nats.errors.ConnectionClosedError):
+        await nc.publish("fast.closed", b"x")
+    (span,) = [s for s in telemetry.spans() if s.name == "publish fast.closed"]
+    assert not span.status.is_ok
+    assert span.attributes["error.type"] == "ConnectionClosedError"
