@@ -36,14 +36,20 @@ def _publish_args(
     return subject, payload, reply, headers
 
 
+_PUBLISH_KEYWORDS = frozenset(("reply", "headers"))
+_REQUEST_KEYWORDS = frozenset(("timeout", "old_style", "headers"))
+
+
 async def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``Client.publish``: a PRODUCER span; inside another operation, only the injection."""
     rec = installed()
     active = ACTIVE.get()
     if rec is None or not enabled() or (active is not None and not active.inject):
         return await wrapped(*args, **kwargs)
-    if len(args) == 2 and not kwargs:  # fast path: publish(subject, payload), no argument binding
-        (subject, payload), reply, headers = args, "", None
+    if len(args) == 2 and (not kwargs or kwargs.keys() <= _PUBLISH_KEYWORDS):
+        # fast path: publish(subject, payload[, reply=…, headers=…]) - how applications and nats-py
+        # itself (request, respond) call it - without binding arguments
+        (subject, payload), reply, headers = args, kwargs.get("reply", ""), kwargs.get("headers")
     else:
         try:
             subject, payload, reply, headers = _publish_args(*args, **kwargs)
@@ -88,11 +94,19 @@ async def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
     rec = entry()
     if rec is None:
         return await wrapped(*args, **kwargs)
-    try:
-        subject, payload, headers = _request_args(*args, **kwargs)
-    except TypeError:
-        return await wrapped(*args, **kwargs)
-    if not isinstance(subject, str) or rec.excluded(subject) or subject.startswith(names.JS_PREFIX):
+    if len(args) == 2 and (not kwargs or kwargs.keys() <= _REQUEST_KEYWORDS):
+        # fast path: request(subject, payload[, timeout=…, headers=…]) without binding arguments
+        (subject, payload), headers = args, kwargs.get("headers")
+    else:
+        try:
+            subject, payload, headers = _request_args(*args, **kwargs)
+        except TypeError:
+            return await wrapped(*args, **kwargs)
+    if (
+        not isinstance(subject, str)
+        or (rec.excluding is not None and rec.excluded(subject))
+        or subject.startswith(names.JS_PREFIX)
+    ):
         return await untraced(wrapped, args, kwargs)  # its inner publish/subscribe stay internal too
     op = Operation(  # positional (fast path): op, kind, client, subject, body_size, reply_to, headers, hook_args
         names.REQUEST,
@@ -115,7 +129,8 @@ async def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
     client = getattr(instance, "_client", None)
     if rec is None or not reply or not client:
         return await wrapped(*args, **kwargs)
-    if rec.excluded(reply) or rec.excluded(instance.subject):  # the reply to an excluded request is excluded too
+    if rec.excluding is not None and (rec.excluded(reply) or rec.excluded(instance.subject)):
+        # the reply to an excluded request is excluded too
         return await untraced(wrapped, args, kwargs)
     data = args[0] if args else kwargs.get("data")
     op = Operation(  # positional (fast path): op, kind, client, subject, body_size, reply_to, headers, hook_args
