@@ -37,20 +37,24 @@ def _js_publish_args(
 
 
 def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> Operation | None:
-    try:
-        subject, payload, stream, headers = _js_publish_args(*args, **kwargs)
-    except TypeError:
+    if len(args) == 2 and not kwargs:  # fast path: publish(subject, payload), no argument binding
+        (subject, payload), stream, headers = args, None, None
+    else:
+        try:
+            subject, payload, stream, headers = _js_publish_args(*args, **kwargs)
+        except TypeError:
+            return None
+    if rec.excluding is not None and rec.excluded(subject):
         return None
-    if rec.excluded(subject):
-        return None
-    return Operation(
+    return Operation(  # positional (fast path): op, kind, client, subject, body_size, reply_to, headers, hook_args
         names.PUBLISH,
         SpanKind.PRODUCER,
         js._nc,
         subject,
-        body_size=size(payload),
-        headers=headers,
-        hook_args=(subject, payload, headers),
+        len(payload) if type(payload) is bytes else size(payload),
+        None,
+        headers,
+        (subject, payload, headers),
         extra={names.JS_SUBJECT: subject, names.JS_EXPECTED_STREAM: stream} if stream else {names.JS_SUBJECT: subject},
         on_result=attributes.puback_attributes,
     )
