@@ -50,7 +50,7 @@ OP_TITLES = {
     "js_publish": "JetStream publish",
 }
 # Messages per measured block.
-MESSAGES = {"publish": 4000, "callback": 4000, "request": 400, "js_publish": 300}
+MESSAGES = {"publish": 4000, "callback": 4000, "request": 1000, "js_publish": 600}
 
 # (column key, title, worker, path template)
 COLUMNS = (
@@ -492,7 +492,7 @@ def plot(report: Report, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=15, help="measured rounds (default 15)")
+    parser.add_argument("--rounds", type=int, default=21, help="measured rounds (default 21)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the messages per block")
     parser.add_argument("--quick", action="store_true", help="5 rounds at a quarter of the messages")
     parser.add_argument("--seed", type=int, default=1, help="seed of the per-round shuffle")
