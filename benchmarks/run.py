@@ -2,14 +2,17 @@
 hand-written OpenTelemetry code, all measured in one run, with the SPEC §8 bounds checked.
 
     python benchmarks/run.py            # ~3 minutes; starts its own nats-server on a free loopback port
-    python benchmarks/run.py --quick    # fewer rounds and messages (a smoke run; noisier)
+    scripts/bench.sh                    # the same, in .venv (created, and dependencies installed, if missing)
+    python benchmarks/run.py --quick    # 5 rounds, a quarter of the messages: a smoke run, too noisy
+                                        # for the bounds (PASS/FAIL is only meaningful without it)
 
 Every configuration runs in its own worker process (see ``worker.py``), so each one has clean
-process-wide OpenTelemetry state: ``raw`` (nats-py only), ``nosdk`` (instrumented, no tracer or
-meter provider: the API's no-op), ``uninst`` (instrumented with the SDK, traffic sent, then
-``uninstrument()``) and ``sdk`` (hand-written equivalents and the instrumented paths with an
+process-wide OpenTelemetry state: ``raw`` (nats-py, never instrumented), ``nosdk`` (instrumented,
+no tracer or meter provider: the API's no-op), ``uninst`` (instrumented with the SDK, traffic sent,
+then ``uninstrument()``) and ``sdk`` (hand-written equivalents and the instrumented paths with an
 always-off sampler, with a sampled ``BatchSpanProcessor`` and a discarding exporter, and with a
-``MeterProvider``). One worker measures at a time (the machine's other core runs nats-server).
+``MeterProvider``). One worker measures at a time; nats-server is pinned to one CPU and the
+workers to the others (``--no-pin`` to turn that off).
 Each round measures every path once: the paths a bound compares back to back, groups and order
 shuffled per round; the first round is a warm-up and is dropped. The reported cost is the median
 over the rounds; a bound's ratio is the median of its per-round ratios.
@@ -501,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true", help="do not pin nats-server and the workers to CPUs")
     args = parser.parse_args(argv)
     rounds, scale = (5, 0.25) if args.quick else (args.rounds, args.scale)
+    if args.quick:
+        print("--quick: a smoke run; too few samples for the bounds to mean much", file=sys.stderr)
 
     plan_cpus(not args.no_pin)
     server = Server()
