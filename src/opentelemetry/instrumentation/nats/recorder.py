@@ -104,6 +104,7 @@ class Operation:
     on_result: Callable[[names.Keys, Any], Attrs] | None = None  # attributes read from the call's result
     started: int = 0  # time_ns() when the operation started (set by the recorder)
     metric_attrs: Attrs | None = None  # cached low-cardinality metric attributes (set by the recorder)
+    context: Context | None = None  # what its internals inject when its span is not current (see run)
 
 
 # Marks nats-py internals that make no spans and inject nothing: the internals of an excluded
@@ -354,18 +355,28 @@ class Recorder:
         With ``inject``, ``args`` are ``Client.publish``'s ``(subject, payload, reply, headers)``: the
         message goes out with headers carrying the span's context (see :meth:`inject`)."""
         span = self.start(op, parent, links)
-        if inject and not self._hooks:
-            # fast path: a plain publish runs no hook and nothing instrumented inside, so its span
-            # is not made current (no attach/detach, no ACTIVE marker): the message carries the
-            # span's context explicitly
-            subject, payload, reply, headers = args
+        if not self._hooks and op.kind is not SpanKind.CONSUMER and op.kind is not SpanKind.SERVER:
+            # fast path: only nats-py internals run inside a producer/client operation (no hook, no
+            # application code), so its span is not made current (no context attach/detach): a
+            # plain publish injects the span's context itself, and the internals of the others
+            # (the publish inside request, respond, JetStream publish …) inject ``op.context``
             ctx = trace.set_span_in_context(span, parent)
             try:
-                result = await wrapped(subject, payload, reply, self.inject(op.client, payload, headers, True, ctx))
+                if inject:  # nothing instrumented inside a plain publish: not even the ACTIVE marker
+                    subject, payload, reply, headers = args
+                    headers = self.inject(op.client, payload, headers, True, ctx)
+                    result = await wrapped(subject, payload, reply, headers)
+                else:
+                    op.context = ctx
+                    active = ACTIVE.set(op)
+                    try:
+                        result = await wrapped(*args, **kwargs)
+                    finally:
+                        ACTIVE.reset(active)
             except BaseException as exc:
                 self.finish(span, op, error=exc)
                 raise
-            if op.metric_attrs is None:  # fast path: nothing to add: just end the span
+            if op.on_result is None and op.metric_attrs is None:  # fast path: nothing to add: just end it
                 span.end()
             else:
                 self.finish(span, op, result)

@@ -56,8 +56,8 @@ async def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
         except TypeError:
             return await wrapped(*args, **kwargs)
     if active is not None:  # nats-py internals of request/respond/…: inject, no span of its own
-        # (the operation's span is current: the context is not empty)
-        return await wrapped(subject, payload, reply, rec.inject(instance, payload, headers, True))
+        # (the operation's context - or, when that is None, its current span: never an empty context)
+        return await wrapped(subject, payload, reply, rec.inject(instance, payload, headers, True, active.context))
     if (
         not isinstance(subject, str)
         or (rec.excluding is not None and rec.excluded(subject))
