@@ -244,3 +244,40 @@ async def test_plain_publish_failure_is_recorded(telemetry: Any, server: NatsSer
     (span,) = [s for s in telemetry.spans() if s.name == "publish fast.closed"]
     assert not span.status.is_ok
     assert span.attributes["error.type"] == "ConnectionClosedError"
+
+
+async def test_a_response_hook_alone_is_called(make_telemetry: Any, server: NatsServer, connect: Any) -> None:
+    """The no-hook fast path must not skip a lone response_hook."""
+    seen: list[bytes] = []
+    make_telemetry(response_hook=lambda span, msg: seen.append(msg.data))
+    nc = await connect(server.url)
+
+    async def echo(msg: Any) -> None:
+        await msg.respond(b"pong")
+
+    await nc.subscribe("fast.hook", cb=echo)
+    await nc.request("fast.hook", b"ping", timeout=2)
+    assert seen == [b"pong"]
+
+
+@pytest.mark.parametrize("hook", ["publish_hook", "request_hook", "consume_hook"])
+async def test_a_lone_hook_sees_its_span_current(
+    make_telemetry: Any, server: NatsServer, connect: Any, hook: str
+) -> None:
+    """With a hook the operation takes the full path: the hook's span is the current one."""
+    current: list[bool] = []
+
+    def record(span: Any, *_: Any) -> None:
+        current.append(get_current_span() is span)
+
+    make_telemetry(**{hook: record})
+    nc = await connect(server.url)
+
+    async def echo(msg: Any) -> None:
+        await msg.respond(b"pong")
+
+    await nc.subscribe("fast.hooks", cb=echo)
+    await nc.request("fast.hooks", b"ping", timeout=2)
+    await nc.publish("fast.hooks.none", b"x")
+    await nc.flush()
+    assert current and all(current)

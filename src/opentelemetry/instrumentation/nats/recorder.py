@@ -162,7 +162,7 @@ class Recorder:
         self.excluding = config.excluded_subjects if config.excluded_subjects else None
         self._captures = bool(config.captured_headers)
         self._envelopes = bool(config.envelope_subjects)
-        self._hooks = any((config.publish_hook, config.consume_hook, config.request_hook))
+        self._hooks = any((config.publish_hook, config.consume_hook, config.request_hook, config.response_hook))
         self._link_mode = config.link_mode
         self.live = False  # an SDK tracer or meter was seen: idle() is False from then on (no call needed)
         self._measuring = False  # an SDK meter was seen: measuring() is True from then on
@@ -376,7 +376,8 @@ class Recorder:
             except BaseException as exc:
                 self.finish(span, op, error=exc)
                 raise
-            if op.on_result is None and op.metric_attrs is None:  # fast path: nothing to add: just end it
+            # fast path: nothing to add (no metrics; no result attributes, or an unsampled span): just end it
+            if op.metric_attrs is None and (op.on_result is None or not span.is_recording()):
                 span.end()
             else:
                 self.finish(span, op, result)
