@@ -223,9 +223,18 @@ class Worker:
             self.proc.kill()
 
 
-def message_count(path: str, scale: float) -> int:
+# After the warm-up round every path gets enough messages for a block of at least this long (a
+# short block - raw publish is ~2 µs a message - is easily swamped by a burst from another process).
+BLOCK_SECONDS = 0.15
+
+
+def message_count(path: str, scale: float, warm_cost: float | None = None) -> int:
+    """Messages per block: ``MESSAGES`` (scaled), more for fast paths once their cost is known."""
     op = path.rsplit(".", 1)[1]
-    return max(20, int(MESSAGES[op] * scale))
+    base = max(20, int(MESSAGES[op] * scale))
+    if warm_cost is None or warm_cost <= 0:
+        return base
+    return min(base * 25, max(base, int(BLOCK_SECONDS * scale / warm_cost)))
 
 
 def groups(paths: list[str]) -> list[list[str]]:
@@ -248,14 +257,18 @@ def run_rounds(workers: dict[str, Worker], rounds: int, scale: float, seed: int)
     order = groups(list(owner))
     rng = random.Random(seed)
     out: list[dict[str, float]] = []
+    warm: dict[str, float] = {}
     for r in range(rounds + 1):
         rng.shuffle(order)
         t0 = time.monotonic()
         measured: dict[str, float] = {}
         for group in order:
             for path in rng.sample(group, len(group)):
-                measured[path] = workers[owner[path]].measure(path, message_count(path, scale))
-        if r > 0:  # round 0 warms every path up
+                n = message_count(path, scale, warm.get(path))
+                measured[path] = workers[owner[path]].measure(path, n)
+        if r == 0:  # round 0 warms every path up and sizes its blocks
+            warm = measured
+        else:
             out.append(measured)
         label = "warm-up round" if r == 0 else f"round {r}/{rounds}"
         print(f"  {label} ({time.monotonic() - t0:.1f} s)", file=sys.stderr, flush=True)
@@ -406,6 +419,8 @@ class Report:
             "",
             "## What is measured",
             "",
+            f"- Blocks: at least {BLOCK_SECONDS:g} s each (sized from the warm-up round), and at least"
+            f" {', '.join(f'{n} ({OP_TITLES[op]})' for op, n in MESSAGES.items())} messages.",
             "- **publish**: `await nc.publish(subject, 128 bytes)` in a loop, then one `flush()`.",
             "- **callback delivery**: publish N messages to a subscription with `cb=…` on a second connection;",
             "  the time until the callback has seen all N.",
