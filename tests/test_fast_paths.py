@@ -281,3 +281,23 @@ async def test_a_lone_hook_sees_its_span_current(
     await nc.publish("fast.hooks.none", b"x")
     await nc.flush()
     assert current and all(current)
+
+
+async def test_replies_to_a_plain_subject_are_not_temporary(telemetry: Any, server: NatsServer, connect: Any) -> None:
+    """Replies are looked up as temporary subjects first; a reply subject that is not an inbox keeps
+    its name and is not marked temporary (twice: also from the cache)."""
+    nc = await connect(server.url)
+    replies = await nc.subscribe("fast.replies")
+
+    async def echo(msg: Any) -> None:
+        await msg.respond(msg.data)
+
+    await nc.subscribe("fast.ask", cb=echo)
+    for _ in range(2):
+        await nc.publish("fast.ask", b"x", reply="fast.replies")
+        await _next(replies)
+    spans = [s for s in telemetry.spans() if s.kind.name == "PRODUCER" and s.name == "publish fast.replies"]
+    assert len(spans) == 2
+    for span in spans:
+        assert span.attributes["messaging.destination.name"] == "fast.replies"
+        assert "messaging.destination.temporary" not in span.attributes

@@ -15,6 +15,7 @@ from opentelemetry.instrumentation.nats.subjects import SubjectSet
 Attrs = dict[str, Any]
 
 DEFAULT_PORT = 4222
+_NO_SUBS: Mapping[Any, Any] = {}  # (shared, read only: no new dict per message)
 MSG_ID_HEADER = "Nats-Msg-Id"
 
 
@@ -140,7 +141,7 @@ def subscription_attributes(
     if sid is None:
         return attrs
     attrs[names.NATS_SUBSCRIPTION_ID] = str(sid)
-    sub = getattr(client, "_subs", {}).get(sid)
+    sub = getattr(client, "_subs", _NO_SUBS).get(sid)
     if sub is not None:
         attrs[names.NATS_DELIVERED] = sub._received
         attrs[names.NATS_PENDING] = sub._pending_queue.qsize()

@@ -228,13 +228,15 @@ class Recorder:
         state = self._state(op.client)
         subject = op.subject
         key: tuple[Any, ...] = (op.op, subject, op.template, op.queue, op.name_dest)
-        cached = state.dest.get(key)
+        # fast path: temporary subjects (a new inbox per request, an ack subject per message) share
+        # one cache entry; only their destination name is added per message. A reply almost always
+        # goes to an inbox, so that is tested first; other subjects are looked up first.
+        cached = None if op.op is names.RESPOND else state.dest.get(key)
         if cached is None:
-            # fast path: temporary subjects (a new inbox per request, an ack subject per message)
-            # share one cache entry; only their destination name is added per message
             temporary = subject.startswith(state.inbox) or subject.startswith(names.JS_ACK_PREFIX)
             if temporary:
                 key = (op.op, None, op.template, op.queue, op.name_dest)
+            if temporary or op.op is names.RESPOND:
                 cached = state.dest.get(key)
         if cached is None:
             dest = attributes.destination_attributes(

@@ -179,7 +179,8 @@ class ProcessWrapper:
                 otel_context.detach(token)
         try:
             reply = msg.reply
-            kind = SpanKind.SERVER if reply and not reply.startswith(names.JS_ACK_PREFIX) else SpanKind.CONSUMER
+            jetstream = bool(reply) and reply.startswith(names.JS_ACK_PREFIX)
+            kind = SpanKind.SERVER if reply and not jetstream else SpanKind.CONSUMER
             data = msg.data
             op = Operation(  # positional (fast path): op, kind, client, subject, body_size, reply_to, headers,
                 names.PROCESS,  # hook_args, sid, template, queue, extra
@@ -193,7 +194,7 @@ class ProcessWrapper:
                 msg._sid,
                 self.template,
                 self.queue,
-                attributes.jetstream_message_attributes(reply) if reply else None,
+                attributes.ack_subject_attributes(reply) if jetstream else None,
             )
         except Exception:
             _LOG.debug("not tracing an unusual message", exc_info=True)
