@@ -166,7 +166,9 @@ class Recorder:
         self._link_mode = config.link_mode
         self.live = False  # an SDK tracer or meter was seen: idle() is False from then on (no call needed)
         self._measuring = False  # an SDK meter was seen: measuring() is True from then on
-        self._meter_may_record = metrics is not None and not metrics.noop  # False: measuring() stays False
+        # a meter that may record later: the global proxy meter before a meter provider is set
+        self._proxy_meter = metrics.meter if metrics is not None and not metrics.noop and metrics.idle() else None
+        self.measuring()
 
     def measuring(self) -> bool:
         """True when metrics are recorded: a meter from an SDK (cached once True, like :meth:`idle`)."""
@@ -323,7 +325,8 @@ class Recorder:
         """Parent context and links of a consumer span for a message (see :meth:`producer_context`).
 
         In ``link`` mode the span is a root with a link to the producer."""
-        ctx = self.producer_context(headers, subject, data)
+        # (fast path: without envelope_subjects the producer context is just the headers' one)
+        ctx = self.producer_context(headers, subject, data) if self._envelopes else propagation.extract(headers)
         if self._link_mode:
             span_ctx = trace.get_current_span(ctx).get_span_context()
             links = [Link(span_ctx)] if span_ctx.is_valid else None
@@ -445,8 +448,13 @@ class Recorder:
             return self.tracer.start_span(op.op.name, context=parent, kind=op.kind)
         op.started = start = start_time or time.time_ns()
         name, attrs, metric_attrs = self.describe(op)
-        # fast path: no metric attributes (and so no metrics in finish()) while the meter is a no-op
-        op.metric_attrs = metric_attrs if self._measuring or (self._meter_may_record and self.measuring()) else None
+        # fast path: no metric attributes (and so no metrics in finish()) while the meter is a no-op;
+        # a global proxy meter is a plain attribute check, no call, until a meter provider is set
+        proxy = self._proxy_meter
+        measuring = self._measuring or (
+            proxy is not None and getattr(proxy, "_real_meter", None) is not None and self.measuring()
+        )
+        op.metric_attrs = metric_attrs if measuring else None
         # (positional: Tracer.start_span's parameter order; cheaper than keywords per message)
         return self.tracer.start_span(name, parent, op.kind, attrs, links, start)
 

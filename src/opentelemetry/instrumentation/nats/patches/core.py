@@ -14,7 +14,15 @@ from opentelemetry.trace import SpanKind
 
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.nats import attributes, names
-from opentelemetry.instrumentation.nats.recorder import ACTIVE, Operation, enabled, entry, installed, now, untraced
+from opentelemetry.instrumentation.nats.recorder import (
+    ACTIVE,
+    Operation,
+    _Installed,
+    enabled,
+    entry,
+    now,
+    untraced,
+)
 from opentelemetry.instrumentation.nats.subjects import is_wildcard
 
 _LOG = logging.getLogger(__name__)
@@ -42,7 +50,7 @@ _REQUEST_KEYWORDS = frozenset(("timeout", "old_style", "headers"))
 
 async def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``Client.publish``: a PRODUCER span; inside another operation, only the injection."""
-    rec = installed()
+    rec = _Installed.recorder  # (fast path: installed() inlined, one call less per message)
     active = ACTIVE.get()
     if rec is None or not enabled() or (active is not None and not active.inject):
         return await wrapped(*args, **kwargs)
@@ -91,8 +99,8 @@ def _request_args(
 
 async def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``Client.request``: one CLIENT span; its inner publish injects and makes no span."""
-    rec = entry()
-    if rec is None:
+    rec = _Installed.recorder  # (fast path: entry() inlined, one call less per message)
+    if rec is None or ACTIVE.get() is not None or not enabled():
         return await wrapped(*args, **kwargs)
     if len(args) == 2 and (not kwargs or kwargs.keys() <= _REQUEST_KEYWORDS):
         # fast path: request(subject, payload[, timeout=…, headers=…]) without binding arguments
@@ -124,10 +132,10 @@ async def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
 
 async def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``Msg.respond``: a PRODUCER span to the reply subject; the echoed ``traceparent`` is replaced."""
-    rec = entry()
+    rec = _Installed.recorder  # (fast path: entry() inlined, one call less per message)
     reply = getattr(instance, "reply", None)
     client = getattr(instance, "_client", None)
-    if rec is None or not reply or not client:
+    if rec is None or not reply or not client or ACTIVE.get() is not None or not enabled():
         return await wrapped(*args, **kwargs)
     if rec.excluding is not None and (rec.excluded(reply) or rec.excluded(instance.subject)):
         # the reply to an excluded request is excluded too
@@ -158,9 +166,9 @@ class ProcessWrapper:
     async def __call__(self, wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         if ACTIVE.get() is not None:  # the callback task was created inside an instrumented call
             ACTIVE.set(None)
-        rec = entry()
+        rec = _Installed.recorder  # (fast path: entry() inlined - ACTIVE is None here - one call less)
         msg = args[0] if len(args) == 1 and not kwargs else None
-        if rec is None or msg is None:
+        if rec is None or msg is None or not enabled():
             return await wrapped(*args, **kwargs)
         try:
             subject = msg.subject
