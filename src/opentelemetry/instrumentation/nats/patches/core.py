@@ -52,7 +52,11 @@ async def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
     """``Client.publish``: a PRODUCER span; inside another operation, only the injection."""
     rec = _Installed.recorder  # (fast path: installed() inlined, one call less per message)
     active = ACTIVE.get()
-    if rec is None or not enabled() or (active is not None and not active.inject):
+    if rec is None or (active is not None and not active.inject):
+        return await wrapped(*args, **kwargs)
+    # fast path: inside an operation whose span is not current (Recorder.run's no-hook path) only
+    # nats-py internals run, so nothing can have suppressed instrumentation since its entry check
+    if (active is None or active.context is None) and not enabled():
         return await wrapped(*args, **kwargs)
     if len(args) == 2 and (not kwargs or kwargs.keys() <= _PUBLISH_KEYWORDS):
         # fast path: publish(subject, payload[, reply=…, headers=…]) - how applications and nats-py
