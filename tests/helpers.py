@@ -76,3 +76,20 @@ async def synced(*conns: Any) -> None:
     for nc in conns:
         await nc._flush_pending(force_flush=True)
         await nc.flush()
+
+
+def load_script(name: str) -> Any:
+    """Import ``scripts/<name>.py`` (scripts are not a package) once, as module ``name``."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -7,7 +7,6 @@ the ``opentelemetry-instrument`` ones print the console exporter's JSON objects.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import load_script
 from tests.natsserver import NatsServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,12 +96,7 @@ def run_instrumented(server: NatsServer, name: str) -> tuple[list[Span], str]:
 
 
 def trace_picture() -> Any:
-    spec = importlib.util.spec_from_file_location("trace_picture", ROOT / "scripts" / "trace_picture.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("trace_picture", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("trace_picture")
 
 
 def one(spans: list[Span], name: str) -> Span:

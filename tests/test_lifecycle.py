@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import importlib
 import os
 import subprocess
 import sys
@@ -17,7 +17,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from opentelemetry.instrumentation.nats import NatsInstrumentor
 from opentelemetry.instrumentation.nats.patches import PATCHES
-from tests.helpers import wait_spans
+from tests.helpers import load_script, wait_spans
 
 APP = Path(__file__).parent / "apps" / "pubsub_app.py"
 
@@ -26,7 +26,7 @@ def _originals() -> dict[str, Any]:
     out = {}
     for module, attribute, _ in PATCHES:
         owner_name, _, name = attribute.rpartition(".")
-        owner: Any = sys.modules[module]
+        owner: Any = importlib.import_module(module)
         for part in owner_name.split("."):
             owner = getattr(owner, part)
         out[f"{module}:{attribute}"] = owner.__dict__[name]
@@ -105,16 +105,7 @@ async def test_suppress_instrumentation_is_honoured(telemetry: Any, server: Any,
 
 
 def _console_spans(stdout: str) -> list[dict[str, Any]]:
-    decoder = json.JSONDecoder()
-    spans, i = [], 0
-    while (start := stdout.find("{", i)) != -1:
-        try:
-            obj, i = decoder.raw_decode(stdout, start)
-        except json.JSONDecodeError:
-            i = start + 1
-            continue
-        if isinstance(obj, dict) and "context" in obj and "name" in obj:
-            spans.append(obj)
+    spans: list[dict[str, Any]] = load_script("trace_picture").console_spans(stdout)
     return spans
 
 
