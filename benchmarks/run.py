@@ -77,17 +77,24 @@ class Bound:
     path: str
     baseline: str
     limit: float
+    spec: bool = True  # a SPEC §8 bound (decides PASS/FAIL and the exit status); else a reference only
+
+
+# SPEC §8 bounds the instrumented publish and callback delivery (and metrics on publish); request/
+# reply and JetStream publish are measured against the same limits for reference.
+SPEC_OPERATIONS = ("publish", "callback")
 
 
 def bounds() -> list[Bound]:
     out = []
     for op in OPERATIONS:
         t = OP_TITLES[op]
+        spec = op in SPEC_OPERATIONS
         out += [
-            Bound(f"{t}: no SDK / raw", f"nosdk.{op}", f"raw.{op}", 2.5),
-            Bound(f"{t}: unsampled / hand-written", f"off.inst.{op}", f"off.hand.{op}", 1.1),
-            Bound(f"{t}: sampled / hand-written", f"on.inst.{op}", f"on.hand.{op}", 1.1),
-            Bound(f"{t}: after uninstrument() / raw", f"uninst.{op}", f"raw.{op}", 1.05),
+            Bound(f"{t}: no SDK / raw", f"nosdk.{op}", f"raw.{op}", 2.5, spec),
+            Bound(f"{t}: unsampled / hand-written", f"off.inst.{op}", f"off.hand.{op}", 1.1, spec),
+            Bound(f"{t}: sampled / hand-written", f"on.inst.{op}", f"on.hand.{op}", 1.1, spec),
+            Bound(f"{t}: after uninstrument() / raw", f"uninst.{op}", f"raw.{op}", 1.05, spec),
         ]
     out.append(
         Bound("publish: metrics on / hand-written + metrics", "metrics.inst.publish", "metrics.hand.publish", 1.1)
@@ -360,7 +367,7 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return all(ratio <= b.limit for b, ratio in self.checks)
+        return all(ratio <= b.limit for b, ratio in self.checks if b.spec)
 
     def cost_rows(self) -> tuple[list[str], list[list[str]]]:
         head = ["operation", *(title for _, title, _, _ in COLUMNS)]
@@ -380,7 +387,7 @@ class Report:
                 self.ratio_spread(b),
                 f"{self.median[b.path] / self.median[b.baseline]:.3f}",
                 f"≤ {b.limit:g}",
-                "PASS" if ratio <= b.limit else "FAIL",
+                ("PASS" if ratio <= b.limit else "FAIL") if b.spec else ("(within)" if ratio <= b.limit else "(over)"),
             ]
             for b, ratio in self.checks
         ]
@@ -397,7 +404,8 @@ class Report:
             ["bound (SPEC §8)", "ratio", "middle half", "of medians", "bound", "result"], self.check_rows()
         )
         out.append("")
-        out.append("ALL BOUNDS PASS" if self.passed else "SOME BOUNDS FAIL")
+        out.append("ALL SPEC §8 BOUNDS PASS" if self.passed else "SOME SPEC §8 BOUNDS FAIL")
+        out.append("(request/reply and JetStream publish: the same limits for reference, in parentheses)")
         return "\n".join(out)
 
     def markdown(self, command: str) -> str:
@@ -431,7 +439,9 @@ class Report:
                 self.check_rows(),
             ),
             "",
-            f"**{'All bounds pass.' if self.passed else 'Some bounds fail.'}**",
+            f"**{'All SPEC §8 bounds pass.' if self.passed else 'Some SPEC §8 bounds fail.'}** SPEC §8 bounds",
+            "publish and callback delivery (and, from the issue, metrics on publish); request/reply and",
+            "JetStream publish are held against the same limits for reference only (result in parentheses).",
             "",
             "## Spread",
             "",
