@@ -237,6 +237,25 @@ async def subscribe(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> 
     return await wrapped(*args, **kwargs)
 
 
+def message_operation(op: Any, kind: SpanKind, msg: Any, sub_subject: Any, queue: Any, extra: Any) -> Operation:
+    """The consumer-side :class:`Operation` for a delivered message (receive spans, micro endpoints);
+    ``sub_subject`` becomes the template when it has wildcards."""
+    return Operation(
+        op,
+        kind,
+        msg._client,
+        msg.subject,
+        template=sub_subject if isinstance(sub_subject, str) and is_wildcard(sub_subject) else None,
+        queue=queue or None,
+        body_size=size(msg.data),
+        reply_to=msg.reply,
+        headers=msg.headers,
+        sid=msg._sid,
+        hook_args=(msg,),
+        extra=extra,
+    )
+
+
 async def _record_receive(sub: Any, msg: Any, start: int) -> None:
     """Record the receive span of a message that ``sub`` handed to the application."""
     rec = entry()
@@ -246,19 +265,13 @@ async def _record_receive(sub: Any, msg: Any, start: int) -> None:
         subject = msg.subject
         if rec.excluded(subject):
             return
-        sub_subject = getattr(sub, "_subject", "")
-        op = Operation(
+        op = message_operation(
             names.RECEIVE,
             SpanKind.CONSUMER,
-            msg._client,
-            subject,
-            template=sub_subject if is_wildcard(sub_subject) else None,
-            queue=getattr(sub, "_queue", None) or None,
-            body_size=size(msg.data),
-            reply_to=msg.reply,
-            headers=msg.headers,
-            sid=msg._sid,
-            extra=attributes.jetstream_message_attributes(msg.reply),
+            msg,
+            getattr(sub, "_subject", ""),
+            getattr(sub, "_queue", None),
+            attributes.jetstream_message_attributes(msg.reply),
         )
         await rec.received(op, msg, start)
     except Exception:

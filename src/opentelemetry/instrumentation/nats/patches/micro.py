@@ -24,9 +24,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.nats import names
-from opentelemetry.instrumentation.nats.patches.core import Args, Kwargs, size
+from opentelemetry.instrumentation.nats.patches.core import Args, Kwargs, message_operation, size
 from opentelemetry.instrumentation.nats.recorder import ACTIVE, Operation, entry, untraced
-from opentelemetry.instrumentation.nats.subjects import is_wildcard
 
 _LOG = logging.getLogger(__name__)
 
@@ -69,19 +68,13 @@ async def handle_request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs
             names.MICRO_ENDPOINT_NAME: instance._name,
         }
         parent, links = rec.consumer_parent(msg.headers, subject, msg.data)
-        op = Operation(
+        op = message_operation(
             names.PROCESS,
             SpanKind.SERVER,
-            msg._client,
-            subject,
-            template=endpoint_subject if is_wildcard(endpoint_subject) else None,
-            queue=instance._queue_group or None,
-            body_size=size(msg.data),
-            reply_to=msg.reply,
-            headers=msg.headers,
-            sid=msg._sid,
-            hook_args=(msg,),
-            extra={k: v for k, v in extra.items() if isinstance(v, str) and v},
+            msg,
+            endpoint_subject,
+            instance._queue_group,
+            {k: v for k, v in extra.items() if isinstance(v, str) and v},
         )
     except Exception:
         _LOG.debug("not tracing an unusual nats.micro request", exc_info=True)
