@@ -17,6 +17,7 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "reference.md"
 _MEANINGS = {
     "subject": "subject (destination)",
     "template": "subscription subject with wildcards",
+    "subject_template": "`subject_templates` pattern the subject matches",
     "server_address": "server host (never credentials)",
     "server_port": "server port",
     "client_id": "client id (server-assigned)",
@@ -63,7 +64,9 @@ def render() -> str:
     out += [
         "",
         "`{dest}` is the subscription subject when a wildcard subscription received the message, else the",
-        "subject; it is left out for temporary (inbox) subjects.",
+        "subject; it is left out for temporary (inbox) subjects. `{subject}` and `{dest}` are replaced by the",
+        "`subject_templates` pattern the subject matches, and left out for a subject neither seen before nor",
+        "templated once `max_destinations` distinct subjects have been named.",
         "",
         "## Attributes that depend on the mode",
         "",

@@ -92,26 +92,30 @@ def operation_attributes(keys: Keys, op: Op) -> Attrs:
 
 
 def destination_attributes(
-    keys: Keys, op: Op, subject: str, template: str | None, queue: str | None, temporary: bool
+    keys: Keys,
+    op: Op,
+    subject: str,
+    template: str | None,
+    queue: str | None,
+    temporary: bool,
+    subject_template: str | None = None,
 ) -> Attrs:
-    """Attributes fixed for an operation on one subject (cached by the recorder)."""
+    """Attributes fixed for an operation on one subject (cached by the recorder); ``template`` is
+    the wildcard subscription's subject, ``subject_template`` the ``subject_templates`` pattern."""
     attrs = operation_attributes(keys, op)
     _put(attrs, keys.subject, subject)
     if temporary:
         attrs[names.DESTINATION_TEMPORARY] = True
         attrs[names.DESTINATION_ANONYMOUS] = True
     _put(attrs, keys.template, template)
+    _put(attrs, keys.subject_template, subject_template)
     _put(attrs, keys.consumer_group, queue)
     return attrs
 
 
-def span_name(op: Op, subject: str, template: str | None, temporary: bool) -> str:
-    """``{operation} {destination}``; the destination is left out for temporary subjects."""
-    if template:
-        return f"{op.name} {template}"
-    if temporary or not subject:
-        return op.name
-    return f"{op.name} {subject}"
+def span_name(op: Op, destination: str | None) -> str:
+    """``{operation} {destination}``, or the operation alone when no low-cardinality destination is known."""
+    return f"{op.name} {destination}" if destination else op.name
 
 
 def header_attributes(headers: Any, captured: SubjectSet) -> Attrs:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from opentelemetry.instrumentation.nats import names
+from opentelemetry.instrumentation.nats.destinations import DEFAULT_MAX_DESTINATIONS, Templates
 from opentelemetry.instrumentation.nats.names import Mode
 from opentelemetry.instrumentation.nats.subjects import SubjectSet, pattern_error
 
@@ -66,6 +67,19 @@ def _patterns(option: str, value: Any, env_var: str | None = None) -> tuple[str,
     return tuple(items)
 
 
+def _count(option: str, value: Any, env_var: str | None = None) -> int:
+    """A whole number ≥ 0, from an int or (environment variables) a string."""
+    number = value
+    if isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+    if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+        raise ValueError(f"{_label(option, env_var)}: expected a whole number ≥ 0, got {value!r}")
+    return number
+
+
 def _hook(option: str, value: Any) -> Hook | None:
     if value is not None and not callable(value):
         raise ValueError(f"{option}: expected a function or coroutine function, got {value!r}")
@@ -95,6 +109,8 @@ class NatsConfig:
     excluded_subjects: SubjectSet = field(default_factory=SubjectSet)
     captured_headers: SubjectSet = field(default_factory=SubjectSet)
     envelope_subjects: SubjectSet = field(default_factory=SubjectSet)
+    subject_templates: Templates = field(default_factory=Templates)
+    max_destinations: int = DEFAULT_MAX_DESTINATIONS
     publish_hook: Hook | None = None
     consume_hook: Hook | None = None
     request_hook: Hook | None = None
@@ -134,6 +150,7 @@ class NatsConfig:
                 )
             interval = float(interval)
         parent, parent_var = opt("consumer_parent", names.ENV_CONSUMER_PARENT)
+        limit, limit_var = opt("max_destinations", names.ENV_MAX_DESTINATIONS)
         return cls(
             mode=resolve_mode(options.get("semconv"), env),
             consumer_parent=(
@@ -144,6 +161,12 @@ class NatsConfig:
                 p.lower() for p in _patterns("captured_headers", *opt("captured_headers", names.ENV_CAPTURED_HEADERS))
             ),
             envelope_subjects=SubjectSet(_patterns("envelope_subjects", *opt("envelope_subjects", names.ENV_ENVELOPE))),
+            subject_templates=Templates(
+                _patterns("subject_templates", *opt("subject_templates", names.ENV_SUBJECT_TEMPLATES))
+            ),
+            max_destinations=(
+                _count("max_destinations", limit, limit_var) if limit is not None else DEFAULT_MAX_DESTINATIONS
+            ),
             publish_hook=_hook("publish_hook", options.get("publish_hook")),
             consume_hook=_hook("consume_hook", options.get("consume_hook")),
             request_hook=_hook("request_hook", options.get("request_hook")),

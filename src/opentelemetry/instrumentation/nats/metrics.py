@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from contextlib import suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary, WeakSet
 
 from opentelemetry.metrics import CallbackOptions, Meter, NoOpMeter, Observation
@@ -20,6 +20,9 @@ from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.attributes import Attrs
 from opentelemetry.instrumentation.nats.names import Keys, Metric, Mode
 from opentelemetry.instrumentation.nats.subjects import is_wildcard
+
+if TYPE_CHECKING:
+    from opentelemetry.instrumentation.nats.destinations import Destinations
 
 _LOG = logging.getLogger(__name__)
 
@@ -30,7 +33,8 @@ _SETTLE_TYPE = "settle"
 def metric_attribute_keys(keys: Keys) -> frozenset[str]:
     """The low-cardinality span attribute keys that metrics keep, in a mode."""
     out = {names.MESSAGING_SYSTEM, names.DESTINATION_NAME, names.ERROR_TYPE}
-    out.update(keys.subject, keys.template, keys.server_address, keys.server_port, keys.consumer_group)
+    out.update(keys.subject, keys.template, keys.subject_template)
+    out.update(keys.server_address, keys.server_port, keys.consumer_group)
     if keys.current_operation:
         out.update((names.OPERATION_TYPE, names.OPERATION_NAME))
     if keys.legacy_operation:
@@ -38,14 +42,10 @@ def metric_attribute_keys(keys: Keys) -> frozenset[str]:
     return frozenset(out)
 
 
-def metric_attributes(allowed: frozenset[str], keys: Keys, span_attrs: Attrs, temporary: bool) -> Attrs:
-    """Metric attributes from a span's cached attributes; a temporary subject is dropped (the
-    subscription template, when there is one, stays)."""
-    attrs = {k: v for k, v in span_attrs.items() if k in allowed}
-    if temporary:
-        for k in keys.subject:
-            attrs.pop(k, None)
-    return attrs
+def metric_attributes(allowed: frozenset[str], span_attrs: Attrs) -> Attrs:
+    """Metric attributes from a span's cached attributes (the destination is added by the caller
+    when it is shown: see :mod:`.destinations`)."""
+    return {k: v for k, v in span_attrs.items() if k in allowed}
 
 
 class NatsMetrics:
@@ -64,6 +64,7 @@ class NatsMetrics:
         self.js_pending: dict[tuple[str, str], int] = {}
         self.stream_sizes: dict[str, tuple[int, int]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.destinations: Destinations | None = None  # set by the recorder: names subscriptions in gauges
 
         def histogram(m: Metric, buckets: Iterable[float]) -> Any:
             return meter.create_histogram(
@@ -222,11 +223,16 @@ class NatsMetrics:
         return attrs
 
     def subscription_attributes(self, client: Any, sub: Any) -> Attrs:
-        """Metric attributes of a subscription: its subject (a template when it has wildcards) and queue group."""
+        """Metric attributes of a subscription: its subject (a template when it has wildcards or
+        matches ``subject_templates``; left out past the destination limit) and queue group."""
         attrs = self.server_attributes(client)
         subject = getattr(sub, "_subject", None)
         if isinstance(subject, str) and subject:
-            for k in self.keys.template if is_wildcard(subject) else self.keys.subject:
+            if self.destinations is not None:
+                keys, subject = self.destinations.subscription_keys(subject)
+            else:
+                keys = self.keys.template if is_wildcard(subject) else self.keys.subject
+            for k in keys:
                 attrs[k] = subject
         queue = getattr(sub, "_queue", None)
         if isinstance(queue, str) and queue:

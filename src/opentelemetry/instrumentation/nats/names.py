@@ -91,6 +91,7 @@ SPANS: tuple[SpanSpec, ...] = (
 # --- attribute keys that are the same in every mode -------------------------------------------
 MESSAGING_SYSTEM = "messaging.system"
 DESTINATION_NAME = "messaging.destination.name"
+DESTINATION_TEMPLATE = "messaging.destination.template"
 DESTINATION_TEMPORARY = "messaging.destination.temporary"
 DESTINATION_ANONYMOUS = "messaging.destination.anonymous"
 BODY_SIZE = "messaging.message.body.size"
@@ -146,7 +147,8 @@ class Keys(NamedTuple):
     """The key(s) a mode writes for each meaning that differs between modes."""
 
     subject: tuple[str, ...]
-    template: tuple[str, ...]
+    template: tuple[str, ...]  # the subject of the wildcard subscription that received the message
+    subject_template: tuple[str, ...]  # the ``subject_templates`` pattern the subject matches
     server_address: tuple[str, ...]
     server_port: tuple[str, ...]
     client_id: tuple[str, ...]
@@ -158,7 +160,8 @@ class Keys(NamedTuple):
 
 _CURRENT = Keys(
     subject=(DESTINATION_NAME,),
-    template=("messaging.destination.template",),
+    template=(DESTINATION_TEMPLATE,),
+    subject_template=(DESTINATION_TEMPLATE,),
     server_address=("server.address",),
     server_port=("server.port",),
     client_id=("messaging.client.id",),
@@ -170,6 +173,9 @@ _CURRENT = Keys(
 _LEGACY = Keys(
     subject=(DESTINATION_NAME, "messaging.nats.subject"),
     template=("messaging.nats.subscription.subject",),
+    # the seed has no key for a subject template (its subscription subject is a consumer's, not a
+    # producer's): legacy writes the semconv key, as it writes messaging.destination.name beside its own
+    subject_template=(DESTINATION_TEMPLATE,),
     server_address=("net.peer.name",),
     server_port=("net.peer.port",),
     client_id=("messaging.nats.client.id",),
@@ -253,3 +259,5 @@ ENV_CONSUMER_PARENT = "OTEL_PYTHON_NATS_CONSUMER_PARENT"
 ENV_EXCLUDED = "OTEL_PYTHON_NATS_EXCLUDED_SUBJECTS"
 ENV_CAPTURED_HEADERS = "OTEL_PYTHON_NATS_CAPTURED_HEADERS"
 ENV_ENVELOPE = "OTEL_PYTHON_NATS_ENVELOPE_SUBJECTS"
+ENV_SUBJECT_TEMPLATES = "OTEL_PYTHON_NATS_SUBJECT_TEMPLATES"
+ENV_MAX_DESTINATIONS = "OTEL_PYTHON_NATS_MAX_DESTINATIONS"

@@ -26,7 +26,8 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.nats import attributes, names, propagation
 from opentelemetry.instrumentation.nats.attributes import Attrs
 from opentelemetry.instrumentation.nats.config import Hook, NatsConfig
-from opentelemetry.instrumentation.nats.metrics import NatsMetrics, metric_attributes
+from opentelemetry.instrumentation.nats.destinations import ClientDestinations, Destinations
+from opentelemetry.instrumentation.nats.metrics import NatsMetrics, metric_attribute_keys
 from opentelemetry.instrumentation.nats.names import Op
 
 _LOG = logging.getLogger(__name__)
@@ -43,8 +44,6 @@ except ImportError:  # pragma: no cover - another opentelemetry-instrumentation:
 # calls (the publish inside ``request``, ``respond`` …) see it, make no span of their own, and
 # inject the operation's context instead.
 ACTIVE: ContextVar[Operation | None] = ContextVar("opentelemetry_nats_active", default=None)
-
-_NAME_CACHE_MAX = 1024
 
 
 class _Installed:
@@ -122,22 +121,19 @@ async def untraced(wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: d
         ACTIVE.reset(token)
 
 
-class _ClientState:
-    """Per-connection cache: connection attributes and per-subject span name + attributes.
+class _ClientState(ClientDestinations):
+    """Per-connection cache: connection attributes and per-subject span name + attributes (see
+    :class:`~.destinations.ClientDestinations`).
 
     Rebuilt when the client's server INFO or current server changes (reconnects, failover)."""
 
-    __slots__ = ("conn", "dest", "inbox", "info", "server")
-
-    # per (op, subject, template, queue, name_dest): span name, span attributes, metric attributes
-    dest: dict[tuple[Any, ...], tuple[str, Attrs, Attrs, bool]]  # (…, temporary subject)
+    __slots__ = ("inbox", "info", "server")
 
     def __init__(self, client: Any, keys: names.Keys) -> None:
+        super().__init__(attributes.connection_attributes(keys, client))
         self.info = getattr(client, "_server_info", None)
         self.server = getattr(client, "_current_server", None)
         self.inbox = attributes.inbox_prefix(client)
-        self.conn = attributes.connection_attributes(keys, client)
-        self.dest = {}
 
 
 def _noop_tracer(tracer: trace.Tracer) -> bool:
@@ -156,6 +152,14 @@ class Recorder:
         self.config = config
         self.keys = names.KEYS[config.mode]
         self.metrics = metrics
+        self.destinations = Destinations(
+            self.keys,
+            config.subject_templates,
+            config.max_destinations,
+            metrics.allowed if metrics is not None else metric_attribute_keys(self.keys),
+        )
+        if metrics is not None:
+            metrics.destinations = self.destinations
         self._clients: dict[int, tuple[ref[Any], _ClientState]] = {}  # id(client) → (client, its state)
         # fast path: with no excluded_subjects configured, excluded() needs no pattern set lookup
         # (hot wrappers test ``rec.excluding is not None`` before calling it)
@@ -226,35 +230,23 @@ class Recorder:
     def describe(self, op: Operation) -> tuple[str, Attrs, Attrs]:
         """Span name, span attributes and metric attributes of ``op``.
 
-        Everything but the per-message attributes comes from a bounded per-subject cache."""
+        Everything but the per-message attributes comes from a bounded per-subject cache (built by
+        :meth:`.destinations.Destinations.entry` on a miss)."""
         state = self._state(op.client)
         subject = op.subject
         key: tuple[Any, ...] = (op.op, subject, op.template, op.queue, op.name_dest)
         # fast path: temporary subjects (a new inbox per request, an ack subject per message) share
         # one cache entry; only their destination name is added per message. A reply almost always
         # goes to an inbox, so that is tested first; other subjects are looked up first.
-        cached = None if op.op is names.RESPOND else state.dest.get(key)
+        cached = None if op.op is names.RESPOND else state.recent.get(key)
         if cached is None:
             temporary = subject.startswith(state.inbox) or subject.startswith(names.JS_ACK_PREFIX)
             if temporary:
                 key = (op.op, None, op.template, op.queue, op.name_dest)
             if temporary or op.op is names.RESPOND:
-                cached = state.dest.get(key)
-        if cached is None:
-            dest = attributes.destination_attributes(
-                self.keys, op.op, "" if temporary else subject, op.template, op.queue, temporary
-            )
-            name = attributes.span_name(op.op, op.name_dest or op.subject, op.template, temporary and not op.name_dest)
-            span_attrs = {**dest, **state.conn}
-            metric_attrs = (
-                metric_attributes(self.metrics.allowed, self.keys, span_attrs, temporary)
-                if self.metrics is not None
-                else span_attrs
-            )
-            cached = (name, span_attrs, metric_attrs, temporary)
-            if len(state.dest) >= _NAME_CACHE_MAX:
-                state.dest.clear()
-            state.dest[key] = cached
+                cached = state.recent.get(key)
+            if cached is None:
+                cached = state.recall(key) or self.destinations.entry(state, key, op, temporary)
         name, attrs, metric_attrs, temporary = cached
         attrs = dict(attrs)
         if temporary and subject:

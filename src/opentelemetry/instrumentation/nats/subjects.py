@@ -1,8 +1,12 @@
-"""NATS subject helpers: wildcard matching and pattern sets."""
+"""NATS subject helpers: wildcard matching, pattern sets, and a bounded per-subject cache."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Generic, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def is_wildcard(subject: str) -> bool:
@@ -42,16 +46,50 @@ def matches(pattern: str, subject: str) -> bool:
     return len(p_tokens) == len(s_tokens)
 
 
-class SubjectSet:
+class Generations(Generic[K, V]):
+    """A bounded cache in two generations: full, it turns over instead of being cleared.
+
+    Lookups read ``recent`` directly (fast path: a plain dict, so a hit costs what a dict lookup
+    costs); after a miss, :meth:`recall` looks in ``older`` and moves a found entry back to
+    ``recent``. When ``recent`` holds ``cap`` entries it becomes ``older`` and the previous
+    ``older`` is dropped: at most twice ``cap`` entries, and whatever is still in use survives every
+    turnover (no cliff where everything is rebuilt at once)."""
+
+    __slots__ = ("cap", "older", "recent")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.recent: dict[K, V] = {}
+        self.older: dict[K, V] = {}
+
+    def size(self) -> int:
+        """Entries held (at most twice ``cap``)."""
+        return len(self.recent) + len(self.older)
+
+    def recall(self, key: K) -> V | None:
+        """The entry for ``key`` from the older generation (moved back to the recent one), or ``None``."""
+        value = self.older.pop(key, None)
+        if value is not None:
+            self.remember(key, value)
+        return value
+
+    def remember(self, key: K, value: V) -> None:
+        if len(self.recent) >= self.cap:
+            self.older = self.recent
+            self.recent = {}
+        self.recent[key] = value
+
+
+class SubjectSet(Generations[str, bool]):
     """A set of NATS subject patterns with a bounded per-subject answer cache."""
 
-    __slots__ = ("_cache", "patterns")
+    __slots__ = ("patterns",)
 
     _MAX_CACHE = 4096
 
     def __init__(self, patterns: Iterable[str] = ()) -> None:
+        super().__init__(self._MAX_CACHE)
         self.patterns: tuple[str, ...] = tuple(p for p in patterns if p)
-        self._cache: dict[str, bool] = {}
 
     def __bool__(self) -> bool:
         return bool(self.patterns)
@@ -59,10 +97,10 @@ class SubjectSet:
     def __contains__(self, subject: object) -> bool:
         if not self.patterns or not isinstance(subject, str):
             return False
-        hit = self._cache.get(subject)
+        hit = self.recent.get(subject)
         if hit is None:
-            hit = any(matches(p, subject) for p in self.patterns)
-            if len(self._cache) >= self._MAX_CACHE:
-                self._cache.clear()
-            self._cache[subject] = hit
+            hit = self.recall(subject)
+            if hit is None:
+                hit = any(matches(p, subject) for p in self.patterns)
+                self.remember(subject, hit)
         return hit

@@ -1,0 +1,200 @@
+"""Low-cardinality destinations (SPEC §2, §5, §6): subject templates, the bounded set of distinct
+destination names, and each connection's bounded cache of span names and attributes per subject.
+
+Span names and metric attributes show a destination only when it has low cardinality: the pattern
+of ``subject_templates`` that the subject matches (or the wildcard subscription that received the
+message), else the subject itself while fewer than ``max_destinations`` distinct subjects have been
+shown. Past that limit a subject not seen before is left out — the span name is the operation
+alone — and one warning names ``subject_templates``. Spans always keep
+``messaging.destination.name``. Inboxes and ack subjects (temporary) are never shown, and fetch,
+key-value and object-store spans show their stream or bucket (low cardinality by nature).
+
+Everything here runs on a cache miss; the recorder's hot path reads :class:`ClientDestinations`
+``recent`` directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.instrumentation.nats import attributes, names
+from opentelemetry.instrumentation.nats.attributes import Attrs
+from opentelemetry.instrumentation.nats.metrics import metric_attributes
+from opentelemetry.instrumentation.nats.names import Keys, Op
+from opentelemetry.instrumentation.nats.subjects import Generations, is_wildcard
+
+if TYPE_CHECKING:
+    from opentelemetry.instrumentation.nats.recorder import Operation
+
+_LOG = logging.getLogger(__name__)
+
+# Under the SDK's default of 2 000 series per metric with room to spare: a metric stream has a
+# series per destination *and* operation, error type, server and queue group (see the README).
+DEFAULT_MAX_DESTINATIONS = 100
+CACHE_SIZE = 1024  # entries per generation of a connection's per-subject cache
+SHAPES_SIZE = 256  # entries per generation of a connection's per-shape cache
+
+# Operations on a NATS subject: templates and the limit apply to them. (Fetch, key-value and object
+# store spans are named after a stream or bucket.)
+SUBJECT_OPS = frozenset(
+    {
+        names.PUBLISH,
+        names.RESPOND,
+        names.REQUEST,
+        names.PROCESS,
+        names.RECEIVE,
+        names.ACK,
+        names.NAK,
+        names.TERM,
+        names.IN_PROGRESS,
+    }
+)
+
+# span name, span attributes, metric attributes, temporary subject (its name is added per message)
+Entry = tuple[str, Attrs, Attrs, bool]
+# span name (None: the subject's own), span and metric attributes without the subject
+_Shape = tuple[str | None, Attrs, Attrs]
+
+
+class Templates:
+    """``subject_templates``: NATS wildcard patterns; :meth:`first` is the first one a subject matches."""
+
+    __slots__ = ("_compiled", "patterns")
+
+    def __init__(self, patterns: Iterable[str] = ()) -> None:
+        self.patterns: tuple[str, ...] = tuple(p for p in patterns if p)
+        compiled = []
+        for p in self.patterns:
+            tokens = p.split(".")
+            tail = tokens[-1] == ">"
+            compiled.append((p, tuple(tokens[:-1] if tail else tokens), tail))
+        self._compiled = tuple(compiled)
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def first(self, subject: str) -> str | None:
+        tokens = subject.split(".")
+        n = len(tokens)
+        for pattern, fixed, tail in self._compiled:
+            if n == len(fixed) or (tail and n > len(fixed)):
+                for want, got in zip(fixed, tokens, strict=False):  # (tokens may be longer: ">")
+                    if want != "*" and want != got:
+                        break
+                else:
+                    return pattern
+        return None
+
+
+class DestinationLimit:
+    """The distinct destination names shown so far, at most ``limit``: past it a new name is refused
+    (and the first refusal logs the one warning)."""
+
+    __slots__ = ("limit", "names", "warned")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.names: set[str] = set()
+        self.warned = False
+
+    def admit(self, subject: str) -> bool:
+        """True when ``subject`` may be shown: seen before, or still under the limit."""
+        shown = self.names
+        if subject in shown:
+            return True
+        if len(shown) < self.limit:
+            shown.add(subject)
+            return True
+        if not self.warned:
+            self.warned = True
+            _LOG.warning(
+                "NATS instrumentation: %d distinct destination names reached (max_destinations). Subjects not "
+                "seen before, such as %r, are left out of span names and metric attributes from now on (spans "
+                "keep messaging.destination.name). Name high-cardinality subjects with subject_templates "
+                "(%s, for example 'orders.*.created'), or raise max_destinations (%s).",
+                self.limit,
+                subject,
+                names.ENV_SUBJECT_TEMPLATES,
+                names.ENV_MAX_DESTINATIONS,
+            )
+        return False
+
+
+class ClientDestinations(Generations[tuple[Any, ...], Entry]):
+    """One connection's cache: an :data:`Entry` per (operation, subject, subscription template,
+    queue group, name destination), built by :meth:`Destinations.entry` from a cached *shape* (the
+    same without the subject) and the connection's attributes ``conn``."""
+
+    __slots__ = ("conn", "shapes")
+
+    def __init__(self, conn: Attrs) -> None:
+        super().__init__(CACHE_SIZE)
+        self.conn = conn
+        self.shapes: Generations[tuple[Any, ...], _Shape] = Generations(SHAPES_SIZE)
+
+
+class Destinations:
+    """The recorder's destination policy: templates, the limit, and how cache entries are built."""
+
+    def __init__(self, keys: Keys, templates: Templates, max_destinations: int, metric_keys: frozenset[str]) -> None:
+        self.keys = keys
+        self.templates = templates
+        self.limit = DestinationLimit(max_destinations)
+        self.metric_keys = metric_keys
+
+    def entry(self, state: ClientDestinations, key: tuple[Any, ...], op: Operation, temporary: bool) -> Entry:
+        """Build (and remember under ``key``) the entry of ``op``; its subject is left out when ``temporary``."""
+        kind, subject, template = op.op, op.subject, op.template
+        configured = None  # the subject_templates pattern
+        if temporary or not subject or template is not None:
+            named = False  # (a wildcard subscription's subject is the template)
+        elif kind not in SUBJECT_OPS:
+            named = True  # a stream or bucket
+        else:
+            configured = self.templates.first(subject) if self.templates else None
+            named = configured is None and self.limit.admit(subject)
+        shape_key = (kind, template, configured, op.queue, op.name_dest, temporary, named)
+        shape = state.shapes.recent.get(shape_key) or state.shapes.recall(shape_key)
+        if shape is None:
+            shape = self._shape(state.conn, kind, template, configured, op.queue, op.name_dest, temporary, named)
+            state.shapes.remember(shape_key, shape)
+        name, attrs, metric_attrs = shape
+        if subject and not temporary:
+            attrs = dict(attrs)
+            for k in self.keys.subject:
+                attrs[k] = subject
+            if named:
+                metric_attrs = dict(metric_attrs)
+                for k in self.keys.subject:
+                    metric_attrs[k] = subject
+        entry = (name or f"{kind.name} {subject}", attrs, metric_attrs, temporary)
+        state.remember(key, entry)
+        return entry
+
+    def _shape(
+        self,
+        conn: Attrs,
+        kind: Op,
+        template: str | None,
+        configured: str | None,
+        queue: str | None,
+        name_dest: str | None,
+        temporary: bool,
+        named: bool,
+    ) -> _Shape:
+        attrs = attributes.destination_attributes(self.keys, kind, "", template, queue, temporary, configured)
+        attrs.update(conn)
+        shown = name_dest or template or configured
+        name = attributes.span_name(kind, shown) if shown or not named else None
+        return name, attrs, metric_attributes(self.metric_keys, attrs)
+
+    def subscription_keys(self, subject: str) -> tuple[tuple[str, ...], str]:
+        """Metric attribute keys and value naming a subscription's subject (``()`` when left out)."""
+        if is_wildcard(subject):
+            return self.keys.template, subject
+        configured = self.templates.first(subject) if self.templates else None
+        if configured is not None:
+            return self.keys.subject_template, configured
+        return (self.keys.subject if self.limit.admit(subject) else ()), subject
