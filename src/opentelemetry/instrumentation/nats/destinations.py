@@ -79,7 +79,7 @@ class Templates:
         tokens = subject.split(".")
         n = len(tokens)
         for pattern, fixed, tail in self._compiled:
-            if n == len(fixed) or (tail and n > len(fixed)):
+            if (n > len(fixed)) if tail else (n == len(fixed)):
                 for want, got in zip(fixed, tokens, strict=False):  # (tokens may be longer: ">")
                     if want != "*" and want != got:
                         break
