@@ -8,13 +8,15 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.trace import SpanKind
 
 from opentelemetry.instrumentation.nats import NatsInstrumentor, destinations, names
 from opentelemetry.instrumentation.nats.config import NatsConfig
 from opentelemetry.instrumentation.nats.destinations import Templates
 from opentelemetry.instrumentation.nats.recorder import installed
-from opentelemetry.instrumentation.nats.subjects import Generations, SubjectSet
+from opentelemetry.instrumentation.nats.subjects import Generations, SubjectSet, matches
 from tests.helpers import by_name, conn_attrs, synced, wait_spans
 
 Series = dict[tuple[tuple[str, Any], ...], Any]
@@ -131,6 +133,19 @@ def test_first_matching_template_wins(subject: str, expected: str | None) -> Non
     assert Templates(["a.b"]).first(subject) is None
     assert Templates(["orders.>"]).first("orders") is None
     assert Templates(["orders.*"]).first("orders.1.created") is None
+
+
+_TOKENS = st.sampled_from(["a", "b", "orders", "1", "x-y", "$JS", "_INBOX"])
+_SUBJECTS = st.lists(_TOKENS, min_size=1, max_size=5).map(".".join)
+_PATTERNS = st.lists(st.sampled_from(["a", "b", "1", "*"]), min_size=0, max_size=4).flatmap(
+    lambda head: st.sampled_from([".".join(head), ".".join([*head, ">"])]).filter(bool)
+)
+
+
+@given(st.lists(_PATTERNS, min_size=1, max_size=4), _SUBJECTS)
+def test_templates_agree_with_nats_wildcard_matching(patterns: list[str], subject: str) -> None:
+    expected = next((p for p in patterns if matches(p, subject)), None)
+    assert Templates(patterns).first(subject) == expected
 
 
 # --- templates on every operation -------------------------------------------------------------

@@ -16,6 +16,7 @@ Everything here runs on a cache miss; the recorder's hot path reads :class:`Clie
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -59,33 +60,28 @@ _Shape = tuple[str | None, Attrs, Attrs]
 
 
 class Templates:
-    """``subject_templates``: NATS wildcard patterns; :meth:`first` is the first one a subject matches."""
+    """``subject_templates``: NATS wildcard patterns; :meth:`first` is the first one a subject matches.
 
-    __slots__ = ("_compiled", "patterns")
+    Fast path: all patterns are one regular expression, an alternative (a group) per pattern in
+    their order, so one ``fullmatch`` call finds the first matching pattern however many there are."""
+
+    __slots__ = ("_regex", "patterns")
 
     def __init__(self, patterns: Iterable[str] = ()) -> None:
         self.patterns: tuple[str, ...] = tuple(p for p in patterns if p)
-        compiled = []
-        for p in self.patterns:
-            tokens = p.split(".")
-            tail = tokens[-1] == ">"
-            compiled.append((p, tuple(tokens[:-1] if tail else tokens), tail))
-        self._compiled = tuple(compiled)
+        self._regex = re.compile("|".join(f"({_regex(p)})" for p in self.patterns)) if self.patterns else None
 
     def __bool__(self) -> bool:
         return bool(self.patterns)
 
     def first(self, subject: str) -> str | None:
-        tokens = subject.split(".")
-        n = len(tokens)
-        for pattern, fixed, tail in self._compiled:
-            if (n > len(fixed)) if tail else (n == len(fixed)):
-                for want, got in zip(fixed, tokens, strict=False):  # (tokens may be longer: ">")
-                    if want != "*" and want != got:
-                        break
-                else:
-                    return pattern
-        return None
+        found = self._regex.fullmatch(subject) if self._regex is not None else None
+        return self.patterns[found.lastindex - 1] if found is not None and found.lastindex else None
+
+
+def _regex(pattern: str) -> str:
+    """A (valid) NATS pattern as a regular expression: ``*`` one token, a final ``>`` one or more."""
+    return r"\.".join("[^.]+" if t == "*" else ".+" if t == ">" else re.escape(t) for t in pattern.split("."))
 
 
 class DestinationLimit:
@@ -153,7 +149,7 @@ class Destinations:
         elif kind not in SUBJECT_OPS:
             named = True  # a stream or bucket
         else:
-            configured = self.templates.first(subject) if self.templates else None
+            configured = self.templates.first(subject)
             named = configured is None and self.limit.admit(subject)
         shape_key = (kind, template, configured, op.queue, op.name_dest, temporary, named)
         shape = state.shapes.recent.get(shape_key) or state.shapes.recall(shape_key)
@@ -194,7 +190,7 @@ class Destinations:
         """Metric attribute keys and value naming a subscription's subject (``()`` when left out)."""
         if is_wildcard(subject):
             return self.keys.template, subject
-        configured = self.templates.first(subject) if self.templates else None
+        configured = self.templates.first(subject)
         if configured is not None:
             return self.keys.subject_template, configured
         return (self.keys.subject if self.limit.admit(subject) else ()), subject
