@@ -53,7 +53,8 @@ SUBJECT_OPS = frozenset(
     }
 )
 
-# span name, span attributes, metric attributes, temporary subject (its name is added per message)
+# span name, span attributes, metric attributes, and whether the subject is added to the span's
+# attributes per message (inboxes, ack subjects, subjects under a template or past the limit)
 Entry = tuple[str, Attrs, Attrs, bool]
 # span name (None: the subject's own), span and metric attributes without the subject
 _Shape = tuple[str | None, Attrs, Attrs]
@@ -84,40 +85,6 @@ def _regex(pattern: str) -> str:
     return r"\.".join("[^.]+" if t == "*" else ".+" if t == ">" else re.escape(t) for t in pattern.split("."))
 
 
-class DestinationLimit:
-    """The distinct destination names shown so far, at most ``limit``: past it a new name is refused
-    (and the first refusal logs the one warning)."""
-
-    __slots__ = ("limit", "names", "warned")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.names: set[str] = set()
-        self.warned = False
-
-    def admit(self, subject: str) -> bool:
-        """True when ``subject`` may be shown: seen before, or still under the limit."""
-        shown = self.names
-        if subject in shown:
-            return True
-        if len(shown) < self.limit:
-            shown.add(subject)
-            return True
-        if not self.warned:
-            self.warned = True
-            _LOG.warning(
-                "NATS instrumentation: %d distinct destination names reached (max_destinations). Subjects not "
-                "seen before, such as %r, are left out of span names and metric attributes from now on (spans "
-                "keep messaging.destination.name). Name high-cardinality subjects with subject_templates "
-                "(%s, for example 'orders.*.created'), or raise max_destinations (%s).",
-                self.limit,
-                subject,
-                names.ENV_SUBJECT_TEMPLATES,
-                names.ENV_MAX_DESTINATIONS,
-            )
-        return False
-
-
 class ClientDestinations(Generations[tuple[Any, ...], Entry]):
     """One connection's cache: an :data:`Entry` per (operation, subject, subscription template,
     queue group, name destination), built by :meth:`Destinations.entry` from a cached *shape* (the
@@ -132,13 +99,39 @@ class ClientDestinations(Generations[tuple[Any, ...], Entry]):
 
 
 class Destinations:
-    """The recorder's destination policy: templates, the limit, and how cache entries are built."""
+    """The recorder's destination policy: templates, the limit of distinct destination names shown
+    (``shown``: at most ``max_destinations``; the first refusal logs the one warning), and how cache
+    entries are built."""
 
     def __init__(self, keys: Keys, templates: Templates, max_destinations: int, metric_keys: frozenset[str]) -> None:
         self.keys = keys
         self.templates = templates
-        self.limit = DestinationLimit(max_destinations)
+        self.max_destinations = max_destinations
+        self.shown: set[str] = set()
+        self.warned = False
         self.metric_keys = metric_keys
+
+    def admit(self, subject: str) -> bool:
+        """True when ``subject`` may be shown: shown before, or still under the limit."""
+        shown = self.shown
+        if subject in shown:
+            return True
+        if len(shown) < self.max_destinations:
+            shown.add(subject)
+            return True
+        if not self.warned:
+            self.warned = True
+            _LOG.warning(
+                "NATS instrumentation: %d distinct destination names reached (max_destinations). Subjects not "
+                "seen before, such as %r, are left out of span names and metric attributes from now on (spans "
+                "keep messaging.destination.name). Name high-cardinality subjects with subject_templates "
+                "(%s, for example 'orders.*.created'), or raise max_destinations (%s).",
+                self.max_destinations,
+                subject,
+                names.ENV_SUBJECT_TEMPLATES,
+                names.ENV_MAX_DESTINATIONS,
+            )
+        return False
 
     def entry(self, state: ClientDestinations, key: tuple[Any, ...], op: Operation, temporary: bool) -> Entry:
         """Build (and remember under ``key``) the entry of ``op``; its subject is left out when ``temporary``."""
@@ -149,23 +142,24 @@ class Destinations:
         elif kind not in SUBJECT_OPS:
             named = True  # a stream or bucket
         else:
-            configured = self.templates.first(subject)
-            named = configured is None and self.limit.admit(subject)
+            if self.templates:
+                configured = self.templates.first(subject)
+            # (fast path: a subject shown before needs no call)
+            named = configured is None and (subject in self.shown or self.admit(subject))
         shape_key = (kind, template, configured, op.queue, op.name_dest, temporary, named)
-        shape = state.shapes.recent.get(shape_key) or state.shapes.recall(shape_key)
+        shapes = state.shapes
+        shape = shapes.recent.get(shape_key) or shapes.recall(shape_key)
         if shape is None:
             shape = self._shape(state.conn, kind, template, configured, op.queue, op.name_dest, temporary, named)
-            state.shapes.remember(shape_key, shape)
+            shapes.remember(shape_key, shape)
         name, attrs, metric_attrs = shape
-        if subject and not temporary:
+        if named:
             attrs = dict(attrs)
+            metric_attrs = dict(metric_attrs)
             for k in self.keys.subject:
-                attrs[k] = subject
-            if named:
-                metric_attrs = dict(metric_attrs)
-                for k in self.keys.subject:
-                    metric_attrs[k] = subject
-        entry = (name or f"{kind.name} {subject}", attrs, metric_attrs, temporary)
+                attrs[k] = metric_attrs[k] = subject
+        # (any other subject shares the shape's attributes: its name is added to the span's per message)
+        entry = (name or f"{kind.name} {subject}", attrs, metric_attrs, not named)
         state.remember(key, entry)
         return entry
 
@@ -193,4 +187,4 @@ class Destinations:
         configured = self.templates.first(subject)
         if configured is not None:
             return self.keys.subject_template, configured
-        return (self.keys.subject if self.limit.admit(subject) else ()), subject
+        return (self.keys.subject if self.admit(subject) else ()), subject

@@ -236,7 +236,8 @@ class Recorder:
         subject = op.subject
         key: tuple[Any, ...] = (op.op, subject, op.template, op.queue, op.name_dest)
         # fast path: temporary subjects (a new inbox per request, an ack subject per message) share
-        # one cache entry; only their destination name is added per message. A reply almost always
+        # one cache entry; only their destination name is added per message (so is the name of other
+        # subjects that do not name the span: see destinations.py). A reply almost always
         # goes to an inbox, so that is tested first; other subjects are looked up first.
         cached = None if op.op is names.RESPOND else state.recent.get(key)
         if cached is None:
@@ -247,9 +248,9 @@ class Recorder:
                 cached = state.recent.get(key)
             if cached is None:
                 cached = state.recall(key) or self.destinations.entry(state, key, op, temporary)
-        name, attrs, metric_attrs, temporary = cached
+        name, attrs, metric_attrs, per_message = cached
         attrs = dict(attrs)
-        if temporary and subject:
+        if per_message and subject:
             for k in self.keys.subject:
                 attrs[k] = subject
         if op.body_size is not None:
