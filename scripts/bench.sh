@@ -1,14 +1,47 @@
 #!/usr/bin/env bash
-# The benchmark suite (SPEC §8). Installs what is missing (nats-server, a .venv with this package,
-# the OpenTelemetry SDK and matplotlib), then runs benchmarks/run.py, which starts its own
-# nats-server on a free loopback port, prints the per-message costs, ratios and PASS/FAIL per
-# bound, and writes benchmarks/results/results.md and paths.png. Exit status 1 when a bound fails.
-# Extra arguments go to run.py:  scripts/bench.sh --quick   scripts/bench.sh --rounds 25
+# The benchmarks (SPEC §8). Installs what is missing (nats-server, a .venv with this package, the
+# OpenTelemetry SDK and matplotlib), then runs, each with its own nats-server on a free loopback port:
+#   suite  benchmarks/run.py: per-message cost against raw nats-py and hand-written instrumentation
+#          (writes benchmarks/results/results.md and paths.png)
+#   scale  benchmarks/scale.py: 100 000 distinct subjects against one (writes benchmarks/results/scale.md)
+#   soak   benchmarks/soak.py twice: memory and metric series over 1 000 000 messages on one subject,
+#          then on 1 000 000 distinct subjects
+# Each prints PASS/FAIL per bound; the exit status is 1 when a bound fails.
+#   scripts/bench.sh                  all three; arguments go to run.py, and --quick to all three
+#   scripts/bench.sh --quick          a smoke run of all three (too short for the bounds to mean much)
+#   scripts/bench.sh suite --rounds 25
+#   scripts/bench.sh scale --configs unsampled,metrics
+#   scripts/bench.sh soak --messages 200000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_setup.sh
 
+mode=all
+case "${1:-}" in
+    suite | scale | soak | all) mode=$1 && shift ;;
+esac
+quick=()
+for arg in "$@"; do
+    if [ "$arg" = --quick ]; then quick=(--quick); fi
+done
+
 ensure_nats_server
 ensure_venv
 .venv/bin/python -m pip install --quiet -e '.[test]' 'matplotlib >= 3.5'
-exec .venv/bin/python benchmarks/run.py "$@"
+py=.venv/bin/python
+status=0
+case "$mode" in
+    suite) "$py" benchmarks/run.py "$@" || status=1 ;;
+    scale) "$py" benchmarks/scale.py "$@" || status=1 ;;
+    soak)
+        "$py" benchmarks/soak.py "$@" || status=1
+        "$py" benchmarks/soak.py --distinct "$@" || status=1
+        ;;
+    all)
+        "$py" benchmarks/run.py "$@" || status=1
+        "$py" benchmarks/scale.py ${quick[@]+"${quick[@]}"} || status=1
+        "$py" benchmarks/soak.py ${quick[@]+"${quick[@]}"} || status=1
+        "$py" benchmarks/soak.py --distinct ${quick[@]+"${quick[@]}"} || status=1
+        ;;
+esac
+exit $status
