@@ -521,3 +521,30 @@ async def test_per_subject_cache_is_bounded_and_keeps_entries_in_use(
     assert state.shapes.size() == 1  # every publish here has the same shape
     spans = await wait_spans(tel, 201)
     assert [s.name for s in spans[-3:]] == ["publish hot.subject", "publish cold.99", "publish hot.subject"]
+
+
+async def test_wildcard_subscription_subjects_share_one_cache_entry(
+    make_telemetry: Any, server: Any, connect: Any
+) -> None:
+    tel = make_telemetry()
+    nc, sc = await connect(server.url), await connect(server.url)
+    got: list[str] = []
+    done = asyncio.Event()
+
+    async def handler(msg: Any) -> None:
+        got.append(msg.subject)
+        if len(got) == 50:
+            done.set()
+
+    await sc.subscribe("wild.*", cb=handler)
+    await synced(sc)
+    for i in range(50):
+        await nc.publish(f"wild.{i}", b"")
+    await asyncio.wait_for(done.wait(), 5)
+    spans = await wait_spans(tel, 100)
+    processed = [s for s in spans if s.kind == SpanKind.CONSUMER]
+    assert [(s.name, s.attributes[DEST]) for s in processed] == [("process wild.*", f"wild.{i}") for i in range(50)]
+    rec = installed()
+    assert rec is not None
+    state = rec._state(sc)
+    assert (state.size(), list(state.recent)) == (1, [(names.PROCESS, False, "wild.*", None, None)])

@@ -235,16 +235,18 @@ class Recorder:
         state = self._state(op.client)
         subject = op.subject
         key: tuple[Any, ...] = (op.op, subject, op.template, op.queue, op.name_dest)
-        # fast path: temporary subjects (a new inbox per request, an ack subject per message) share
-        # one cache entry; only their destination name is added per message (so is the name of other
-        # subjects that do not name the span: see destinations.py). A reply almost always
-        # goes to an inbox, so that is tested first; other subjects are looked up first.
+        # fast path: temporary subjects (a new inbox per request, an ack subject per message) and the
+        # subjects a wildcard subscription receives (named by the subscription) share one cache
+        # entry; only their destination name is added per message (so is the name of other subjects
+        # that do not name the span: see destinations.py). A reply almost always goes to an inbox,
+        # so that is tested first; other subjects are looked up first.
         cached = None if op.op is names.RESPOND else state.recent.get(key)
         if cached is None:
             temporary = subject.startswith(state.inbox) or subject.startswith(names.JS_ACK_PREFIX)
-            if temporary:
-                key = (op.op, None, op.template, op.queue, op.name_dest)
-            if temporary or op.op is names.RESPOND:
+            if temporary or op.template is not None:
+                key = (op.op, temporary, op.template, op.queue, op.name_dest)  # (no subject is a bool)
+                cached = state.recent.get(key)
+            elif op.op is names.RESPOND:
                 cached = state.recent.get(key)
             if cached is None:
                 cached = state.recall(key) or self.destinations.entry(state, key, op, temporary)
