@@ -86,6 +86,10 @@ class App:
         }
 
 
+def jetstream_attributes(span: Any, *keys: str) -> dict[str, Any]:
+    return {key: span.attributes[f"messaging.nats.jetstream.{key}"] for key in keys}
+
+
 Drive = Callable[[], Awaitable[None]]
 Scenario = Callable[[NatsBroker, App], Drive]
 
@@ -305,7 +309,13 @@ def push(broker: NatsBroker, app: App) -> Drive:
 
 @MODES
 async def test_jetstream_push_subscriber(js_server: Any, connect: Any, mode: str) -> None:
-    app, _, traces = await traced(js_server, connect, push, mode)
+    app, tel, traces = await traced(js_server, connect, push, mode)
+    (publish,) = [s for s in tel.spans() if s.name == f"publish {app.tag}.push"]
+    assert jetstream_attributes(publish, "stream", "sequence", "duplicate") == {
+        "stream": f"{app.tag}_PUSH",
+        "sequence": 1,
+        "duplicate": False,
+    }
     assert app.outcome["app_PUSH"] == {"delivered": 1, "ack_floor": 1, "ack_pending": 0, "redelivered": 0, "pending": 0}
     if mode == "ours":
         assert traces == expected_forest(
@@ -348,7 +358,15 @@ def pull(broker: NatsBroker, app: App) -> Drive:
 
 @MODES
 async def test_jetstream_pull_subscriber(js_server: Any, connect: Any, mode: str) -> None:
-    app, _, traces = await traced(js_server, connect, pull, mode)
+    app, tel, traces = await traced(js_server, connect, pull, mode)
+    fetches = [s for s in tel.spans() if s.name == f"fetch {app.tag}_PULL"]
+    assert [(f.attributes["messaging.batch.message_count"], jetstream_attributes(f, "consumer")) for f in fetches] == [
+        (1, {"consumer": "workers"})
+    ] * 3
+    acks = [s for s in tel.spans() if s.name == f"ack {app.tag}_PULL"]
+    assert sorted(
+        (jetstream_attributes(a, "stream", "consumer", "sequence", "num_delivered") for a in acks), key=str
+    ) == [{"stream": f"{app.tag}_PULL", "consumer": "workers", "sequence": i, "num_delivered": 1} for i in (1, 2, 3)]
     assert app.outcome["app_PULL"] == {"delivered": 3, "ack_floor": 3, "ack_pending": 0, "redelivered": 0, "pending": 0}
     # One fetch per message (batch_size 1), each its own trace with a link to the message's
     # creation context; the ack, made after the handler outside any span, is in the producer's trace.
