@@ -93,3 +93,9 @@ def load_script(name: str) -> Any:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def assert_links(span: ReadableSpan, *targets: ReadableSpan) -> None:
+    """``span`` links to exactly ``targets`` (their trace and span ids), in that order."""
+    links = [(link.context.trace_id, link.context.span_id) for link in span.links]
+    assert links == [(t.context.trace_id, t.context.span_id) for t in targets], f"links of {span.name}"

@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.nats import message_context
-from tests.helpers import assert_child, by_name, conn_attrs, wait_spans
+from tests.helpers import assert_child, assert_links, by_name, conn_attrs, wait_spans
 
 
 def _name(prefix: str) -> str:
@@ -122,6 +122,7 @@ async def test_push_consumer_process_and_auto_ack(telemetry: Any, js_server: Any
     assert len(spans) == 3
     assert process.kind == SpanKind.CONSUMER
     assert_child(process, publish)
+    assert_links(process, publish)
     assert_child(ack, process)
     js_attrs = {
         "messaging.nats.jetstream.stream": stream,

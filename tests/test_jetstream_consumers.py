@@ -8,7 +8,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from tests.helpers import assert_child, by_name, wait_spans
+from tests.helpers import assert_child, assert_links, by_name, wait_spans
 
 
 async def _stream(nc: Any, telemetry: Any, prefix: str) -> tuple[Any, str]:
@@ -102,7 +102,8 @@ async def test_sync_push_subscription_receive_spans(telemetry: Any, js_server: A
     spans = await wait_spans(telemetry, 3)
     assert [s.name for s in spans] == [f"publish {stream}.s", f"receive {stream}.s", f"ack {stream}"]
     publish, receive, _ack = spans
-    assert_child(receive, publish)
+    assert (receive.kind, receive.parent) == (SpanKind.CLIENT, None)
+    assert_links(receive, publish)
     assert receive.attributes["messaging.nats.jetstream.sequence"] == 1
 
 

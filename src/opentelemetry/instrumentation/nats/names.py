@@ -67,7 +67,7 @@ SPANS: tuple[SpanSpec, ...] = (
     SpanSpec("Msg.respond", RESPOND, "PRODUCER", "publish (inbox reply) or publish {reply subject}"),
     SpanSpec("Client.request", REQUEST, "CLIENT", "request {subject}"),
     SpanSpec("subscription callback", PROCESS, "CONSUMER, SERVER when the message has a reply", "process {dest}"),
-    SpanSpec("Subscription.next_msg, async for", RECEIVE, "CONSUMER", "receive {dest}"),
+    SpanSpec("Subscription.next_msg, async for", RECEIVE, "CLIENT", "receive {dest}"),
     SpanSpec("JetStreamContext.publish / publish_async", PUBLISH, "PRODUCER", "publish {subject}"),
     SpanSpec("JetStream push subscription callback", PROCESS, "CONSUMER", "process {subject}"),
     SpanSpec("PullSubscription.fetch", FETCH, "CLIENT", "fetch {stream}"),

@@ -178,8 +178,8 @@ class ProcessWrapper:
             subject = msg.subject
             if rec.excluding is not None and rec.excluded(subject):
                 return await wrapped(*args, **kwargs)
-            parent, links = rec.consumer_parent(msg.headers, subject, msg.data)
             idle = not rec.live and rec.idle()
+            parent, links = rec.consumer_parent(msg.headers, subject, msg.data, idle)
         except Exception:
             _LOG.debug("not tracing an unusual message", exc_info=True)
             return await wrapped(*args, **kwargs)
@@ -267,7 +267,7 @@ async def _record_receive(sub: Any, msg: Any, start: int) -> None:
             return
         op = message_operation(
             names.RECEIVE,
-            SpanKind.CONSUMER,
+            SpanKind.CLIENT,
             msg,
             getattr(sub, "_subject", ""),
             getattr(sub, "_queue", None),
