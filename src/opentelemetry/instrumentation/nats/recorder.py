@@ -336,6 +336,21 @@ class Recorder:
             return _ROOT, links
         return ctx, links
 
+    def settle_parent(self, msg: Any) -> tuple[Context | None, list[Link] | None]:
+        """Parent and links of a settle span (ack …) for ``msg``: the current span when there is one,
+        else the message's creation context (an ack outside any span joins the producer's trace);
+        a link to the creation context either way. ``(None, None)`` while nothing records (no SDK)."""
+        if not self.live and self.idle():
+            return None, None
+        try:
+            producer = self.producer_context(msg.headers, msg.subject, msg.data)
+        except Exception:
+            _LOG.debug("could not read the creation context of a settled message", exc_info=True)
+            return None, None
+        if trace.get_current_span().get_span_context().is_valid:
+            return None, creation_links(producer)
+        return producer, creation_links(producer)
+
     # --- spans -----------------------------------------------------------------------------
 
     def _hook_for(self, op: Operation) -> Hook | None:

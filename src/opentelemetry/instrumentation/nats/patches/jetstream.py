@@ -191,7 +191,8 @@ async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
 
 
 class Settle:
-    """``Msg.ack`` / ``ack_sync`` / ``nak`` / ``term`` / ``in_progress``: a CLIENT span ``{op} {stream}``."""
+    """``Msg.ack`` / ``ack_sync`` / ``nak`` / ``term`` / ``in_progress``: a CLIENT span ``{op} {stream}``,
+    a child of the current span (else of the message's creation context) with a link to the latter."""
 
     __slots__ = ("op",)
 
@@ -217,7 +218,8 @@ class Settle:
             extra=extra,
             name_dest=extra.get(names.JS_STREAM),
         )
-        return await rec.run(op, wrapped, args, kwargs)
+        parent, links = rec.settle_parent(instance)
+        return await rec.run(op, wrapped, args, kwargs, parent=parent, links=links)
 
 
 class StoreCall:
