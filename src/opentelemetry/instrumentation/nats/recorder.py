@@ -532,6 +532,14 @@ def creation_links(ctx: Context) -> list[Link] | None:
     return [Link(span_ctx)] if span_ctx.is_valid else None
 
 
+def caller_links(headers: Any) -> list[Link] | None:
+    """A link to the creation context the caller already put in outgoing ``headers`` (what the
+    configured propagator writes), else ``None``. Such headers are sent unchanged (semconv: a
+    creation context SHOULD NOT be modified) and the send span is CLIENT, linked to it."""
+    span_ctx = propagation.carried_context(headers)
+    return [Link(span_ctx)] if span_ctx is not None else None
+
+
 def record_error(span: Span, exc: BaseException) -> None:
     """Record ``exc`` on ``span``: exception event, ERROR status, ``error.type``."""
     if not span.is_recording():
