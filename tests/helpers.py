@@ -127,3 +127,9 @@ def forest(spans: list[ReadableSpan], scope: str | None = None, rename: Any = No
 def expected_forest(*traces: list[Row]) -> list[list[Row]]:
     """Traces written in any order, sorted as :func:`forest` sorts them."""
     return sorted((sorted(rows, key=str) for rows in traces), key=str)
+
+
+def assert_links(span: ReadableSpan, *targets: ReadableSpan) -> None:
+    """``span`` links to exactly ``targets`` (their trace and span ids), in that order."""
+    links = [(link.context.trace_id, link.context.span_id) for link in span.links]
+    assert links == [(t.context.trace_id, t.context.span_id) for t in targets], f"links of {span.name}"

@@ -339,7 +339,7 @@ async def test_link_mode_makes_consumer_spans_roots_linked_to_the_producer(
     spans = await wait_spans(telemetry, 4)
     for producer_name, consumer_name, kind in (
         ("publish link.cb", "process link.cb", SpanKind.CONSUMER),
-        ("publish link.pull", "receive link.pull", SpanKind.CONSUMER),
+        ("publish link.pull", "receive link.pull", SpanKind.CLIENT),
     ):
         producer, consumer = by_name(spans, producer_name), by_name(spans, consumer_name)
         assert consumer.kind == kind

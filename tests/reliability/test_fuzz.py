@@ -302,8 +302,10 @@ def test_arbitrary_input_never_breaks_the_consumer(
     subject, payload, headers, sent_tp = message
     sent_headers = None if headers is None else dict(headers)
     parent = w3c_parent(sent_tp) if sent_tp is not None else None
-    recorded = parent is None or parent[2]  # a remote parent that is not sampled: nothing is recorded
-    cb_msg, cb_span, next_msg, spans = harness.exchange(subject, payload, headers, 2 if recorded else 0)
+    # a remote parent that is not sampled: the process span (its child) is not recorded; the receive
+    # span (a root here: no current span in the caller) always is
+    recorded = parent is None or parent[2]
+    cb_msg, cb_span, next_msg, spans = harness.exchange(subject, payload, headers, 2 if recorded else 1)
 
     assert headers == sent_headers  # nothing touched the producer's dict
     for msg in (cb_msg, next_msg):
@@ -320,11 +322,11 @@ def test_arbitrary_input_never_breaks_the_consumer(
         assert current.trace_id == parent[0]
         assert was_recording is parent[2]
     if not recorded:
-        assert spans == []
+        assert [(s.name, s.kind) for s in spans] == [("receive fz.>", SpanKind.CLIENT)]
     else:
         assert sorted((s.name, s.kind) for s in spans) == [
             ("process fz.>", SpanKind.CONSUMER),
-            ("receive fz.>", SpanKind.CONSUMER),
+            ("receive fz.>", SpanKind.CLIENT),
         ]
         assert next(s for s in spans if s.name == "process fz.>").context == current
     for span in spans:
@@ -332,7 +334,9 @@ def test_arbitrary_input_never_breaks_the_consumer(
         assert attrs["messaging.destination.name"] == subject
         assert attrs["messaging.message.body.size"] == len(payload)
         assert not any(k.startswith("messaging.nats.message.header.") for k in attrs)
-        if parent is None:
+        links = [(link.context.trace_id, link.context.span_id) for link in span.links]
+        assert links == ([parent[:2]] if parent else []), (span.name, received_tp)
+        if parent is None or span.kind == SpanKind.CLIENT:  # a receive span: in the caller's (empty) context
             assert span.parent is None, (span.name, received_tp)
         else:
             assert span.parent is not None and span.parent.is_remote, (span.name, received_tp)

@@ -62,13 +62,15 @@ class SpanSpec(NamedTuple):
     name: str
 
 
+_SEND_KIND = "PRODUCER (CLIENT when the caller's headers already carry a creation context)"
+
 SPANS: tuple[SpanSpec, ...] = (
-    SpanSpec("Client.publish", PUBLISH, "PRODUCER", "publish {subject}"),
+    SpanSpec("Client.publish", PUBLISH, _SEND_KIND, "publish {subject}"),
     SpanSpec("Msg.respond", RESPOND, "PRODUCER", "publish (inbox reply) or publish {reply subject}"),
     SpanSpec("Client.request", REQUEST, "CLIENT", "request {subject}"),
     SpanSpec("subscription callback", PROCESS, "CONSUMER, SERVER when the message has a reply", "process {dest}"),
-    SpanSpec("Subscription.next_msg, async for", RECEIVE, "CONSUMER", "receive {dest}"),
-    SpanSpec("JetStreamContext.publish / publish_async", PUBLISH, "PRODUCER", "publish {subject}"),
+    SpanSpec("Subscription.next_msg, async for", RECEIVE, "CLIENT", "receive {dest}"),
+    SpanSpec("JetStreamContext.publish / publish_async", PUBLISH, _SEND_KIND, "publish {subject}"),
     SpanSpec("JetStream push subscription callback", PROCESS, "CONSUMER", "process {subject}"),
     SpanSpec("PullSubscription.fetch", FETCH, "CLIENT", "fetch {stream}"),
     SpanSpec("Msg.ack / ack_sync", ACK, "CLIENT", "ack {stream}"),

@@ -11,7 +11,7 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context, get_current
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import get_current_span
+from opentelemetry.trace import SpanContext, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from opentelemetry import propagate
@@ -61,6 +61,44 @@ def extract(headers: Any) -> Context:
 
 def has_span(ctx: Context) -> bool:
     return get_current_span(ctx).get_span_context().is_valid
+
+
+_fields: tuple[object, frozenset[str] | None] = (None, None)  # (global propagator, the header names it writes)
+
+
+def _propagator_fields(textmap: object) -> frozenset[str] | None:
+    """The lower-case header names ``textmap`` writes (cached per global propagator); ``None`` when
+    it does not say (an empty or unreadable ``fields``): then every header set is parsed."""
+    global _fields
+    checked, fields = _fields
+    if checked is not textmap:
+        try:
+            declared = getattr(textmap, "fields", None)
+            fields = frozenset(f.lower() for f in declared if isinstance(f, str)) if declared else None
+        except Exception:
+            fields = None
+        _fields = (textmap, fields or None)
+    return fields or None
+
+
+def carried_context(headers: Any) -> SpanContext | None:
+    """The creation context a caller already put in outgoing headers: the valid span context the
+    global propagator extracts from them (whatever propagator is configured), else ``None``.
+
+    Fast path: headers with none of the names the propagator writes are not parsed (callers skip
+    ``None`` and empty headers before calling)."""
+    if type(headers) is not dict and not isinstance(headers, Mapping):
+        return None
+    textmap = propagate.get_global_textmap()
+    fields = _propagator_fields(textmap)
+    if fields is not None and not any(type(k) is str and k.lower() in fields for k in headers):
+        return None
+    try:
+        span_ctx = get_current_span(textmap.extract(headers, context=_EMPTY, getter=_GETTER)).get_span_context()
+    except Exception:  # a third-party propagator failing on odd input
+        _LOG.debug("could not extract context from outgoing NATS headers", exc_info=True)
+        return None
+    return span_ctx if span_ctx.is_valid else None
 
 
 _QUIET_WHEN_EMPTY = (TraceContextTextMapPropagator, W3CBaggagePropagator)
