@@ -539,7 +539,7 @@ def idle(broker: NatsBroker, app: App) -> Drive:
         app.seen(body)
 
     async def drive() -> None:
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(0.4)  # 8 fetch timeouts
 
     return drive
 
@@ -559,7 +559,7 @@ async def test_idle_pull_subscriber_makes_no_spans(js_server: Any, connect: Any,
         for point in metric.data.data_points
         if point.attributes["messaging.operation.name"] == "fetch"
     ]
-    assert sum(p.count for p in fetches) >= 4
+    assert sum(p.count for p in fetches) >= 3
     assert all("error.type" not in p.attributes for p in fetches)
 
 
