@@ -179,6 +179,7 @@ def test_jetstream_pull(example_server: NatsServer) -> None:
     assert sorted(s.parent or "" for s in acks) == sorted(processes)
     for ack in acks:
         assert_child(ack, processes[ack.parent or ""])
+        assert ack.extra == {"links": processes[ack.parent or ""].parent}  # a link to the message's publish
     assert "billed order 1: 10" in output and "billed order 2: 20" in output
 
 
@@ -242,7 +243,14 @@ def test_demo_under_opentelemetry_instrument(example_server: NatsServer, demo_ou
         assert_child(one(spans, child), one(spans, parent))
     fetch = one(spans, "fetch SHIPMENTS")
     assert fetch.parent is None and fetch.trace != root.trace
-    assert fetch.extra["links"] == one(spans, "publish shipments.requested").span
+    # links: fetch, the process spans and the ack to the creation context of their message
+    linked = {s.name: s.extra["links"] for s in spans if s.extra["links"]}
+    assert linked == {
+        "fetch SHIPMENTS": one(spans, "publish shipments.requested").span,
+        "process orders.created": one(spans, "publish orders.created").span,
+        "process inventory.check": one(spans, "request inventory.check").span,
+        "ack SHIPMENTS": one(spans, "publish shipments.requested").span,
+    }
     assert "order 42: tea-pot in stock: True" in demo_output
     assert "shipping order 42" in demo_output
 

@@ -194,7 +194,8 @@ async def test_pull_fetch_process_ack_is_one_trace(telemetry: Any, js_server: An
         assert_links(ack, pub)
 
 
-async def test_empty_fetch_is_not_an_error(telemetry: Any, js_server: Any, connect: Any) -> None:
+async def test_empty_fetch_span_is_not_an_error(make_telemetry: Any, js_server: Any, connect: Any) -> None:
+    telemetry = make_telemetry(empty_fetch_spans=True)  # (no span by default: tests/test_empty_fetch.py)
     nc = await connect(js_server.url)
     js, stream = await _stream(nc, telemetry, ["empty.>"])
     psub = await js.pull_subscribe("empty.q", durable="e")

@@ -89,13 +89,13 @@ def carried_context(headers: Any) -> SpanContext | None:
     ``None`` and empty headers before calling)."""
     if type(headers) is not dict and not isinstance(headers, Mapping):
         return None
-    textmap = propagate.get_global_textmap()
-    fields = _propagator_fields(textmap)
-    if fields is not None and not any(type(k) is str and k.lower() in fields for k in headers):
-        return None
     try:
+        textmap = propagate.get_global_textmap()
+        fields = _propagator_fields(textmap)
+        if fields is not None and not any(type(k) is str and k.lower() in fields for k in headers):
+            return None
         span_ctx = get_current_span(textmap.extract(headers, context=_EMPTY, getter=_GETTER)).get_span_context()
-    except Exception:  # a third-party propagator failing on odd input
+    except Exception:  # a third-party propagator (or mapping) failing on odd input
         _LOG.debug("could not extract context from outgoing NATS headers", exc_info=True)
         return None
     return span_ctx if span_ctx.is_valid else None

@@ -494,7 +494,11 @@ class Recorder:
             except Exception:
                 _LOG.debug("could not read attributes from a %s result", op.op.name, exc_info=True)
         span.end()
-        if self.metrics is not None and op.metric_attrs is not None:  # None: no SDK meter when it started
+        self._measure(op, error, messages, nbytes)
+
+    def _measure(self, op: Operation, error: BaseException | None, messages: int, nbytes: int | None) -> None:
+        """Record the metrics of an ended operation (none when ``op.metric_attrs`` is ``None``: no SDK meter)."""
+        if self.metrics is not None and op.metric_attrs is not None:
             try:
                 seconds = (time.time_ns() - op.started) / 1e9
                 nbytes = op.body_size if nbytes is None else nbytes
@@ -515,6 +519,21 @@ class Recorder:
                 meta = attributes.jetstream_message_attributes(msg.reply)
                 if meta:
                     self.metrics.jetstream_message(meta, op.metric_attrs or {})
+
+    def fetched_nothing(self, op: Operation, start_time: int, cancelled: bool) -> None:
+        """Record a ``fetch`` that returned no messages (its ``TimeoutError``, the normal "no messages"
+        answer), or that was cancelled while it waited (a consumer shutting down): never an error, and
+        no span unless ``empty_fetch_spans`` is on. Metrics: an empty fetch is recorded (a batch of
+        none); a cancelled one is not (it did not complete)."""
+        if self.config.empty_fetch_spans:
+            span = self.start(op, start_time=start_time)
+            if cancelled:
+                op.metric_attrs = None
+            self.finish(span, op, (), messages=0, nbytes=0)
+        elif not cancelled and self.measuring():
+            op.started = start_time
+            op.metric_attrs = self.describe(op)[2]
+            self._measure(op, None, 0, 0)
 
     async def received(self, op: Operation, msg: Any, start_time: int) -> None:
         """Record a receive span for a message handed to the application (started at ``start_time``):

@@ -166,8 +166,8 @@ async def client_close(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) 
 async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``PullSubscription.fetch``: one CLIENT span, a link per message to its producer.
 
-    The span is recorded after the call (its links are known only then); an empty fetch's
-    ``TimeoutError`` is the normal "no messages" answer, not an error of the span."""
+    The span is recorded after the call (its links are known only then). An empty fetch (its
+    ``TimeoutError``) and a cancelled one make no span by default (see ``Recorder.fetched_nothing``)."""
     rec = entry()
     if rec is None:
         return await wrapped(*args, **kwargs)
@@ -191,8 +191,12 @@ async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     token = ACTIVE.set(op)  # the MSG.NEXT publish and next_msg loop make no spans
     try:
         msgs = await wrapped(*args, **kwargs)
-    except asyncio.TimeoutError:  # nats.errors.TimeoutError, or asyncio's own when nats-py's deadline passed
-        rec.fetched(op, start)
+    except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+        # nats.errors.TimeoutError, or asyncio's own when nats-py's deadline passed; or cancelled
+        try:
+            rec.fetched_nothing(op, start, isinstance(exc, asyncio.CancelledError))
+        except Exception:
+            _LOG.debug("could not record an empty fetch", exc_info=True)
         raise
     except BaseException as exc:
         rec.fetched(op, start, error=exc)
