@@ -26,9 +26,15 @@ _as_root() {
     fi
 }
 
+# The path of an executable on PATH (bash's `command -v` also reports a file that is not executable).
+_executable() {
+    local path
+    path="$(command -v "$1" 2>/dev/null)" && [ -x "$path" ] && echo "$path"
+}
+
 # apt-get exists and we are root or have sudo (which may still refuse)
 _can_apt() {
-    command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; }
+    _executable apt-get >/dev/null && { [ "$(id -u)" -eq 0 ] || _executable sudo >/dev/null; }
 }
 
 _apt_updated=""
@@ -47,7 +53,7 @@ apt_install() {
 ensure_nats_server() {
     local bin="${NATS_SERVER_BIN:-}"
     if [ -z "$bin" ]; then
-        bin="$(command -v nats-server || true)"
+        bin="$(_executable nats-server || true)"
     fi
     if [ -z "$bin" ] && [ -x /usr/sbin/nats-server ]; then
         bin=/usr/sbin/nats-server
@@ -55,7 +61,7 @@ ensure_nats_server() {
     if [ -z "$bin" ] && [ ! -x .venv/bin/nats-server ] && _can_apt; then
         echo "nats-server not found: installing it with apt-get" >&2
         if apt_install nats-server; then
-            bin="$(command -v nats-server || echo /usr/sbin/nats-server)"
+            bin="$(_executable nats-server || echo /usr/sbin/nats-server)"
         else
             echo "apt-get could not install nats-server" >&2
         fi
