@@ -79,7 +79,7 @@ ensure_nats_server() {
 }
 
 ensure_promtool() {
-    if command -v promtool >/dev/null 2>&1; then
+    if _executable promtool >/dev/null; then
         return 0
     fi
     if [ "${CI:-}" = true ]; then

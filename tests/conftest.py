@@ -27,6 +27,7 @@ def pytest_report_header() -> str:
     return f"nats-server {'.'.join(map(str, nats_server_version()))} ({nats_server_binary()})"
 
 
+@pytest.hookimpl(tryfirst=True)  # before fixtures start servers for a test that will be skipped
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for mark in item.iter_markers("nats_server"):
         reason = server_skip_reason(mark)
