@@ -28,8 +28,20 @@ SKIP_NO_HEADERS = "no_header_support"
 SKIP_MAX_PAYLOAD = "max_payload"
 
 
+# nats-server 2.11.0-2.12.11 with account message tracing (`msg_trace`) disable server tracing of a
+# message by renaming its `traceparent` header to `Xraceparent` (first letter replaced): on every
+# copy stored in JetStream and on messages the account's sampling skipped. 2.12.12 and later leave
+# `traceparent` alone (they add `Nats-Trace-Dest: trace disabled`). The renamed header still holds
+# the producer's context, so it is read when there is no `traceparent`.
+_TRACEPARENT = "traceparent"
+_RENAMED_TRACEPARENT = "Xraceparent"
+
+
 class _HeaderGetter(Getter[Mapping[str, Any]]):
-    """Reads NATS headers case-insensitively; tolerates ``None`` and non-string values."""
+    """Reads NATS headers case-insensitively; tolerates ``None`` and non-string values.
+
+    ``traceparent`` falls back to the ``Xraceparent`` of servers that rename it (above): one more
+    dict lookup, and only when there is no ``traceparent``."""
 
     def get(self, carrier: Mapping[str, Any], key: str) -> list[str] | None:
         value = carrier.get(key)
@@ -39,6 +51,9 @@ class _HeaderGetter(Getter[Mapping[str, Any]]):
                 if isinstance(k, str) and k.lower() == lowered:
                     value = v
                     break
+            else:
+                if key == _TRACEPARENT:
+                    value = carrier.get(_RENAMED_TRACEPARENT)
         return [value] if isinstance(value, str) else None
 
     def keys(self, carrier: Mapping[str, Any]) -> list[str]:
