@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -81,8 +84,6 @@ async def synced(*conns: Any) -> None:
 def load_script(name: str) -> Any:
     """Import ``scripts/<name>.py`` (scripts are not a package) once, as module ``name``."""
     import importlib.util
-    import sys
-    from pathlib import Path
 
     if name in sys.modules:
         return sys.modules[name]
@@ -93,3 +94,13 @@ def load_script(name: str) -> Any:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def instrumented_command(script: Path) -> list[str]:
+    """``opentelemetry-instrument python script`` for the tests marked ``auto_instrumentation``.
+
+    They run in the virtualenv of ``$NATS_APP_PYTHON`` when it is set (scripts/check_dist.py points it at a
+    fresh one holding only the built wheel, its ``instruments`` extra and opentelemetry-distro), else in the
+    tests' own."""
+    python = Path(os.environ.get("NATS_APP_PYTHON") or sys.executable)  # not resolved: a venv's python is a link
+    return [str(python.parent / "opentelemetry-instrument"), str(python), str(script)]
