@@ -20,7 +20,8 @@ Run by ``tox -e dist`` (scripts/test.sh, CI) and by the release workflow:
     python scripts/check_dist.py --outdir dist --tag v0.1.0   # keep the files; check a release tag
 
 ``--tag`` also checks that the tag is ``v`` + the package version, that the version is a release (no
-``.dev``/local part), and that CHANGELOG.md has a dated section for it under an ``## [Unreleased]`` one.
+``.dev``/local part), and that CHANGELOG.md has a dated section for it right under an empty
+``## [Unreleased]`` one.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def check_wheel(wheel: Path, version: str, problems: Problems) -> Message:
     meta_files = {f"{info}/{n}" for n in ("METADATA", "WHEEL", "RECORD", "entry_points.txt", "licenses/LICENSE")}
     diff(problems, "wheel", names, package | meta_files)
     problems.check("opentelemetry/instrumentation/nats/py.typed" in names, "wheel: no py.typed")
-    problems.check(not names & NAMESPACE_INITS, f"wheel: namespace packages' {sorted(names & NAMESPACE_INITS)}")
+    shared = sorted(names & NAMESPACE_INITS)
+    problems.check(not shared, f"wheel: {shared} belong to the namespace every OpenTelemetry distribution shares")
     problems.check(
         read.get(f"{info}/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes(), "wheel: LICENSE differs or missing"
     )
@@ -202,10 +204,12 @@ def check_tag(tag: str, version: str, problems: Problems) -> None:
     problems.check(tag == f"v{version}", f"tag {tag!r} does not name the package version {version} (v{version})")
     problems.check(not re.search(r"dev|\+", version), f"version {version} is a development or local version")
     changelog = (ROOT / "CHANGELOG.md").read_text()
-    section = re.search(rf"^## \[{re.escape(version)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog, re.MULTILINE)
-    unreleased = changelog.find("\n## [Unreleased]\n")
-    problems.check(section is not None, f"CHANGELOG.md: no '## [{version}] - YYYY-MM-DD' section")
-    problems.check(0 <= unreleased < (section.start() if section else 0), "CHANGELOG.md: no '## [Unreleased]' above it")
+    # "## [Unreleased]", nothing in it, then "## [X.Y.Z] - YYYY-MM-DD"
+    layout = rf"^## \[Unreleased\]\s*^## \[{re.escape(version)}\] - \d{{4}}-\d{{2}}-\d{{2}}$"
+    problems.check(
+        re.search(layout, changelog, re.MULTILINE) is not None,
+        f"CHANGELOG.md: no '## [{version}] - YYYY-MM-DD' section right under an empty '## [Unreleased]'",
+    )
 
 
 def check_installed(wheel: Path, sources: Path, venv: Path) -> int:
@@ -214,9 +218,17 @@ def check_installed(wheel: Path, sources: Path, venv: Path) -> int:
     python = venv / "bin" / "python"
     run(python, "-m", "pip", "install", "--quiet", f"{NAME}[instruments] @ {wheel.as_uri()}", "opentelemetry-distro")
     run(python, "-m", "pip", "check")
-    where = run(python, "-c", "import opentelemetry.instrumentation.nats as m; print(m.__file__)").strip()
+    probe = (
+        "import importlib.metadata as md, opentelemetry.instrumentation.nats as m\n"
+        "print(m.__file__)\n"
+        f"print(*(e.name for e in md.distribution({NAME!r}).entry_points if e.group == 'console_scripts'))"
+    )
+    where, scripts = run(python, "-c", probe).splitlines()
     if not Path(where).is_relative_to(venv):
         sys.exit(f"the fresh virtualenv imports the package from {where}, not from the wheel")
+    missing = [name for name in scripts.split() if not (venv / "bin" / name).is_file()]
+    if missing:
+        sys.exit(f"console scripts not installed from the wheel: {missing}")
     report = venv.parent / "auto-instrumentation.xml"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"NATS_APP_PYTHON": str(python)}
     args = ("-m", "auto_instrumentation", "-p", "no:cacheprovider", "-q", f"--junitxml={report}", "tests")
