@@ -35,6 +35,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.skip(reason)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "auto_instrumentation: runs an app under opentelemetry-instrument in a subprocess "
+        "(tests.helpers.instrumented_command); scripts/check_dist.py reruns these against the built wheel",
+    )
+
+
 @pytest.fixture(scope="session")
 def server() -> Iterator[NatsServer]:
     """A plain nats-server shared by the session."""

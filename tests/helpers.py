@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -81,8 +84,6 @@ async def synced(*conns: Any) -> None:
 def load_script(name: str) -> Any:
     """Import ``scripts/<name>.py`` (scripts are not a package) once, as module ``name``."""
     import importlib.util
-    import sys
-    from pathlib import Path
 
     if name in sys.modules:
         return sys.modules[name]
@@ -133,3 +134,13 @@ def assert_links(span: ReadableSpan, *targets: ReadableSpan) -> None:
     """``span`` links to exactly ``targets`` (their trace and span ids), in that order."""
     links = [(link.context.trace_id, link.context.span_id) for link in span.links]
     assert links == [(t.context.trace_id, t.context.span_id) for t in targets], f"links of {span.name}"
+
+
+def instrumented_command(script: Path) -> list[str]:
+    """``opentelemetry-instrument python script`` for the tests marked ``auto_instrumentation``.
+
+    They run in the virtualenv of ``$NATS_APP_PYTHON`` when it is set (scripts/check_dist.py points it at a
+    fresh one holding only the built wheel, its ``instruments`` extra and opentelemetry-distro), else in the
+    tests' own."""
+    python = Path(os.environ.get("NATS_APP_PYTHON") or sys.executable)  # not resolved: a venv's python is a link
+    return [str(python.parent / "opentelemetry-instrument"), str(python), str(script)]
