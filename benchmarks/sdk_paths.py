@@ -2,7 +2,7 @@
 
 The hand-written code is what a careful user would write without this instrumentation: the span
 attributes that do not change per message are built once per subject, each message gets
-``tracer.start_as_current_span(...)`` with the same name, kind and attributes as the instrumented
+``tracer.start_as_current_span(...)`` with the same name, kind, attributes and links as the instrumented
 span, ``propagate.inject`` into a fresh headers dict, and the nats-py call (plus, for the metrics
 path, the same instruments recorded with the same attributes). ``check_equivalence`` verifies,
 before anything is measured, that both produce the same spans and metric streams.
@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
-from opentelemetry.trace import SpanKind, Tracer
+from opentelemetry.trace import Link, SpanKind, Tracer, get_current_span
 from worker import (
     JS_SUBJECT,
     OPERATIONS,
@@ -61,6 +61,12 @@ class DiscardExporter(SpanExporter):
 
 
 # --- hand-written equivalents -------------------------------------------------------------------
+
+
+def creation_links(ctx: Any) -> list[Link] | None:
+    """The link a process span has to the message's creation context (semconv), when there is one."""
+    span_ctx = get_current_span(ctx).get_span_context()
+    return [Link(span_ctx)] if span_ctx.is_valid else None
 
 
 def connection_attributes(nc: Any) -> dict[str, Any]:
@@ -180,10 +186,12 @@ class HandWritten:
 
             async def cb(msg: Any) -> None:
                 sub = box[0]
+                ctx = extract(msg.headers or {})
                 with tracer.start_as_current_span(
                     process_name,
-                    context=extract(msg.headers or {}),
+                    context=ctx,
                     kind=SpanKind.CONSUMER,
+                    links=creation_links(ctx),
                     attributes={
                         **attrs,
                         "messaging.message.body.size": len(msg.data),
@@ -229,11 +237,13 @@ class HandWritten:
 
             async def handler(msg: Any) -> None:
                 sub = box[0]
+                ctx = extract(msg.headers or {})
                 with (
                     tracer.start_as_current_span(
                         process_name,
-                        context=extract(msg.headers or {}),
+                        context=ctx,
                         kind=SpanKind.SERVER,
+                        links=creation_links(ctx),
                         attributes={
                             **serve_attrs,
                             "messaging.message.body.size": len(msg.data),
@@ -396,7 +406,7 @@ def _block(value: Any) -> Any:
 
 
 def _shapes(spans: Sequence[ReadableSpan]) -> set[str]:
-    """The kinds of span made: ``name kind parent-name attributes`` (volatile values masked).
+    """The kinds of span made: ``name kind parent-name links attributes`` (volatile values masked).
 
     A set: how many of each depends on the readiness probes (see ``worker.until_delivered``), and
     failed probes are left out."""
@@ -411,7 +421,9 @@ def _shapes(spans: Sequence[ReadableSpan]) -> set[str]:
             attrs[k] = "<var>" if volatile else _block(v)
         parent = by_id.get(s.parent.span_id) if s.parent is not None else None
         parent_name = _block(parent.name) if parent else None
-        out.append(f"{_block(s.name)} {s.kind.name} parent={parent_name} {sorted(attrs.items())}")
+        linked = [by_id.get(link.context.span_id) for link in s.links]
+        links = [_block(target.name) if target else "?" for target in linked]
+        out.append(f"{_block(s.name)} {s.kind.name} parent={parent_name} links={links} {sorted(attrs.items())}")
     return set(out)
 
 
@@ -431,7 +443,7 @@ def _metric_points(reader: InMemoryMetricReader) -> list[str]:
 
 
 async def check_equivalence(c: Clients) -> None:
-    """Fail unless each hand-written path makes the same spans (names, kinds, parents, attributes)
+    """Fail unless each hand-written path makes the same spans (names, kinds, parents, links, attributes)
     and the metrics path the same metric streams as the instrumented one."""
     for op in OPERATIONS:
         exported: list[set[str]] = []

@@ -18,7 +18,8 @@ What you get:
 - ``process orders.placed`` (CONSUMER): the processing span this program makes itself, parented
   on the producer with ``message_context(msg)`` - so each order's trace runs from its publish to
   its processing, however long it sat in the stream.
-- ``ack ORDERS`` (CLIENT) for ``msg.ack()``, a child of the processing span (the current span).
+- ``ack ORDERS`` (CLIENT) for ``msg.ack()``, a child of the processing span (the current span),
+  with a link to the order's publish span (without a current span it would be that span's child).
 """
 
 from __future__ import annotations

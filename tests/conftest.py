@@ -14,7 +14,30 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from opentelemetry.instrumentation.nats import NatsInstrumentor
-from tests.natsserver import NatsServer
+from tests.natsserver import NatsServer, nats_server_binary, nats_server_version, server_skip_reason
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "nats_server(minimum, below, why): run only on these nats-server versions (requires_server())"
+    )
+    config.addinivalue_line(
+        "markers",
+        "auto_instrumentation: runs an app under opentelemetry-instrument in a subprocess "
+        "(tests.helpers.instrumented_command); scripts/check_dist.py reruns these against the built wheel",
+    )
+
+
+def pytest_report_header() -> str:
+    return f"nats-server {'.'.join(map(str, nats_server_version()))} ({nats_server_binary()})"
+
+
+@pytest.hookimpl(tryfirst=True)  # before fixtures start servers for a test that will be skipped
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("nats_server"):
+        reason = server_skip_reason(mark)
+        if reason is not None:
+            pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

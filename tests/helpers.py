@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -81,8 +84,6 @@ async def synced(*conns: Any) -> None:
 def load_script(name: str) -> Any:
     """Import ``scripts/<name>.py`` (scripts are not a package) once, as module ``name``."""
     import importlib.util
-    import sys
-    from pathlib import Path
 
     if name in sys.modules:
         return sys.modules[name]
@@ -93,3 +94,53 @@ def load_script(name: str) -> Any:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+Row = tuple[str, str, str | None, tuple[str, ...]]
+
+
+def forest(spans: list[ReadableSpan], scope: str | None = None, rename: Any = None) -> list[list[Row]]:
+    """The spans as traces: per trace, one row ``(name, kind, parent name, link names)`` per span.
+
+    Parents and links are looked up among all ``spans`` (``"?"`` when not there; a parent in
+    another trace is not a parent), so the result pins names, kinds, parents, links and which spans
+    share a trace. Rows and traces are sorted; ``scope`` keeps only the rows of spans from that
+    instrumentation scope; ``rename(name)`` normalises names."""
+    name = rename or (lambda n: n)
+    by_id = {s.context.span_id: s for s in spans}
+
+    def ref(span_id: int, trace_id: int | None = None) -> str:
+        found = by_id.get(span_id)
+        if found is None or (trace_id is not None and found.context.trace_id != trace_id):
+            return "?"
+        return name(found.name)
+
+    traces: dict[int, list[Row]] = {}
+    for s in spans:
+        if scope is not None and s.instrumentation_scope.name != scope:
+            continue
+        parent = ref(s.parent.span_id, s.context.trace_id) if s.parent else None
+        links = tuple(sorted(ref(link.context.span_id) for link in s.links))
+        traces.setdefault(s.context.trace_id, []).append((name(s.name), s.kind.name, parent, links))
+    return expected_forest(*traces.values())
+
+
+def expected_forest(*traces: list[Row]) -> list[list[Row]]:
+    """Traces written in any order, sorted as :func:`forest` sorts them."""
+    return sorted((sorted(rows, key=str) for rows in traces), key=str)
+
+
+def assert_links(span: ReadableSpan, *targets: ReadableSpan) -> None:
+    """``span`` links to exactly ``targets`` (their trace and span ids), in that order."""
+    links = [(link.context.trace_id, link.context.span_id) for link in span.links]
+    assert links == [(t.context.trace_id, t.context.span_id) for t in targets], f"links of {span.name}"
+
+
+def instrumented_command(script: Path) -> list[str]:
+    """``opentelemetry-instrument python script`` for the tests marked ``auto_instrumentation``.
+
+    They run in the virtualenv of ``$NATS_APP_PYTHON`` when it is set (scripts/check_dist.py points it at a
+    fresh one holding only the built wheel, its ``instruments`` extra and opentelemetry-distro), else in the
+    tests' own."""
+    python = Path(os.environ.get("NATS_APP_PYTHON") or sys.executable)  # not resolved: a venv's python is a link
+    return [str(python.parent / "opentelemetry-instrument"), str(python), str(script)]

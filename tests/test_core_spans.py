@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tests.helpers import assert_child, by_name, conn_attrs, synced, wait_spans
+from tests.helpers import assert_child, assert_links, by_name, conn_attrs, synced, wait_spans
 
 
 async def test_publish_to_callback_is_one_trace(telemetry: Any, server: Any, connect: Any) -> None:
@@ -48,7 +48,8 @@ async def test_publish_to_callback_is_one_trace(telemetry: Any, server: Any, con
         **conn_attrs(sub_nc),
     }
     assert_child(process, publish)
-    assert publish.parent is None
+    assert_links(process, publish)  # semconv: a process span also links to the creation context
+    assert (publish.parent, tuple(publish.links)) == (None, ())
     assert msg.headers["App"] == "1"
     assert msg.headers["traceparent"].split("-")[2] == format(publish.context.span_id, "016x")
 
@@ -106,7 +107,9 @@ async def test_request_reply_is_one_trace(telemetry: Any, server: Any, connect: 
         **conn_attrs(service),
     }
     assert_child(process, request)
+    assert_links(process, request)
     assert_child(reply, process)
+    assert (tuple(request.links), tuple(reply.links)) == ((), ())
     # respond echoes the request's headers: the traceparent must be the reply span's, not the request's
     assert response.headers["traceparent"].split("-")[2] == format(reply.context.span_id, "016x")
 
@@ -152,8 +155,11 @@ async def test_next_msg_and_async_for_make_receive_spans(telemetry: Any, server:
     assert [s.name for s in spans] == ["publish jobs.one", "publish jobs.two", "receive jobs.>", "receive jobs.>"]
     pub1, pub2, recv1, recv2 = spans
     for recv, pub, data in ((recv1, pub1, b"a"), (recv2, pub2, b"bc")):
-        assert recv.kind == SpanKind.CONSUMER
-        assert_child(recv, pub)
+        assert recv.kind == SpanKind.CLIENT
+        # the caller has no current span: a root of its own trace, linked to the message's producer
+        assert recv.parent is None
+        assert recv.context.trace_id != pub.context.trace_id
+        assert_links(recv, pub)
         assert dict(recv.attributes) == {
             "messaging.system": "nats",
             "messaging.operation.type": "receive",
@@ -168,6 +174,32 @@ async def test_next_msg_and_async_for_make_receive_spans(telemetry: Any, server:
         }
     assert recv1.attributes["messaging.nats.pending_messages"] == 1
     assert recv2.attributes["messaging.nats.pending_messages"] == 0
+
+
+@pytest.mark.parametrize("consumer_parent", ["parent", "link"])
+async def test_receive_span_is_a_child_of_the_callers_span_with_a_link_to_the_producer(
+    make_telemetry: Any, server: Any, connect: Any, consumer_parent: str
+) -> None:
+    telemetry = make_telemetry(consumer_parent=consumer_parent)
+    nc = await connect(server.url)
+    sub = await nc.subscribe("poll.jobs")
+    await nc.publish("poll.jobs", b"1")
+    await nc.publish("poll.jobs", b"2")
+    tracer = telemetry.tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span("poll"):
+        first = await sub.next_msg(timeout=5)
+        async for second in sub.messages:
+            assert (first.data, second.data) == (b"1", b"2")
+            break
+    spans = await wait_spans(telemetry, 5)
+    names = [s.name for s in spans]
+    assert names == ["publish poll.jobs", "publish poll.jobs", "poll", "receive poll.jobs", "receive poll.jobs"]
+    pub1, pub2, poll, recv1, recv2 = spans
+    for recv, pub in ((recv1, pub1), (recv2, pub2)):
+        assert recv.kind == SpanKind.CLIENT
+        assert_child(recv, poll)
+        assert_links(recv, pub)
+    assert poll.parent is None and poll.context.trace_id not in (pub1.context.trace_id, pub2.context.trace_id)
 
 
 async def test_no_responders_is_recorded_and_reraised(telemetry: Any, server: Any, connect: Any) -> None:

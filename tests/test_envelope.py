@@ -12,7 +12,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.nats import message_context, unwrap_envelope, wrap_envelope
-from tests.helpers import assert_child, by_name, conn_attrs, synced, wait_spans
+from tests.helpers import assert_child, assert_links, by_name, conn_attrs, synced, wait_spans
 
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 SPAN_ID = 0xB7AD6B7169203331
@@ -159,7 +159,11 @@ async def test_consumer_span_continues_a_seed_envelope_trace(make_telemetry: Any
     receive = by_name(spans, "receive legacy.>")
     assert producer.context.span_id == seed_span.get_span_context().span_id
     assert_child(process, producer)
-    assert_child(receive, producer)
+    assert_links(process, producer)
+    # a receive span is in the caller's context (here none: a root) and links to the envelope's context
+    assert (receive.kind, receive.parent) == (SpanKind.CLIENT, None)
+    assert receive.context.trace_id != producer.context.trace_id
+    assert_links(receive, producer)
     assert process.kind == SpanKind.CONSUMER
     assert current.span_id == process.context.span_id  # the callback runs inside the process span
     # the application gets the message exactly as published
@@ -210,7 +214,7 @@ async def test_envelopes_are_ignored_outside_envelope_subjects(make_telemetry: A
     msg = await sub.next_msg(timeout=5)
     spans = await wait_spans(telemetry, 2)
     receive = by_name(spans, "receive modern.orders")
-    assert receive.parent is None
+    assert (receive.parent, tuple(receive.links)) == (None, ())
     assert receive.context.trace_id != by_name(spans, "nats.publish").context.trace_id
     assert message_context(msg) == {}
 
@@ -224,5 +228,6 @@ async def test_headers_win_over_an_envelope(make_telemetry: Any, server: Any, co
     msg = await sub.next_msg(timeout=5)
     publish, receive = await wait_spans(telemetry, 2)
     assert (publish.name, receive.name) == ("publish both.ctx", "receive both.ctx")
-    assert_child(receive, publish)
+    assert receive.parent is None
+    assert_links(receive, publish)
     assert msg.data == payload

@@ -19,12 +19,11 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import load_script
+from tests.helpers import instrumented_command, load_script
 from tests.natsserver import NatsServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-BINDIR = Path(sys.executable).parent
 
 _LINE = re.compile(
     r"^(?P<name>\S.*?)\s+(?P<kind>INTERNAL|PRODUCER|CONSUMER|CLIENT|SERVER)\s+"
@@ -80,7 +79,7 @@ def run_example(server: NatsServer, name: str) -> tuple[list[Span], list[str]]:
 
 def run_instrumented(server: NatsServer, name: str) -> tuple[list[Span], str]:
     """Run an example under ``opentelemetry-instrument --traces_exporter console``."""
-    out = run(server, str(BINDIR / "opentelemetry-instrument"), sys.executable, str(EXAMPLES / name))
+    out = run(server, *instrumented_command(EXAMPLES / name))
     spans = [
         Span(
             s["name"],
@@ -142,6 +141,7 @@ def test_queue_workers(example_server: NatsServer) -> None:
     assert sum(printed.values()) == 6
 
 
+@pytest.mark.auto_instrumentation
 def test_request_reply_under_opentelemetry_instrument(example_server: NatsServer) -> None:
     spans, out = run_instrumented(example_server, "request_reply.py")
     assert sorted((s.name, s.kind) for s in spans) == [
@@ -179,6 +179,7 @@ def test_jetstream_pull(example_server: NatsServer) -> None:
     assert sorted(s.parent or "" for s in acks) == sorted(processes)
     for ack in acks:
         assert_child(ack, processes[ack.parent or ""])
+        assert ack.extra == {"links": processes[ack.parent or ""].parent}  # a link to the message's publish
     assert "billed order 1: 10" in output and "billed order 2: 20" in output
 
 
@@ -203,6 +204,7 @@ def demo_output(example_server: NatsServer) -> str:
     return run_instrumented(example_server, "demo.py")[1]
 
 
+@pytest.mark.auto_instrumentation
 def test_demo_under_opentelemetry_instrument(example_server: NatsServer, demo_output: str) -> None:
     spans = [
         Span(
@@ -242,7 +244,14 @@ def test_demo_under_opentelemetry_instrument(example_server: NatsServer, demo_ou
         assert_child(one(spans, child), one(spans, parent))
     fetch = one(spans, "fetch SHIPMENTS")
     assert fetch.parent is None and fetch.trace != root.trace
-    assert fetch.extra["links"] == one(spans, "publish shipments.requested").span
+    # links: fetch, the process spans and the ack to the creation context of their message
+    linked = {s.name: s.extra["links"] for s in spans if s.extra["links"]}
+    assert linked == {
+        "fetch SHIPMENTS": one(spans, "publish shipments.requested").span,
+        "process orders.created": one(spans, "publish orders.created").span,
+        "process inventory.check": one(spans, "request inventory.check").span,
+        "ack SHIPMENTS": one(spans, "publish shipments.requested").span,
+    }
     assert "order 42: tea-pot in stock: True" in demo_output
     assert "shipping order 42" in demo_output
 

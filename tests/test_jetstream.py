@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.nats import message_context
-from tests.helpers import assert_child, by_name, conn_attrs, wait_spans
+from tests.helpers import assert_child, assert_links, by_name, conn_attrs, wait_spans
 
 
 def _name(prefix: str) -> str:
@@ -122,7 +122,9 @@ async def test_push_consumer_process_and_auto_ack(telemetry: Any, js_server: Any
     assert len(spans) == 3
     assert process.kind == SpanKind.CONSUMER
     assert_child(process, publish)
+    assert_links(process, publish)
     assert_child(ack, process)
+    assert_links(ack, publish)
     js_attrs = {
         "messaging.nats.jetstream.stream": stream,
         "messaging.nats.jetstream.consumer": "pusher",
@@ -189,9 +191,11 @@ async def test_pull_fetch_process_ack_is_one_trace(telemetry: Any, js_server: An
     for pub, handle, ack in zip(pubs, handles, acks, strict=True):
         assert_child(handle, pub)
         assert_child(ack, handle)
+        assert_links(ack, pub)
 
 
-async def test_empty_fetch_is_not_an_error(telemetry: Any, js_server: Any, connect: Any) -> None:
+async def test_empty_fetch_span_is_not_an_error(make_telemetry: Any, js_server: Any, connect: Any) -> None:
+    telemetry = make_telemetry(empty_fetch_spans=True)  # (no span by default: tests/test_empty_fetch.py)
     nc = await connect(js_server.url)
     js, stream = await _stream(nc, telemetry, ["empty.>"])
     psub = await js.pull_subscribe("empty.q", durable="e")
@@ -227,6 +231,9 @@ async def test_nak_redelivery_and_double_ack(telemetry: Any, js_server: Any, con
         f"ack {stream}",
     ]
     nak, ok, double = spans[2], spans[4], spans[5]
+    for settle in (nak, ok, double):  # outside any span: in the producer's trace
+        assert_child(settle, spans[0])
+        assert_links(settle, spans[0])
     assert nak.attributes["messaging.operation.name"] == "nak"
     assert nak.attributes["messaging.nats.jetstream.num_delivered"] == 1
     assert ok.attributes["messaging.nats.jetstream.num_delivered"] == 2
@@ -246,6 +253,62 @@ async def test_term_and_in_progress(telemetry: Any, js_server: Any, connect: Any
     spans = await wait_spans(telemetry, 4)
     assert [s.name for s in spans] == ["publish tp.q", f"fetch {stream}", f"in_progress {stream}", f"term {stream}"]
     assert {s.attributes["messaging.operation.type"] for s in spans[2:]} == {"settle"}
+
+
+@pytest.mark.parametrize("consumer_parent", ["parent", "link"])
+async def test_settle_spans_join_the_current_span_else_the_producers_trace(
+    make_telemetry: Any, js_server: Any, connect: Any, consumer_parent: str
+) -> None:
+    """ack / ack_sync / nak / term / in_progress: a child of the current span when there is one, else of
+    the message's creation context; a link to the creation context either way (both consumer_parent modes)."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    telemetry = make_telemetry(consumer_parent=consumer_parent)
+    nc = await connect(js_server.url)
+    subject = _name("settle")
+    js, stream = await _stream(nc, telemetry, [subject])
+    psub = await js.pull_subscribe(subject, durable="s")
+    for i in range(5):
+        await js.publish(subject, str(i).encode())
+    with suppress_instrumentation():  # an uninstrumented producer: no creation context
+        await js.publish(subject, b"bare")
+    msgs = await psub.fetch(6, timeout=5)
+    assert [m.data for m in msgs] == [b"0", b"1", b"2", b"3", b"4", b"bare"]
+    telemetry.clear()
+    spans = await wait_spans(telemetry, 0)
+    assert spans == []
+    await msgs[0].ack()
+    await msgs[1].ack_sync()
+    await msgs[2].in_progress()
+    await msgs[2].nak()
+    await msgs[3].term()
+    tracer = telemetry.tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span("handle"):
+        await msgs[4].ack()
+    await msgs[5].ack()
+    spans = await wait_spans(telemetry, 7)
+    names = [s.name for s in spans]
+    assert names == [f"{op} {stream}" for op in ("ack", "ack", "in_progress", "nak", "term")] + [
+        "handle",
+        f"ack {stream}",
+        f"ack {stream}",
+    ]
+    assert {s.kind for s in spans if s.name != "handle"} == {SpanKind.CLIENT}
+    producers = [trace.get_current_span(message_context(m)).get_span_context() for m in msgs]
+    for span, producer in zip(spans[:5], [producers[i] for i in (0, 1, 2, 2, 3)], strict=True):
+        # outside any span: a child of the creation context, in the producer's trace, linked to it
+        assert span.parent is not None and span.parent.is_remote, span.name
+        assert (span.context.trace_id, span.parent.span_id) == (producer.trace_id, producer.span_id)
+        assert [(lk.context.trace_id, lk.context.span_id) for lk in span.links] == [
+            (producer.trace_id, producer.span_id)
+        ]
+    handle, inside, bare = spans[5:]
+    assert_child(inside, handle)  # the current span wins; the link still names the producer
+    assert [(lk.context.trace_id, lk.context.span_id) for lk in inside.links] == [
+        (producers[4].trace_id, producers[4].span_id)
+    ]
+    assert not producers[5].is_valid  # no creation context: a root without links
+    assert (bare.parent, tuple(bare.links)) == (None, ())
 
 
 async def test_key_value_operations(telemetry: Any, js_server: Any, connect: Any) -> None:

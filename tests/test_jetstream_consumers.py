@@ -8,7 +8,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from tests.helpers import assert_child, by_name, wait_spans
+from tests.helpers import assert_child, assert_links, by_name, wait_spans
 
 
 async def _stream(nc: Any, telemetry: Any, prefix: str) -> tuple[Any, str]:
@@ -38,6 +38,7 @@ async def test_manual_ack_push_consumer(telemetry: Any, js_server: Any, connect:
     ack = by_name(spans, f"ack {stream}")
     assert_child(process, publish)
     assert_child(ack, process)
+    assert_links(ack, publish)
     assert process.attributes["messaging.nats.jetstream.consumer"] == "manual"
 
 
@@ -101,8 +102,11 @@ async def test_sync_push_subscription_receive_spans(telemetry: Any, js_server: A
     await msg.ack()
     spans = await wait_spans(telemetry, 3)
     assert [s.name for s in spans] == [f"publish {stream}.s", f"receive {stream}.s", f"ack {stream}"]
-    publish, receive, _ack = spans
-    assert_child(receive, publish)
+    publish, receive, ack = spans
+    assert (receive.kind, receive.parent) == (SpanKind.CLIENT, None)
+    assert_links(receive, publish)
+    assert_child(ack, publish)  # acked outside any span: in the producer's trace
+    assert_links(ack, publish)
     assert receive.attributes["messaging.nats.jetstream.sequence"] == 1
 
 

@@ -6,18 +6,18 @@ import asyncio
 import importlib
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import nats.aio.client
 import nats.aio.msg
 import nats.aio.subscription
+import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from opentelemetry.instrumentation.nats import NatsInstrumentor
 from opentelemetry.instrumentation.nats.patches import PATCHES
-from tests.helpers import load_script, wait_spans
+from tests.helpers import instrumented_command, load_script, wait_spans
 
 APP = Path(__file__).parent / "apps" / "pubsub_app.py"
 
@@ -110,7 +110,6 @@ def _console_spans(stdout: str) -> list[dict[str, Any]]:
 
 
 def _run_app(server: Any, **env: str) -> subprocess.CompletedProcess[str]:
-    bindir = Path(sys.executable).parent
     full_env = {
         **os.environ,
         "NATS_URL": server.url,
@@ -121,7 +120,7 @@ def _run_app(server: Any, **env: str) -> subprocess.CompletedProcess[str]:
         **env,
     }
     return subprocess.run(
-        [str(bindir / "opentelemetry-instrument"), sys.executable, str(APP)],
+        instrumented_command(APP),
         env=full_env,
         capture_output=True,
         text=True,
@@ -130,6 +129,7 @@ def _run_app(server: Any, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.auto_instrumentation
 def test_opentelemetry_instrument_traces_an_unmodified_app(server: Any) -> None:
     result = _run_app(server)
     assert "APP-DONE" in result.stdout
@@ -150,6 +150,7 @@ def test_opentelemetry_instrument_traces_an_unmodified_app(server: Any) -> None:
     assert by_name["process app.ping"]["kind"] == "SpanKind.SERVER"
 
 
+@pytest.mark.auto_instrumentation
 def test_disabled_instrumentations_env_turns_it_off(server: Any) -> None:
     result = _run_app(server, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="nats")
     assert "APP-DONE" in result.stdout

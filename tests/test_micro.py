@@ -10,7 +10,7 @@ import pytest
 from nats.micro.request import Request, ServiceError
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tests.helpers import assert_child, conn_attrs, synced, wait_spans
+from tests.helpers import assert_child, assert_links, conn_attrs, synced, wait_spans
 
 
 async def _service(nc: Any, **endpoint: Any) -> Any:
@@ -73,6 +73,8 @@ async def test_endpoint_request_is_one_server_span(telemetry: Any, server: Any, 
         **conn_attrs(service_nc),
     }
     assert_child(process, request)
+    assert_links(process, request)  # semconv: a process span also links to the creation context
+    assert_links(reply)
     assert_child(reply, process)
     assert response.headers["traceparent"].split("-")[2] == format(reply.context.span_id, "016x")
 

@@ -29,6 +29,7 @@ def test_defaults() -> None:
     assert cfg.envelope_subjects.patterns == ()
     assert (cfg.publish_hook, cfg.consume_hook, cfg.request_hook, cfg.response_hook) == (None, None, None, None)
     assert cfg.jetstream_stream_metrics_interval is None
+    assert cfg.empty_fetch_spans is False
 
 
 def test_options_are_read() -> None:
@@ -47,6 +48,7 @@ def test_options_are_read() -> None:
             "request_hook": hook,
             "response_hook": hook,
             "jetstream_stream_metrics_interval": 30,
+            "empty_fetch_spans": True,
         },
         env={},
     )
@@ -57,6 +59,7 @@ def test_options_are_read() -> None:
     assert cfg.envelope_subjects.patterns == ("legacy.>", "seed.*.events")
     assert (cfg.publish_hook, cfg.consume_hook, cfg.request_hook, cfg.response_hook) == (hook, hook, hook, hook)
     assert cfg.jetstream_stream_metrics_interval == 30.0
+    assert cfg.empty_fetch_spans is True
 
 
 def test_environment_variables_fill_options_not_given() -> None:
@@ -66,6 +69,7 @@ def test_environment_variables_fill_options_not_given() -> None:
         "OTEL_PYTHON_NATS_EXCLUDED_SUBJECTS": "health.>, metrics.*",
         "OTEL_PYTHON_NATS_CAPTURED_HEADERS": "X-Request-Id,Tenant",
         "OTEL_PYTHON_NATS_ENVELOPE_SUBJECTS": "seed.>",
+        "OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS": "TRUE",
     }
     cfg = NatsConfig.from_options({}, env=env)
     assert cfg.mode is Mode.DUP
@@ -73,12 +77,19 @@ def test_environment_variables_fill_options_not_given() -> None:
     assert cfg.excluded_subjects.patterns == ("health.>", "metrics.*")
     assert cfg.captured_headers.patterns == ("x-request-id", "tenant")
     assert cfg.envelope_subjects.patterns == ("seed.>",)
-    # an option beats its environment variable, even an empty list
+    assert cfg.empty_fetch_spans is True
+    # an option beats its environment variable, even an empty list or False
     cfg = NatsConfig.from_options(
-        {"semconv": "current", "consumer_parent": "parent", "excluded_subjects": [], "captured_headers": ["a"]},
+        {
+            "semconv": "current",
+            "consumer_parent": "parent",
+            "excluded_subjects": [],
+            "captured_headers": ["a"],
+            "empty_fetch_spans": False,
+        },
         env=env,
     )
-    assert (cfg.mode, cfg.consumer_parent) == (Mode.CURRENT, "parent")
+    assert (cfg.mode, cfg.consumer_parent, cfg.empty_fetch_spans) == (Mode.CURRENT, "parent", False)
     assert cfg.excluded_subjects.patterns == ()
     assert cfg.captured_headers.patterns == ("a",)
 
@@ -88,9 +99,11 @@ def test_blank_environment_variables_are_ignored() -> None:
         "OTEL_PYTHON_NATS_SEMCONV": " ",
         "OTEL_PYTHON_NATS_CONSUMER_PARENT": "",
         "OTEL_PYTHON_NATS_EXCLUDED_SUBJECTS": " ",
+        "OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS": "  ",
     }
     cfg = NatsConfig.from_options({}, env=env)
     assert (cfg.mode, cfg.consumer_parent, cfg.excluded_subjects.patterns) == (Mode.CURRENT, "parent", ())
+    assert cfg.empty_fetch_spans is False
 
 
 @pytest.mark.parametrize(
@@ -132,6 +145,18 @@ def test_blank_environment_variables_are_ignored() -> None:
         ({"jetstream_stream_metrics_interval": "10"}, {}, "jetstream_stream_metrics_interval: expected a positive"),
         ({"jetstream_stream_metrics_interval": True}, {}, "jetstream_stream_metrics_interval: expected a positive"),
         ({"jetstream_stream_metrics_interval": math.nan}, {}, "jetstream_stream_metrics_interval: expected a positive"),
+        (
+            {"empty_fetch_spans": "maybe"},
+            {},
+            "empty_fetch_spans: 'maybe' is not a boolean (use true or false; 1/0, yes/no, on/off also work)",
+        ),
+        ({"empty_fetch_spans": 1}, {}, "empty_fetch_spans: 1 is not a boolean"),
+        ({"empty_fetch_spans": ""}, {}, "empty_fetch_spans: '' is not a boolean"),
+        (
+            {},
+            {"OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS": "enabled"},
+            "empty_fetch_spans (from OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS): 'enabled' is not a boolean",
+        ),
     ],
 )
 def test_invalid_values_name_the_option_and_allowed_values(
@@ -140,6 +165,19 @@ def test_invalid_values_name_the_option_and_allowed_values(
     with pytest.raises(ValueError) as excinfo:
         NatsConfig.from_options(options, env=env)
     assert message in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(True, True), (False, False)]
+    + [(v, True) for v in ("true", "True", " 1 ", "yes", "ON")]
+    + [(v, False) for v in ("false", "FALSE", "0", "no", " off ")],
+)
+def test_empty_fetch_spans_values(value: Any, expected: bool) -> None:
+    assert NatsConfig.from_options({"empty_fetch_spans": value}, env={}).empty_fetch_spans is expected
+    if isinstance(value, str):
+        env = {"OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS": value}
+        assert NatsConfig.from_options({}, env=env).empty_fetch_spans is expected
 
 
 def test_unknown_option_is_logged(caplog: pytest.LogCaptureFixture) -> None:
@@ -194,6 +232,11 @@ def test_invalid_option_fails_instrument_and_leaves_nothing_patched() -> None:
 def test_invalid_environment_variable_fails_instrument(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_PYTHON_NATS_EXCLUDED_SUBJECTS", "a.>.b")
     with pytest.raises(ValueError, match=r"excluded_subjects \(from OTEL_PYTHON_NATS_EXCLUDED_SUBJECTS\)"):
+        NatsInstrumentor().instrument()
+    assert installed() is None
+    monkeypatch.delenv("OTEL_PYTHON_NATS_EXCLUDED_SUBJECTS")
+    monkeypatch.setenv("OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS", "sometimes")
+    with pytest.raises(ValueError, match=r"empty_fetch_spans \(from OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS\)"):
         NatsInstrumentor().instrument()
     assert installed() is None
 
@@ -339,7 +382,7 @@ async def test_link_mode_makes_consumer_spans_roots_linked_to_the_producer(
     spans = await wait_spans(telemetry, 4)
     for producer_name, consumer_name, kind in (
         ("publish link.cb", "process link.cb", SpanKind.CONSUMER),
-        ("publish link.pull", "receive link.pull", SpanKind.CONSUMER),
+        ("publish link.pull", "receive link.pull", SpanKind.CLIENT),
     ):
         producer, consumer = by_name(spans, producer_name), by_name(spans, consumer_name)
         assert consumer.kind == kind

@@ -218,13 +218,16 @@ async def test_close_and_drain_end_every_span_in_flight(telemetry: Any, js_serve
         assert work.status.status_code == StatusCode.UNSET
 
 
+@pytest.mark.parametrize("empty_fetch_spans", [False, True])
 async def test_empty_fetch_is_not_an_error_whichever_timeout_nats_py_raises(
-    telemetry: Any, js_server: Any, connect: Any
+    make_telemetry: Any, js_server: Any, connect: Any, empty_fetch_spans: bool
 ) -> None:
     """nats-py answers an empty ``fetch`` with ``nats.errors.TimeoutError`` — or, when the server's "no
     messages" arrives after the fetch's deadline has passed, with a plain ``asyncio.TimeoutError``
-    (nats-py 2.16 ``_fetch_n``). Neither makes the fetch span an error. A task that blocks the loop
-    for longer than the fetch timeout makes the late answer happen."""
+    (nats-py 2.16 ``_fetch_n``). Neither makes a span by default, and neither is an error: not in the
+    metrics, nor in the spans ``empty_fetch_spans`` records. A task that blocks the loop for longer
+    than the fetch timeout makes the late answer happen."""
+    telemetry = make_telemetry(empty_fetch_spans=empty_fetch_spans)
     nc = await connect(js_server.url)
     js = nc.jetstream()
     await js.add_stream(name="EMPTYFETCH", subjects=["emptyfetch.>"])
@@ -240,6 +243,21 @@ async def test_empty_fetch_is_not_an_error_whichever_timeout_nats_py_raises(
         with pytest.raises(asyncio.TimeoutError) as info:
             await psub.fetch(2, timeout=0.02)
         raised.append(type(info.value))
+    data = telemetry.metric_reader.get_metrics_data()
+    durations = [
+        p
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "messaging.client.operation.duration"
+        for p in m.data.data_points
+    ]
+    assert [(p.attributes["messaging.operation.name"], p.count) for p in durations] == [("fetch", len(raised))]
+    assert "error.type" not in durations[0].attributes
+    if not empty_fetch_spans:
+        assert await wait_spans(telemetry, 0) == []
+        await js.delete_stream("EMPTYFETCH")
+        return
     spans = await wait_spans(telemetry, len(raised))
     assert [s.name for s in spans] == ["fetch EMPTYFETCH"] * len(raised)
     assert [(s.status.status_code, s.attributes.get("error.type"), len(s.events)) for s in spans] == [

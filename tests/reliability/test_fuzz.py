@@ -228,10 +228,11 @@ class Harness:
         await self.consumer.flush()
 
     def exchange(
-        self, subject: str, payload: bytes, headers: dict[str, str] | None, spans: int
+        self, subject: str, payload: bytes, headers: dict[str, str] | None, spans: int, instrumented: bool = False
     ) -> tuple[Any, Any, Any, list[Any]]:
-        """Publish uninstrumented; return both deliveries, the callback's current span, the spans ended."""
-        return self.loop.run_until_complete(self._exchange(subject, payload, headers, spans))
+        """Publish (uninstrumented unless ``instrumented``); return both deliveries, the callback's current
+        span, the spans ended."""
+        return self.loop.run_until_complete(self._exchange(subject, payload, headers, spans, instrumented))
 
     async def _reset(self) -> None:
         """Forget what an earlier (failed) example may have left behind."""
@@ -242,12 +243,15 @@ class Harness:
         self.telemetry.clear()
 
     async def _exchange(
-        self, subject: str, payload: bytes, headers: dict[str, str] | None, spans: int
+        self, subject: str, payload: bytes, headers: dict[str, str] | None, spans: int, instrumented: bool
     ) -> tuple[Any, Any, Any, list[Any]]:
         await self._reset()
-        with suppress_instrumentation():
+        if instrumented:
             await self.producer.publish(subject, payload, headers=headers)
-            await self.producer.flush()
+        else:
+            with suppress_instrumentation():
+                await self.producer.publish(subject, payload, headers=headers)
+        await self.producer.flush()
         cb_msg, cb_span = await asyncio.wait_for(self.got.get(), 5)
         next_msg = await self.sub.next_msg(timeout=5)
         deadline = self.loop.time() + 5
@@ -302,8 +306,10 @@ def test_arbitrary_input_never_breaks_the_consumer(
     subject, payload, headers, sent_tp = message
     sent_headers = None if headers is None else dict(headers)
     parent = w3c_parent(sent_tp) if sent_tp is not None else None
-    recorded = parent is None or parent[2]  # a remote parent that is not sampled: nothing is recorded
-    cb_msg, cb_span, next_msg, spans = harness.exchange(subject, payload, headers, 2 if recorded else 0)
+    # a remote parent that is not sampled: the process span (its child) is not recorded; the receive
+    # span (a root here: no current span in the caller) always is
+    recorded = parent is None or parent[2]
+    cb_msg, cb_span, next_msg, spans = harness.exchange(subject, payload, headers, 2 if recorded else 1)
 
     assert headers == sent_headers  # nothing touched the producer's dict
     for msg in (cb_msg, next_msg):
@@ -320,11 +326,11 @@ def test_arbitrary_input_never_breaks_the_consumer(
         assert current.trace_id == parent[0]
         assert was_recording is parent[2]
     if not recorded:
-        assert spans == []
+        assert [(s.name, s.kind) for s in spans] == [("receive fz.>", SpanKind.CLIENT)]
     else:
         assert sorted((s.name, s.kind) for s in spans) == [
             ("process fz.>", SpanKind.CONSUMER),
-            ("receive fz.>", SpanKind.CONSUMER),
+            ("receive fz.>", SpanKind.CLIENT),
         ]
         assert next(s for s in spans if s.name == "process fz.>").context == current
     for span in spans:
@@ -332,13 +338,66 @@ def test_arbitrary_input_never_breaks_the_consumer(
         assert attrs["messaging.destination.name"] == subject
         assert attrs["messaging.message.body.size"] == len(payload)
         assert not any(k.startswith("messaging.nats.message.header.") for k in attrs)
-        if parent is None:
+        links = [(link.context.trace_id, link.context.span_id) for link in span.links]
+        assert links == ([parent[:2]] if parent else []), (span.name, received_tp)
+        if parent is None or span.kind == SpanKind.CLIENT:  # a receive span: in the caller's (empty) context
             assert span.parent is None, (span.name, received_tp)
         else:
             assert span.parent is not None and span.parent.is_remote, (span.name, received_tp)
             assert (span.context.trace_id, span.parent.span_id) == parent[:2]
     producer = trace.get_current_span(message_context(cb_msg)).get_span_context()
     assert (producer.trace_id, producer.span_id) == (parent[:2] if parent else (0, 0))
+
+    assert harness.errors == [], [e for e in harness.errors if raised_in_instrumentation(e)]
+    assert harness.loop_errors == []
+    assert describe_records(harness.logs) == []  # type: ignore[attr-defined]
+    harness.ledger.assert_balanced()
+
+
+@settings(
+    max_examples=50,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
+@given(messages())
+@example(("fz.keep", b"x", {"traceparent": _TP_OK + "-01", "X-App": "1"}, _TP_OK + "-01"))  # kept
+@example(("fz.keepun", b"x", {"Traceparent": _TP_OK + "-00", "baggage": "k=v"}, _TP_OK + "-00"))  # kept
+@example(("fz.upper", b"", {"traceparent": _TP_OK.upper() + "-01"}, _TP_OK.upper() + "-01"))  # replaced
+@example(("fz.state", b"", {"tracestate": "a=b"}, None))  # ours added
+@example(("fz.none", b"", None, None))  # ours added
+def test_instrumented_publish_keeps_exactly_a_valid_caller_context(
+    harness: Harness, message: tuple[str, bytes, dict[str, str] | None, str | None]
+) -> None:
+    """Whatever the caller's headers, an instrumented publish never fails; the message goes out exactly
+    as an uninstrumented one when its ``traceparent`` is a valid W3C one (the caller's creation context:
+    a CLIENT span linked to it), else with the publish span's ``traceparent`` instead (a PRODUCER span)."""
+    subject, payload, headers, sent_tp = message
+    sent_headers = None if headers is None else dict(headers)
+    parent = w3c_parent(sent_tp) if sent_tp is not None else None
+    kept = parent is not None
+    processed = not kept or parent[2]  # the process span is recorded when its parent is sampled
+    plain, _, _, _ = harness.exchange(subject, payload, headers, 2 if processed else 1)
+    traced, _, _, spans = harness.exchange(subject, payload, headers, 3 if processed else 2, instrumented=True)
+
+    assert headers == sent_headers  # nothing touched the producer's dict
+    assert (traced.subject, traced.data) == (subject, payload)
+    (publish,) = [s for s in spans if (s.attributes or {}).get("messaging.operation.type") == "send"]
+    assert publish.parent is None  # no current span in the publishing code
+    links = [(link.context.trace_id, link.context.span_id) for link in publish.links]
+    if kept:
+        assert traced.headers == plain.headers  # byte for byte what an uninstrumented publish sends
+        assert (publish.kind, links) == (SpanKind.CLIENT, [parent[:2]])
+    else:
+        span_ctx = publish.context
+        ours = f"00-{span_ctx.trace_id:032x}-{span_ctx.span_id:016x}-{span_ctx.trace_flags:02x}"
+
+        def others(h: Any) -> dict[str, str]:
+            return {k: v for k, v in (h or {}).items() if k.lower() != "traceparent"}
+
+        assert (_header(traced.headers, "traceparent"), others(traced.headers)) == (ours, others(plain.headers))
+        assert (publish.kind, links) == (SpanKind.PRODUCER, [])
+    assert len(spans) == (3 if processed else 2)
 
     assert harness.errors == [], [e for e in harness.errors if raised_in_instrumentation(e)]
     assert harness.loop_errors == []

@@ -130,11 +130,18 @@ async def test_server_restart_mid_stream_same_messages_all_spans_ended(telemetry
     spans = telemetry.spans()
     kinds = [s.kind for s in spans]
     assert kinds.count(SpanKind.PRODUCER) == TOTAL
-    assert kinds.count(SpanKind.CONSUMER) == 2 * TOTAL  # a process span and a receive span per message
+    assert kinds.count(SpanKind.CONSUMER) == TOTAL  # a process span per message …
+    assert kinds.count(SpanKind.CLIENT) == TOTAL  # … and a receive span
     assert len(spans) == 3 * TOTAL
     assert len(ledger.started) == 3 * TOTAL
-    # The consumer spans of the buffered messages (published while the server was down) are still
-    # children of their publish spans.
+    # The consumer spans of the buffered messages (published while the server was down) still find
+    # their publish spans: process spans are their children, receive spans (roots: no current span
+    # in the iterating code) link to them; both carry the link.
     publishes = {s.context.span_id: s for s in spans if s.kind == SpanKind.PRODUCER}
-    consumers = [s for s in spans if s.kind == SpanKind.CONSUMER]
-    assert all(s.parent is not None and s.parent.span_id in publishes for s in consumers)
+    processes = [s for s in spans if s.kind == SpanKind.CONSUMER]
+    receives = [s for s in spans if s.kind == SpanKind.CLIENT]
+    assert all(s.parent is not None and s.parent.span_id in publishes for s in processes)
+    assert all(s.parent is None for s in receives)
+    assert all([link.context.span_id for link in s.links] == [s.parent.span_id] for s in processes if s.parent)
+    linked = sorted(s.links[0].context.span_id for s in receives if len(s.links) == 1)
+    assert linked == sorted(publishes)

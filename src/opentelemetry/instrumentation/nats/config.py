@@ -80,6 +80,24 @@ def _count(option: str, value: Any, env_var: str | None = None) -> int:
     return number
 
 
+_TRUE = frozenset(("true", "1", "yes", "on"))
+_FALSE = frozenset(("false", "0", "no", "off"))
+
+
+def _flag(option: str, value: Any, env_var: str | None = None) -> bool:
+    """A boolean option: ``True``/``False``, or (also from its environment variable) true/false, 1/0,
+    yes/no, on/off in any case."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+    raise ValueError(
+        f"{_label(option, env_var)}: {value!r} is not a boolean (use true or false; 1/0, yes/no, on/off also work)"
+    )
+
+
 def _hook(option: str, value: Any) -> Hook | None:
     if value is not None and not callable(value):
         raise ValueError(f"{option}: expected a function or coroutine function, got {value!r}")
@@ -116,6 +134,7 @@ class NatsConfig:
     request_hook: Hook | None = None
     response_hook: Hook | None = None
     jetstream_stream_metrics_interval: float | None = None
+    empty_fetch_spans: bool = False
 
     @property
     def link_mode(self) -> bool:
@@ -150,6 +169,7 @@ class NatsConfig:
                 )
             interval = float(interval)
         parent, parent_var = opt("consumer_parent", names.ENV_CONSUMER_PARENT)
+        empty_fetch, empty_fetch_var = opt("empty_fetch_spans", names.ENV_EMPTY_FETCH_SPANS)
         limit, limit_var = opt("max_destinations", names.ENV_MAX_DESTINATIONS)
         return cls(
             mode=resolve_mode(options.get("semconv"), env),
@@ -172,6 +192,9 @@ class NatsConfig:
             request_hook=_hook("request_hook", options.get("request_hook")),
             response_hook=_hook("response_hook", options.get("response_hook")),
             jetstream_stream_metrics_interval=interval,
+            empty_fetch_spans=(
+                _flag("empty_fetch_spans", empty_fetch, empty_fetch_var) if empty_fetch is not None else False
+            ),
         )
 
 

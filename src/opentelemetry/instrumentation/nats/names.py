@@ -62,13 +62,15 @@ class SpanSpec(NamedTuple):
     name: str
 
 
+_SEND_KIND = "PRODUCER (CLIENT when the caller's headers already carry a creation context)"
+
 SPANS: tuple[SpanSpec, ...] = (
-    SpanSpec("Client.publish", PUBLISH, "PRODUCER", "publish {subject}"),
+    SpanSpec("Client.publish", PUBLISH, _SEND_KIND, "publish {subject}"),
     SpanSpec("Msg.respond", RESPOND, "PRODUCER", "publish (inbox reply) or publish {reply subject}"),
     SpanSpec("Client.request", REQUEST, "CLIENT", "request {subject}"),
     SpanSpec("subscription callback", PROCESS, "CONSUMER, SERVER when the message has a reply", "process {dest}"),
-    SpanSpec("Subscription.next_msg, async for", RECEIVE, "CONSUMER", "receive {dest}"),
-    SpanSpec("JetStreamContext.publish / publish_async", PUBLISH, "PRODUCER", "publish {subject}"),
+    SpanSpec("Subscription.next_msg, async for", RECEIVE, "CLIENT", "receive {dest}"),
+    SpanSpec("JetStreamContext.publish / publish_async", PUBLISH, _SEND_KIND, "publish {subject}"),
     SpanSpec("JetStream push subscription callback", PROCESS, "CONSUMER", "process {subject}"),
     SpanSpec("PullSubscription.fetch", FETCH, "CLIENT", "fetch {stream}"),
     SpanSpec("Msg.ack / ack_sync", ACK, "CLIENT", "ack {stream}"),
@@ -259,5 +261,6 @@ ENV_CONSUMER_PARENT = "OTEL_PYTHON_NATS_CONSUMER_PARENT"
 ENV_EXCLUDED = "OTEL_PYTHON_NATS_EXCLUDED_SUBJECTS"
 ENV_CAPTURED_HEADERS = "OTEL_PYTHON_NATS_CAPTURED_HEADERS"
 ENV_ENVELOPE = "OTEL_PYTHON_NATS_ENVELOPE_SUBJECTS"
+ENV_EMPTY_FETCH_SPANS = "OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS"
 ENV_SUBJECT_TEMPLATES = "OTEL_PYTHON_NATS_SUBJECT_TEMPLATES"
 ENV_MAX_DESTINATIONS = "OTEL_PYTHON_NATS_MAX_DESTINATIONS"

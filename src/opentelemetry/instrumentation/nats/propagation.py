@@ -11,7 +11,7 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context, get_current
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import get_current_span
+from opentelemetry.trace import SpanContext, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from opentelemetry import propagate
@@ -28,8 +28,20 @@ SKIP_NO_HEADERS = "no_header_support"
 SKIP_MAX_PAYLOAD = "max_payload"
 
 
+# nats-server 2.11.0-2.12.11 with account message tracing (`msg_trace`) disable server tracing of a
+# message by renaming its `traceparent` header to `Xraceparent` (first letter replaced): on every
+# copy stored in JetStream and on messages the account's sampling skipped. 2.12.12 and later leave
+# `traceparent` alone (they add `Nats-Trace-Dest: trace disabled`). The renamed header still holds
+# the producer's context, so it is read when there is no `traceparent`.
+_TRACEPARENT = "traceparent"
+_RENAMED_TRACEPARENT = "Xraceparent"
+
+
 class _HeaderGetter(Getter[Mapping[str, Any]]):
-    """Reads NATS headers case-insensitively; tolerates ``None`` and non-string values."""
+    """Reads NATS headers case-insensitively; tolerates ``None`` and non-string values.
+
+    ``traceparent`` falls back to the ``Xraceparent`` of servers that rename it (above): one more
+    dict lookup, and only when there is no ``traceparent``."""
 
     def get(self, carrier: Mapping[str, Any], key: str) -> list[str] | None:
         value = carrier.get(key)
@@ -39,6 +51,9 @@ class _HeaderGetter(Getter[Mapping[str, Any]]):
                 if isinstance(k, str) and k.lower() == lowered:
                     value = v
                     break
+            else:
+                if key == _TRACEPARENT:
+                    value = carrier.get(_RENAMED_TRACEPARENT)
         return [value] if isinstance(value, str) else None
 
     def keys(self, carrier: Mapping[str, Any]) -> list[str]:
@@ -61,6 +76,44 @@ def extract(headers: Any) -> Context:
 
 def has_span(ctx: Context) -> bool:
     return get_current_span(ctx).get_span_context().is_valid
+
+
+_fields: tuple[object, frozenset[str] | None] = (None, None)  # (global propagator, the header names it writes)
+
+
+def _propagator_fields(textmap: object) -> frozenset[str] | None:
+    """The lower-case header names ``textmap`` writes (cached per global propagator); ``None`` when
+    it does not say (an empty or unreadable ``fields``): then every header set is parsed."""
+    global _fields
+    checked, fields = _fields
+    if checked is not textmap:
+        try:
+            declared = getattr(textmap, "fields", None)
+            fields = frozenset(f.lower() for f in declared if isinstance(f, str)) if declared else None
+        except Exception:
+            fields = None
+        _fields = (textmap, fields or None)
+    return fields or None
+
+
+def carried_context(headers: Any) -> SpanContext | None:
+    """The creation context a caller already put in outgoing headers: the valid span context the
+    global propagator extracts from them (whatever propagator is configured), else ``None``.
+
+    Fast path: headers with none of the names the propagator writes are not parsed (callers skip
+    ``None`` and empty headers before calling)."""
+    if type(headers) is not dict and not isinstance(headers, Mapping):
+        return None
+    try:
+        textmap = propagate.get_global_textmap()
+        fields = _propagator_fields(textmap)
+        if fields is not None and not any(type(k) is str and k.lower() in fields for k in headers):
+            return None
+        span_ctx = get_current_span(textmap.extract(headers, context=_EMPTY, getter=_GETTER)).get_span_context()
+    except Exception:  # a third-party propagator (or mapping) failing on odd input
+        _LOG.debug("could not extract context from outgoing NATS headers", exc_info=True)
+        return None
+    return span_ctx if span_ctx.is_valid else None
 
 
 _QUIET_WHEN_EMPTY = (TraceContextTextMapPropagator, W3CBaggagePropagator)

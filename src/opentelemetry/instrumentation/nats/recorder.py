@@ -45,6 +45,8 @@ except ImportError:  # pragma: no cover - another opentelemetry-instrumentation:
 # inject the operation's context instead.
 ACTIVE: ContextVar[Operation | None] = ContextVar("opentelemetry_nats_active", default=None)
 
+_ROOT = Context()  # the parent of a root span
+
 
 class _Installed:
     recorder: Recorder | None = None
@@ -316,17 +318,34 @@ class Recorder:
                 ctx = env_ctx
         return ctx
 
-    def consumer_parent(self, headers: Any, subject: str, data: Any) -> tuple[Context, list[Link] | None]:
-        """Parent context and links of a consumer span for a message (see :meth:`producer_context`).
+    def consumer_parent(
+        self, headers: Any, subject: str, data: Any, idle: bool = False
+    ) -> tuple[Context, list[Link] | None]:
+        """Parent context and links of a process span for a message (see :meth:`producer_context`):
+        a child of the producer's context with a link to it; in ``link`` mode a root with the link.
 
-        In ``link`` mode the span is a root with a link to the producer."""
+        ``idle``: no SDK, the span records nothing (no links are built)."""
         # (fast path: without envelope_subjects the producer context is just the headers' one)
         ctx = self.producer_context(headers, subject, data) if self._envelopes else propagation.extract(headers)
+        links = None if idle else creation_links(ctx)
         if self._link_mode:
-            span_ctx = trace.get_current_span(ctx).get_span_context()
-            links = [Link(span_ctx)] if span_ctx.is_valid else None
-            return otel_context.Context(), links
-        return ctx, None
+            return _ROOT, links
+        return ctx, links
+
+    def settle_parent(self, msg: Any) -> tuple[Context | None, list[Link] | None]:
+        """Parent and links of a settle span (ack …) for ``msg``: the current span when there is one,
+        else the message's creation context (an ack outside any span joins the producer's trace);
+        a link to the creation context either way. ``(None, None)`` while nothing records (no SDK)."""
+        if not self.live and self.idle():
+            return None, None
+        try:
+            producer = self.producer_context(msg.headers, msg.subject, msg.data)
+        except Exception:
+            _LOG.debug("could not read the creation context of a settled message", exc_info=True)
+            return None, None
+        if trace.get_current_span().get_span_context().is_valid:
+            return None, creation_links(producer)
+        return producer, creation_links(producer)
 
     # --- spans -----------------------------------------------------------------------------
 
@@ -334,9 +353,9 @@ class Recorder:
         cfg = self.config
         if op.op is names.REQUEST:
             return cfg.request_hook
-        if op.kind in (SpanKind.PRODUCER,):
+        if op.op is names.PUBLISH or op.op is names.RESPOND:  # (a CLIENT span too: see caller_links)
             return cfg.publish_hook
-        if op.kind in (SpanKind.CONSUMER, SpanKind.SERVER):
+        if op.op is names.PROCESS:
             return cfg.consume_hook
         return None
 
@@ -471,7 +490,11 @@ class Recorder:
             except Exception:
                 _LOG.debug("could not read attributes from a %s result", op.op.name, exc_info=True)
         span.end()
-        if self.metrics is not None and op.metric_attrs is not None:  # None: no SDK meter when it started
+        self._measure(op, error, messages, nbytes)
+
+    def _measure(self, op: Operation, error: BaseException | None, messages: int, nbytes: int | None) -> None:
+        """Record the metrics of an ended operation (none when ``op.metric_attrs`` is ``None``: no SDK meter)."""
+        if self.metrics is not None and op.metric_attrs is not None:
             try:
                 seconds = (time.time_ns() - op.started) / 1e9
                 nbytes = op.body_size if nbytes is None else nbytes
@@ -482,12 +505,9 @@ class Recorder:
     def fetched(self, op: Operation, start_time: int, msgs: Any = None, error: BaseException | None = None) -> None:
         """Record a ``fetch`` that already happened: its links (one per message) are known only now."""
         msgs = msgs or []
-        links = []
+        links: list[Link] = []
         for msg in msgs:
-            producer = self.producer_context(msg.headers, msg.subject, msg.data)
-            span_ctx = trace.get_current_span(producer).get_span_context()
-            if span_ctx.is_valid:
-                links.append(Link(span_ctx))
+            links += creation_links(self.producer_context(msg.headers, msg.subject, msg.data)) or ()
         span = self.start(op, links=links, start_time=start_time)
         self.finish(span, op, msgs, error, messages=len(msgs), nbytes=sum(len(m.data) for m in msgs))
         if self.metrics is not None:
@@ -496,13 +516,43 @@ class Recorder:
                 if meta:
                     self.metrics.jetstream_message(meta, op.metric_attrs or {})
 
+    def fetched_nothing(self, op: Operation, start_time: int, cancelled: bool) -> None:
+        """Record a ``fetch`` that returned no messages (its ``TimeoutError``, the normal "no messages"
+        answer), or that was cancelled while it waited (a consumer shutting down): never an error, and
+        no span unless ``empty_fetch_spans`` is on. Metrics: an empty fetch is recorded (a batch of
+        none); a cancelled one is not (it did not complete)."""
+        if self.config.empty_fetch_spans:
+            span = self.start(op, start_time=start_time)
+            if cancelled:
+                op.metric_attrs = None
+            self.finish(span, op, (), messages=0, nbytes=0)
+        elif not cancelled and self.measuring():
+            op.started = start_time
+            op.metric_attrs = self.describe(op)[2]
+            self._measure(op, None, 0, 0)
+
     async def received(self, op: Operation, msg: Any, start_time: int) -> None:
-        """Record a receive span for a message handed to the application (started at ``start_time``)."""
-        parent, links = self.consumer_parent(msg.headers, msg.subject, msg.data)
-        span = self.start(op, parent, links, start_time)
+        """Record a receive span for a message handed to the application (started at ``start_time``):
+        in the caller's current context, with a link to the message's creation context."""
+        links = creation_links(self.producer_context(msg.headers, msg.subject, msg.data))
+        span = self.start(op, None, links, start_time)
         if span.is_recording() and self.config.consume_hook is not None:
             await call_hook(self.config.consume_hook, span, msg)
         self.finish(span, op)
+
+
+def creation_links(ctx: Context) -> list[Link] | None:
+    """A link to the span context in ``ctx`` (a message's creation context), or ``None`` when it has none."""
+    span_ctx = trace.get_current_span(ctx).get_span_context()
+    return [Link(span_ctx)] if span_ctx.is_valid else None
+
+
+def caller_links(headers: Any) -> list[Link] | None:
+    """A link to the creation context the caller already put in outgoing ``headers`` (what the
+    configured propagator writes), else ``None``. Such headers are sent unchanged (semconv: a
+    creation context SHOULD NOT be modified) and the send span is CLIENT, linked to it."""
+    span_ctx = propagation.carried_context(headers)
+    return [Link(span_ctx)] if span_ctx is not None else None
 
 
 def record_error(span: Span, exc: BaseException) -> None:

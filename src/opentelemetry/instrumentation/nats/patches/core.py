@@ -18,6 +18,7 @@ from opentelemetry.instrumentation.nats.recorder import (
     ACTIVE,
     Operation,
     _Installed,
+    caller_links,
     enabled,
     entry,
     now,
@@ -49,7 +50,8 @@ _REQUEST_KEYWORDS = frozenset(("timeout", "old_style", "headers"))
 
 
 async def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
-    """``Client.publish``: a PRODUCER span; inside another operation, only the injection."""
+    """``Client.publish``: a PRODUCER span (CLIENT when the caller's headers carry a creation
+    context, sent unchanged); inside another operation, only the injection."""
     rec = _Installed.recorder  # (fast path: installed() inlined, one call less per message)
     active = ACTIVE.get()
     if rec is None or (active is not None and not active.inject):
@@ -76,11 +78,14 @@ async def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
         or subject.startswith(names.JS_PREFIX)
     ):
         return await wrapped(*args, **kwargs)
+    # the caller's own creation context in the headers: sent unchanged, a CLIENT span linked to it
+    # (fast path: no headers, nothing to check)
+    links = caller_links(headers) if headers else None
     if not rec.live and rec.idle():  # fast path: no SDK - the no-op span would only carry the current context
-        return await wrapped(subject, payload, reply, rec.inject(instance, payload, headers))
+        return await wrapped(subject, payload, reply, headers if links else rec.inject(instance, payload, headers))
     op = Operation(  # positional (fast path): op, kind, client, subject, body_size, reply_to, headers, hook_args
         names.PUBLISH,
-        SpanKind.PRODUCER,
+        SpanKind.PRODUCER if links is None else SpanKind.CLIENT,
         instance,
         subject,
         len(payload) if type(payload) is bytes else size(payload),
@@ -88,7 +93,9 @@ async def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
         headers,
         (subject, payload, headers),
     )
-    return await rec.run(op, wrapped, (subject, payload, reply, headers), {}, inject=True)
+    if links is None:
+        return await rec.run(op, wrapped, (subject, payload, reply, headers), {}, inject=True)
+    return await rec.run(op, wrapped, (subject, payload, reply, headers), {}, links=links)
 
 
 def _request_args(
@@ -120,6 +127,7 @@ async def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
         or subject.startswith(names.JS_PREFIX)
     ):
         return await untraced(wrapped, args, kwargs)  # its inner publish/subscribe stay internal too
+    links = caller_links(headers) if headers else None  # the caller's creation context: sent unchanged
     op = Operation(  # positional (fast path): op, kind, client, subject, body_size, reply_to, headers, hook_args
         names.REQUEST,
         SpanKind.CLIENT,
@@ -129,9 +137,10 @@ async def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
         None,
         headers,
         (subject, payload, headers),
+        inject=links is None,
         on_result=attributes.response_attributes,
     )
-    return await rec.run(op, wrapped, args, kwargs)
+    return await rec.run(op, wrapped, args, kwargs, links=links)
 
 
 async def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
@@ -178,8 +187,8 @@ class ProcessWrapper:
             subject = msg.subject
             if rec.excluding is not None and rec.excluded(subject):
                 return await wrapped(*args, **kwargs)
-            parent, links = rec.consumer_parent(msg.headers, subject, msg.data)
             idle = not rec.live and rec.idle()
+            parent, links = rec.consumer_parent(msg.headers, subject, msg.data, idle)
         except Exception:
             _LOG.debug("not tracing an unusual message", exc_info=True)
             return await wrapped(*args, **kwargs)
@@ -267,7 +276,7 @@ async def _record_receive(sub: Any, msg: Any, start: int) -> None:
             return
         op = message_operation(
             names.RECEIVE,
-            SpanKind.CONSUMER,
+            SpanKind.CLIENT,
             msg,
             getattr(sub, "_subject", ""),
             getattr(sub, "_queue", None),

@@ -10,12 +10,21 @@ import asyncio
 import logging
 from typing import Any
 
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Link, Span, SpanKind
 
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.names import Op
 from opentelemetry.instrumentation.nats.patches.core import Args, Kwargs, size
-from opentelemetry.instrumentation.nats.recorder import ACTIVE, Operation, Recorder, entry, installed, now, untraced
+from opentelemetry.instrumentation.nats.recorder import (
+    ACTIVE,
+    Operation,
+    Recorder,
+    caller_links,
+    entry,
+    installed,
+    now,
+    untraced,
+)
 
 _LOG = logging.getLogger(__name__)
 
@@ -36,7 +45,9 @@ def _js_publish_args(
     return subject, payload, stream, headers
 
 
-def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> Operation | None:
+def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> tuple[Operation, list[Link] | None] | None:
+    """The operation of a JetStream publish, and the link to the caller's own creation context when
+    its headers carry one (then they are sent unchanged and the span is CLIENT)."""
     if len(args) == 2 and not kwargs:  # fast path: publish(subject, payload), no argument binding
         (subject, payload), stream, headers = args, None, None
     else:
@@ -46,9 +57,10 @@ def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> Operation
             return None
     if rec.excluding is not None and rec.excluded(subject):
         return None
-    return Operation(  # positional (fast path): op, kind, client, subject, body_size, reply_to, headers, hook_args
+    links = caller_links(headers) if headers else None
+    op = Operation(  # positional (fast path): op, kind, client, subject, body_size, reply_to, headers, hook_args
         names.PUBLISH,
-        SpanKind.PRODUCER,
+        SpanKind.PRODUCER if links is None else SpanKind.CLIENT,
         js._nc,
         subject,
         len(payload) if type(payload) is bytes else size(payload),
@@ -56,17 +68,20 @@ def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> Operation
         headers,
         (subject, payload, headers),
         extra={names.JS_SUBJECT: subject, names.JS_EXPECTED_STREAM: stream} if stream else {names.JS_SUBJECT: subject},
+        inject=links is None,
         on_result=attributes.puback_attributes,
     )
+    return op, links
 
 
 async def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
-    """``JetStreamContext.publish``: one PRODUCER span with the PubAck attributes."""
+    """``JetStreamContext.publish``: one PRODUCER span (CLIENT: see :func:`_publish_op`) with the PubAck attributes."""
     rec = entry()
-    op = _publish_op(rec, instance, args, kwargs) if rec is not None else None
-    if rec is None or op is None:
+    described = _publish_op(rec, instance, args, kwargs) if rec is not None else None
+    if rec is None or described is None:
         return await wrapped(*args, **kwargs)
-    return await rec.run(op, wrapped, args, kwargs)
+    op, links = described
+    return await rec.run(op, wrapped, args, kwargs, links=links)
 
 
 class _PendingAcks:
@@ -116,12 +131,13 @@ PENDING_ACKS = _PendingAcks()
 
 
 async def publish_async(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
-    """``JetStreamContext.publish_async``: a PRODUCER span that ends when the ack arrives or fails."""
+    """``JetStreamContext.publish_async``: a PRODUCER (or CLIENT) span that ends when the ack arrives or fails."""
     rec = entry()
-    op = _publish_op(rec, instance, args, kwargs) if rec is not None else None
-    if rec is None or op is None:
+    described = _publish_op(rec, instance, args, kwargs) if rec is not None else None
+    if rec is None or described is None:
         return await wrapped(*args, **kwargs)
-    span = rec.start(op)
+    op, links = described
+    span = rec.start(op, links=links)
     try:
         future = await rec.call(span, op, wrapped, args, kwargs)
     except BaseException as exc:
@@ -150,8 +166,8 @@ async def client_close(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) 
 async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``PullSubscription.fetch``: one CLIENT span, a link per message to its producer.
 
-    The span is recorded after the call (its links are known only then); an empty fetch's
-    ``TimeoutError`` is the normal "no messages" answer, not an error of the span."""
+    The span is recorded after the call (its links are known only then). An empty fetch (its
+    ``TimeoutError``) and a cancelled one make no span by default (see ``Recorder.fetched_nothing``)."""
     rec = entry()
     if rec is None:
         return await wrapped(*args, **kwargs)
@@ -175,8 +191,12 @@ async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     token = ACTIVE.set(op)  # the MSG.NEXT publish and next_msg loop make no spans
     try:
         msgs = await wrapped(*args, **kwargs)
-    except asyncio.TimeoutError:  # nats.errors.TimeoutError, or asyncio's own when nats-py's deadline passed
-        rec.fetched(op, start)
+    except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+        # nats.errors.TimeoutError, or asyncio's own when nats-py's deadline passed; or cancelled
+        try:
+            rec.fetched_nothing(op, start, isinstance(exc, asyncio.CancelledError))
+        except Exception:
+            _LOG.debug("could not record an empty fetch", exc_info=True)
         raise
     except BaseException as exc:
         rec.fetched(op, start, error=exc)
@@ -191,7 +211,8 @@ async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
 
 
 class Settle:
-    """``Msg.ack`` / ``ack_sync`` / ``nak`` / ``term`` / ``in_progress``: a CLIENT span ``{op} {stream}``."""
+    """``Msg.ack`` / ``ack_sync`` / ``nak`` / ``term`` / ``in_progress``: a CLIENT span ``{op} {stream}``,
+    a child of the current span (else of the message's creation context) with a link to the latter."""
 
     __slots__ = ("op",)
 
@@ -217,7 +238,8 @@ class Settle:
             extra=extra,
             name_dest=extra.get(names.JS_STREAM),
         )
-        return await rec.run(op, wrapped, args, kwargs)
+        parent, links = rec.settle_parent(instance)
+        return await rec.run(op, wrapped, args, kwargs, parent=parent, links=links)
 
 
 class StoreCall:
