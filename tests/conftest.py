@@ -17,12 +17,6 @@ from opentelemetry.instrumentation.nats import NatsInstrumentor
 from tests.natsserver import NatsServer, nats_server_binary, nats_server_version, server_skip_reason
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "nats_server(minimum, below, why): run only on these nats-server versions (requires_server())"
-    )
-
-
 def pytest_report_header() -> str:
     return f"nats-server {'.'.join(map(str, nats_server_version()))} ({nats_server_binary()})"
 
@@ -36,6 +30,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "nats_server(minimum, below, why): run only on these nats-server versions (requires_server())"
+    )
     config.addinivalue_line(
         "markers",
         "auto_instrumentation: runs an app under opentelemetry-instrument in a subprocess "

@@ -18,7 +18,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, get_current_span
 
 from opentelemetry.instrumentation.nats import message_context, propagation
-from tests.helpers import assert_child, by_name, synced, wait_spans
+from tests.helpers import assert_child, assert_links, by_name, synced, wait_spans
 from tests.natsserver import NatsServer, nats_server_version, requires_server
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -90,11 +90,17 @@ async def test_consumers_read_xraceparent_from_any_producer(telemetry: Any, serv
         "process renamed.cb",
         SpanKind.CONSUMER,
         "receive renamed.sync",
-        SpanKind.CONSUMER,
+        SpanKind.CLIENT,
     )
+    # the process span continues the producer's trace; the receive span is a root in the caller's
+    # (empty) context; both link to the creation context read from Xraceparent
+    assert format(process.context.trace_id, "032x") == TRACE_ID
+    assert process.parent is not None and format(process.parent.span_id, "016x") == PARENT_ID
+    assert receive.parent is None and format(receive.context.trace_id, "032x") != TRACE_ID
     for span in (process, receive):
-        assert format(span.context.trace_id, "032x") == TRACE_ID
-        assert span.parent is not None and format(span.parent.span_id, "016x") == PARENT_ID
+        assert [(f"{link.context.trace_id:032x}", f"{link.context.span_id:016x}") for link in span.links] == [
+            (TRACE_ID, PARENT_ID)
+        ]
     assert ids(message_context(msg)) == (TRACE_ID, PARENT_ID)
 
 
@@ -178,13 +184,15 @@ async def test_jetstream_push_consumers_continue_the_trace(
     )
     publish = by_name(spans, f"publish {stream}.orders", SpanKind.PRODUCER)
     process = by_name(spans, f"process {stream}.orders", SpanKind.CONSUMER)
-    receive = by_name(spans, f"receive {stream}.orders", SpanKind.CONSUMER)
+    receive = by_name(spans, f"receive {stream}.orders", SpanKind.CLIENT)
     ack = by_name(spans, f"ack {stream}", SpanKind.CLIENT)
     # the server really disabled its trace on the stored copy (renamed the header before 2.12.12)
     assert seen == [disabled_headers(traceparent(publish))]
     assert received.headers == disabled_headers(traceparent(publish))
     assert_child(process, publish)
-    assert_child(receive, publish)
+    assert receive.parent is None  # in the caller's (empty) context, linked to the creation context
+    for span in (process, receive, ack):
+        assert_links(span, publish)
     assert_child(ack, process)
     assert ids(message_context(received)) == (f"{publish.context.trace_id:032x}", f"{publish.context.span_id:016x}")
 
