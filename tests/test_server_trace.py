@@ -463,7 +463,8 @@ async def test_gateway_between_clusters(telemetry: Any, east_west: list[NatsServ
     await routed(east, sub)
     pub = await connect(url(east), name="publisher")
     await pub.publish("orders.new", BODY)
-    await asyncio.wait_for(sub.got.get(), 5)
+    delivered = await asyncio.wait_for(sub.got.get(), 5)
+    assert delivered.headers["Nats-Trace-Hop"] == "1.1"  # consumers see the hop header
     spans = await wait_spans(telemetry, 5)
 
     assert tree(spans) == [
@@ -506,8 +507,8 @@ async def test_leaf_node(telemetry: Any, hub_leaf: list[NatsServer], connect: An
     await routed(hub, at_leaf)
     pub = await connect(url(hub), name="publisher")
     await pub.publish("orders.new", BODY)
-    await asyncio.wait_for(at_hub.got.get(), 5)
-    await asyncio.wait_for(at_leaf.got.get(), 5)
+    assert "Nats-Trace-Hop" not in (await asyncio.wait_for(at_hub.got.get(), 5)).headers
+    assert (await asyncio.wait_for(at_leaf.got.get(), 5)).headers["Nats-Trace-Hop"] == "1"
     spans = await wait_spans(telemetry, 5)
 
     assert tree(spans) == [

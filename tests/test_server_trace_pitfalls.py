@@ -68,6 +68,9 @@ async def test_publisher_without_permission_on_the_trace_destination(
 
     pub = await connect(url(solo, "untraced"), name="publisher", error_cb=on_error)
     await topo.routed(solo, sub)
+    with suppress_instrumentation():  # a message the application did not sample goes through
+        await pub.publish("orders.new", b"unsampled", headers={"traceparent": f"00-{1:032x}-{2:016x}-00"})
+        assert (await asyncio.wait_for(got.get(), 5)).data == b"unsampled"
     await pub.publish("orders.new", b"x")
     await pub.flush()
 
