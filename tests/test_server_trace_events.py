@@ -173,6 +173,9 @@ def test_the_hop_header_counts_only_on_server_connections() -> None:
     assert parse(raw(doc(hop="1.2", kind=1))).hop == "1.2"  # from a route
     assert parse(raw(doc(hop="1.2", kind=4))).hop == "1.2"  # from a leaf node
     assert parse(raw(doc(hop="3", kind=0))).hop == ""  # a client re-published headers it received
+    unknown = doc(hop="1", kind=1)
+    del unknown["events"][0]["kind"]
+    assert parse(raw(unknown)).hop == "1"  # no kind: the header decides
 
 
 # --- planning --------------------------------------------------------------------------------------

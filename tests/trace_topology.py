@@ -2,8 +2,9 @@
 
 Every server gets the same accounts (:func:`accounts`): ``APP`` traces every message with a sampled
 ``traceparent`` to :data:`TRACE_SUBJECT`, imports the service ``svc.>`` from ``SVC`` (exported with
-``allow_trace``) and exports the stream ``news.>`` to ``SVC`` (imported with ``allow_trace``). Topologies are lists of :class:`~tests.natsserver.NatsServer`
-started on free loopback ports; ``cleanup()`` each of them afterwards.
+``allow_trace``) and exports the stream ``news.>`` to ``SVC`` (imported with ``allow_trace``).
+Topologies are lists of :class:`~tests.natsserver.NatsServer` started on distinct free loopback
+ports; ``cleanup()`` each of them afterwards. The span-tree helpers render spans as nested labels.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 
-from tests.natsserver import NatsServer, free_port, nats_server_binary
+from tests.natsserver import NatsServer, nats_server_binary
 
 TRACE_SUBJECT = "otel.trace"
 MSG_TRACE_SINCE = (2, 11, 0)
@@ -107,22 +108,32 @@ accounts {{
 """
 
 
+def ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (held open together, so the OS cannot hand one out twice)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+
+
 def single(jetstream: bool = False) -> list[NatsServer]:
     return [NatsServer(name="solo", jetstream=jetstream, extra=accounts(jetstream)).start()]
 
 
-def cluster(size: int, name: str = "blue", extra: str = "", sampling: list[int] | None = None) -> list[NatsServer]:
+def cluster(size: int, name: str = "blue", sampling: list[int] | None = None) -> list[NatsServer]:
     """``size`` servers ``{name}-1``… joined by routes (each may have its own account sampling)."""
-    ports = [free_port() for _ in range(size)]
-    routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in ports)
+    free = ports(2 * size)
+    client, route = free[:size], free[size:]
+    routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in route)
     servers = [
         NatsServer(
             name=f"{name}-{i + 1}",
+            port=client[i],
             extra=accounts(sampling=sampling[i] if sampling else 100)
-            + f"cluster {{ name: {name}\n listen: 127.0.0.1:{p}\n routes: [{routes}] }}\n"
-            + extra,
+            + f"cluster {{ name: {name}\n listen: 127.0.0.1:{p}\n routes: [{routes}] }}\n",
         )
-        for i, p in enumerate(ports)
+        for i, p in enumerate(route)
     ]
     return _start(servers)
 
@@ -130,8 +141,8 @@ def cluster(size: int, name: str = "blue", extra: str = "", sampling: list[int] 
 def east_and_west() -> list[NatsServer]:
     """``east-1`` (a cluster of one) joined by a gateway to the cluster ``west-1`` + ``west-2``; east's
     gateway connection goes to ``west-1``."""
-    east_gw, west_gw = free_port(), [free_port(), free_port()]
-    routes = [free_port(), free_port()]
+    east_gw, west_gw1, west_gw2, route1, route2, east_port, west_port1, west_port2 = ports(8)
+    west_gw, routes = [west_gw1, west_gw2], [route1, route2]
 
     def gateway(own: str, port: int, other: str, other_port: int) -> str:
         return (
@@ -143,22 +154,24 @@ def east_and_west() -> list[NatsServer]:
     west = [
         NatsServer(
             name=f"west-{i + 1}",
+            port=[west_port1, west_port2][i],
             extra=accounts()
             + gateway("west", west_gw[i], "east", east_gw)
             + f"cluster {{ name: west\n listen: 127.0.0.1:{routes[i]}\n routes: [{west_routes}] }}\n",
         )
         for i in range(2)
     ]
-    east = NatsServer(name="east-1", extra=accounts() + gateway("east", east_gw, "west", west_gw[0]))
+    east = NatsServer(name="east-1", port=east_port, extra=accounts() + gateway("east", east_gw, "west", west_gw[0]))
     return _start([east, *west])
 
 
 def hub_and_leaf() -> list[NatsServer]:
     """A hub and a leaf node whose account ``APP`` is bound to the hub's ``APP``."""
-    leaf_port = free_port()
-    hub = NatsServer(name="hub", extra=accounts() + f"leafnodes {{ listen: 127.0.0.1:{leaf_port} }}\n")
+    leaf_port, hub_port, leaf_client_port = ports(3)
+    hub = NatsServer(name="hub", port=hub_port, extra=accounts() + f"leafnodes {{ listen: 127.0.0.1:{leaf_port} }}\n")
     leaf = NatsServer(
         name="leaf",
+        port=leaf_client_port,
         extra=accounts()
         + f'leafnodes {{ remotes: [{{url: "nats-leaf://app:app@127.0.0.1:{leaf_port}", account: APP}}] }}\n',
     )

@@ -128,7 +128,8 @@ class ServerTraceBridge:
         self.handle(msg.data, headers.get("Content-Encoding"))
 
     def handle(self, data: bytes, content_encoding: str | None = None) -> None:
-        """Record the span of one trace event payload; malformed payloads are counted, never raised."""
+        """Record the span of one trace event payload; malformed payloads are counted, never raised.
+        (Called on the event loop for each message; not meant for several threads at once.)"""
         try:
             event = events.parse(data, content_encoding)
         except events.InvalidEvent as exc:

@@ -139,7 +139,7 @@ class TraceEvent:
     def hop(self) -> str:
         """This traversal's hop id: ``""`` on the first server, ``Nats-Trace-Hop`` on later ones (the
         server ignores that header on messages from clients, so do we)."""
-        if self.ingress.kind in (CLIENT, None):
+        if self.ingress.kind == CLIENT:
             return ""
         return self.header(TRACE_HOP_HEADER) or ""
 
