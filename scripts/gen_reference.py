@@ -37,13 +37,58 @@ def _every_mode_attributes() -> list[str]:
     values = {
         v
         for k, v in vars(names).items()
-        if k.isupper() and isinstance(v, str) and v.startswith(prefixes) and not k.startswith(("M_", "ENV_"))
+        if k.isupper() and isinstance(v, str) and v.startswith(prefixes) and not k.startswith(("M_", "ENV_", "ST_"))
     }
     return sorted(v for v in values - mode_keys if not v.endswith("."))
 
 
 def _metrics(prefix: str) -> list[Metric]:
     return [v for k, v in vars(names).items() if k.startswith(prefix) and isinstance(v, Metric)]
+
+
+def _server_trace() -> list[str]:
+    """The server trace bridge's section: the ``ST_`` names plus the shared keys its spans carry."""
+    attrs = [
+        names.MESSAGING_SYSTEM,
+        names.DESTINATION_NAME,
+        names.DESTINATION_TEMPORARY,
+        names.NATS_SERVER_ID,
+        names.NATS_SERVER_NAME,
+        names.NATS_SERVER_VERSION,
+        names.NATS_CLUSTER,
+        names.JS_DOMAIN,
+        names.JS_STREAM,
+        names.JS_SUBJECT,
+        names.ERROR_TYPE,
+    ]
+    st = {k: v for k, v in vars(names).items() if k.startswith("ST_") and isinstance(v, str)}
+    event_only = ("ST_EGRESS_KIND", "ST_EGRESS_NAME", "ST_EGRESS_CID", "ST_EGRESS_HOP", "ST_SUBSCRIPTION", "ST_QUEUE")
+    event_only += ("ST_IMPORT_FROM", "ST_IMPORT_TO", "ST_EXPORT_TO", "ST_JS_NO_INTEREST")
+    attrs += [v for k, v in st.items() if v.startswith("messaging.") and k not in event_only]
+    out = [
+        "## Server trace spans (`opentelemetry.instrumentation.nats.server_trace`)",
+        "",
+        f"One span per server traversal of a traced message: name `{names.ST_SPAN_VERB} {{ingress subject}}`"
+        f" (`{names.ST_SPAN_VERB}` for an inbox subject), kind {names.ST_SPAN_KIND}, resource"
+        f" `service.name` = `{names.ST_SERVICE_NAME}`, `service.instance.id` = server id,"
+        " `service.version` = server version.",
+        "",
+        "Span attributes:",
+        "",
+    ]
+    out += [f"- `{a}`" for a in dict.fromkeys(attrs)]
+    out += ["", "Span events, one per step of the server's trace event, at the step's timestamp:", ""]
+    out += [f"- `{v}`" for k, v in st.items() if k.startswith("ST_EVENT_")]
+    out += [
+        "",
+        "Their attributes: the span attributes of the step (account, mapped subject, JetStream stream and"
+        " subject, error) and:",
+        "",
+    ]
+    out += [f"- `{st[k]}`" for k in event_only]
+    out += ["", "| metric | unit | description |", "| --- | --- | --- |"]
+    out += [f"| `{m.name}` | `{m.unit}` | {m.description} |" for m in _metrics("ST_M_")]
+    return out
 
 
 def render() -> str:
@@ -86,6 +131,7 @@ def render() -> str:
     out += ["", "## Attributes in every mode", ""]
     out += [f"- `{a}`" for a in _every_mode_attributes()]
     out += [f"- `{names.NATS_HEADER_PREFIX}<lower-case header name>` (only headers listed in `captured_headers`)"]
+    out += ["", *_server_trace()]
     out += ["", "## Metrics", ""]
     sections = (
         ("`current` and `dup` modes", "M_", lambda n: not n.startswith("M_LEGACY_")),

@@ -17,17 +17,6 @@ from opentelemetry.instrumentation.nats import NatsInstrumentor
 from tests.natsserver import NatsServer, nats_server_binary, nats_server_version, server_skip_reason
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "nats_server(minimum, below, why): run only on these nats-server versions (requires_server())"
-    )
-    config.addinivalue_line(
-        "markers",
-        "auto_instrumentation: runs an app under opentelemetry-instrument in a subprocess "
-        "(tests.helpers.instrumented_command); scripts/check_dist.py reruns these against the built wheel",
-    )
-
-
 def pytest_report_header() -> str:
     return f"nats-server {'.'.join(map(str, nats_server_version()))} ({nats_server_binary()})"
 
@@ -38,6 +27,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         reason = server_skip_reason(mark)
         if reason is not None:
             pytest.skip(reason)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "nats_server(minimum, below, why): run only on these nats-server versions (requires_server())"
+    )
+    config.addinivalue_line(
+        "markers",
+        "auto_instrumentation: runs an app under opentelemetry-instrument in a subprocess "
+        "(tests.helpers.instrumented_command); scripts/check_dist.py reruns these against the built wheel",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -92,13 +92,13 @@ async def test_consumers_read_xraceparent_from_any_producer(telemetry: Any, serv
         "receive renamed.sync",
         SpanKind.CLIENT,
     )
-    # the process span is a child of the renamed context; the receive span is in the caller's context
-    # (a root here); both link to the renamed context
+    # the process span continues the producer's trace; the receive span is a root in the caller's
+    # (empty) context; both link to the creation context read from Xraceparent
     assert format(process.context.trace_id, "032x") == TRACE_ID
     assert process.parent is not None and format(process.parent.span_id, "016x") == PARENT_ID
-    assert receive.parent is None
+    assert receive.parent is None and format(receive.context.trace_id, "032x") != TRACE_ID
     for span in (process, receive):
-        assert [(f"{x.context.trace_id:032x}", f"{x.context.span_id:016x}") for x in span.links] == [
+        assert [(f"{link.context.trace_id:032x}", f"{link.context.span_id:016x}") for link in span.links] == [
             (TRACE_ID, PARENT_ID)
         ]
     assert ids(message_context(msg)) == (TRACE_ID, PARENT_ID)
@@ -190,8 +190,9 @@ async def test_jetstream_push_consumers_continue_the_trace(
     assert seen == [disabled_headers(traceparent(publish))]
     assert received.headers == disabled_headers(traceparent(publish))
     assert_child(process, publish)
-    assert receive.parent is None  # a receive span is in the caller's context (none here), linked to the producer
-    assert_links(receive, publish)
+    assert receive.parent is None  # in the caller's (empty) context, linked to the creation context
+    for span in (process, receive, ack):
+        assert_links(span, publish)
     assert_child(ack, process)
     assert ids(message_context(received)) == (f"{publish.context.trace_id:032x}", f"{publish.context.span_id:016x}")
 

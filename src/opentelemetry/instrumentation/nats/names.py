@@ -264,3 +264,41 @@ ENV_ENVELOPE = "OTEL_PYTHON_NATS_ENVELOPE_SUBJECTS"
 ENV_EMPTY_FETCH_SPANS = "OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS"
 ENV_SUBJECT_TEMPLATES = "OTEL_PYTHON_NATS_SUBJECT_TEMPLATES"
 ENV_MAX_DESTINATIONS = "OTEL_PYTHON_NATS_MAX_DESTINATIONS"
+
+# --- server trace bridge (server_trace): spans from nats-server message-trace events (ADR-41) -------
+# One span per server a traced message passes through; its resource is the server.
+ST_SPAN_VERB = "traverse"  # span name: "traverse {ingress subject}" ("traverse" for an inbox subject)
+ST_SPAN_KIND = "CONSUMER"
+ST_SERVICE_NAME = "nats-server"  # resource service.name; service.instance.id = server id, service.version
+ST_ACCOUNT = "messaging.nats.account"
+ST_ENVELOPE_SIZE = "messaging.message.envelope.size"  # the server's msgsize: headers + payload
+ST_INGRESS_KIND = "messaging.nats.server.ingress.kind"  # client, router, gateway, leaf, …
+ST_INGRESS_NAME = "messaging.nats.server.ingress.name"  # client connection name or remote server name
+ST_INGRESS_CID = "messaging.nats.server.ingress.cid"
+ST_HOP = "messaging.nats.server.hop"  # Nats-Trace-Hop of a later server ("1", "1.2", …)
+ST_EGRESS_COUNT = "messaging.nats.server.egress.count"  # 0: no interest
+ST_MAPPED_SUBJECT = "messaging.nats.server.mapped_subject"
+ST_ERROR = "messaging.nats.server.error"  # the server's error text; error.type classifies it
+ST_JS_NO_INTEREST = "messaging.nats.jetstream.no_interest"
+# span events, one per step of the server's event list, at the step's timestamp
+ST_EVENT_EGRESS = "nats.egress"
+ST_EVENT_MAPPING = "nats.subject_mapping"
+ST_EVENT_SERVICE_IMPORT = "nats.service_import"
+ST_EVENT_STREAM_EXPORT = "nats.stream_export"
+ST_EVENT_JETSTREAM = "nats.jetstream"
+ST_EGRESS_KIND = "messaging.nats.server.egress.kind"
+ST_EGRESS_NAME = "messaging.nats.server.egress.name"
+ST_EGRESS_CID = "messaging.nats.server.egress.cid"
+ST_EGRESS_HOP = "messaging.nats.server.egress.hop"  # the hop id the next server sees in Nats-Trace-Hop
+ST_SUBSCRIPTION = "messaging.destination.subscription.name"  # the subscription subject of a client egress
+ST_QUEUE = "messaging.consumer.group.name"
+ST_IMPORT_FROM = "messaging.nats.server.service_import.from"
+ST_IMPORT_TO = "messaging.nats.server.service_import.to"
+ST_EXPORT_TO = "messaging.nats.server.stream_export.to"
+# metrics of the bridge
+ST_M_EVENTS = Metric("messaging.nats.server_trace.events", "{event}", "Server trace events turned into spans")
+ST_M_SKIPPED = Metric(
+    "messaging.nats.server_trace.skipped",
+    "{event}",
+    "Server trace events (or entries in them) skipped as malformed or unknown, by error.type",
+)
