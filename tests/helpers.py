@@ -65,9 +65,19 @@ def parent_of(span: ReadableSpan) -> int | None:
     return span.parent.span_id if span.parent else None
 
 
-def assert_child(child: ReadableSpan, parent: ReadableSpan) -> None:
-    assert child.context.trace_id == parent.context.trace_id, f"{child.name} not in the trace of {parent.name}"
-    assert parent_of(child) == parent.context.span_id, f"{child.name} is not a child of {parent.name}"
+def _ids(span: Any) -> tuple[Any, Any, Any]:
+    """(trace id, span id, parent span id) of an SDK span, or of a span that tests/test_examples.py parsed
+    from an example's output (hex strings)."""
+    if isinstance(span, ReadableSpan):
+        return span.context.trace_id, span.context.span_id, parent_of(span)
+    return span.trace, span.span, span.parent
+
+
+def assert_child(child: Any, parent: Any) -> None:
+    """``child`` is in the trace of ``parent`` and its parent is ``parent`` (SDK spans or parsed ones)."""
+    (child_trace, _, child_parent), (parent_trace, parent_id, _) = _ids(child), _ids(parent)
+    assert child_trace == parent_trace, f"{child.name} not in the trace of {parent.name}"
+    assert child_parent == parent_id, f"{child.name} is not a child of {parent.name}"
 
 
 async def synced(*conns: Any) -> None:

@@ -7,6 +7,7 @@ The binary is ``NATS_SERVER_BIN``, else ``nats-server`` on ``PATH``, else ``/usr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -17,16 +18,24 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (held open together, so the OS cannot hand one out twice)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def nats_server_binary() -> str:
@@ -147,21 +156,37 @@ class NatsServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_cluster(size: int = 3, jetstream: bool = True, cluster_name: str = "otel-test") -> list[NatsServer]:
-    """A cluster of ``size`` servers with routes on loopback."""
-    cluster_ports = [free_port() for _ in range(size)]
-    routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in cluster_ports)
+def start_all(servers: list[NatsServer]) -> list[NatsServer]:
+    """Start ``servers`` in order; when one fails, clean up all of them and raise."""
+    try:
+        for s in servers:
+            s.start()
+    except Exception:
+        for s in servers:
+            s.cleanup()
+        raise
+    return servers
+
+
+def start_cluster(
+    size: int = 3, jetstream: bool = True, cluster_name: str = "otel-test", extra: Callable[[int], str] | None = None
+) -> list[NatsServer]:
+    """A cluster of ``size`` servers ``{cluster_name}-1``… with routes on loopback (client and route ports
+    distinct); ``extra(i)`` adds to the config of server ``i``."""
+    free = free_ports(2 * size)
+    client, route = free[:size], free[size:]
+    routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in route)
     servers = [
         NatsServer(
             jetstream=jetstream,
-            name=f"{cluster_name}-n{i + 1}",
-            extra=f"cluster {{ name: {cluster_name}\n listen: 127.0.0.1:{cp}\n routes: [{routes}] }}",
+            name=f"{cluster_name}-{i + 1}",
+            port=client[i],
+            extra=(extra(i) if extra else "")
+            + f"cluster {{ name: {cluster_name}\n listen: 127.0.0.1:{p}\n routes: [{routes}] }}\n",
         )
-        for i, cp in enumerate(cluster_ports)
+        for i, p in enumerate(route)
     ]
-    for s in servers:
-        s.start()
-    return servers
+    return start_all(servers)
 
 
 def main(argv: list[str]) -> int:

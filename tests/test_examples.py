@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import instrumented_command, load_script
+from tests.helpers import assert_child, instrumented_command, load_script
 from tests.natsserver import NatsServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,10 +102,6 @@ def one(spans: list[Span], name: str) -> Span:
     found = [s for s in spans if s.name == name]
     assert len(found) == 1, f"{len(found)} spans named {name!r}: {[s.name for s in spans]}"
     return found[0]
-
-
-def assert_child(child: Span, parent: Span) -> None:
-    assert (child.trace, child.parent) == (parent.trace, parent.span), f"{child.name} is not a child of {parent.name}"
 
 
 def test_pubsub(example_server: NatsServer) -> None:

@@ -19,7 +19,8 @@ from opentelemetry.trace import SpanKind, get_current_span
 
 from opentelemetry.instrumentation.nats import message_context, propagation
 from tests.helpers import assert_child, assert_links, by_name, synced, wait_spans
-from tests.natsserver import NatsServer, nats_server_version, requires_server
+from tests.natsserver import NatsServer
+from tests.trace_topology import disabled_headers, requires_msg_trace, traceparent
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
@@ -108,10 +109,7 @@ async def test_consumers_read_xraceparent_from_any_producer(telemetry: Any, serv
 
 # Only servers with message tracing (2.11+) can rename the header; on 2.12.12+ these tests check that
 # consumers continue the trace with account tracing on, where the headers stay as sent.
-tracing = requires_server(
-    "2.11",
-    why="account message tracing (msg_trace), and with it the Xraceparent rename of 2.11.0-2.12.11, is new in 2.11",
-)
+tracing = requires_msg_trace
 
 ACCOUNTS = """
 accounts {
@@ -134,21 +132,6 @@ def tracing_server() -> Iterator[NatsServer]:
     srv = NatsServer(jetstream=True, extra=ACCOUNTS).start()
     yield srv
     srv.cleanup()
-
-
-def traceparent(span: Any) -> str:
-    """The ``traceparent`` the instrumentation injected for ``span``."""
-    ctx = span.context
-    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
-
-
-def renames() -> bool:
-    return nats_server_version() < (2, 12, 12)
-
-
-def disabled_headers(tp: str) -> dict[str, str]:
-    """The headers of a message whose server trace was disabled (stored copy, or skipped by sampling)."""
-    return {"Xraceparent": tp} if renames() else {"traceparent": tp, "Nats-Trace-Dest": "trace disabled"}
 
 
 async def _stream(nc: Any, telemetry: Any, prefix: str) -> tuple[Any, str]:

