@@ -14,6 +14,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from opentelemetry.instrumentation.nats import NatsInstrumentor
+from opentelemetry.instrumentation.nats.server_trace import ServerTraceBridge
+from tests import trace_topology as topo
 from tests.natsserver import NatsServer, nats_server_binary, nats_server_version, server_skip_reason
 
 
@@ -121,3 +123,25 @@ async def connect() -> AsyncIterator[Any]:
     for nc in conns:
         if not nc.is_closed:
             await nc.close()
+
+
+@pytest.fixture
+async def bridge(telemetry: Any, connect: Any) -> AsyncIterator[Any]:
+    """``await bridge(server, *others)``: a ServerTraceBridge on ``server`` reporting to the test's SDK,
+    once the trace events of every server in ``others`` reach it."""
+    started: list[ServerTraceBridge] = []
+
+    async def start(server: NatsServer, *others: NatsServer) -> ServerTraceBridge:
+        nc = await connect(topo.url(server))
+        b = ServerTraceBridge(
+            nc, topo.TRACE_SUBJECT, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+        )
+        await b.start()
+        started.append(b)
+        for other in (server, *others):
+            await topo.routed(other, nc)
+        return b
+
+    yield start
+    for b in started:
+        await b.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,27 @@ async def synced(*conns: Any) -> None:
     for nc in conns:
         await nc._flush_pending(force_flush=True)
         await nc.flush()
+
+
+async def collect(nc: Any, subject: str) -> asyncio.Queue[Any]:
+    """Subscribe ``nc`` to ``subject`` (the server has seen the SUB on return); the messages go to the queue."""
+    got: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def handler(msg: Any) -> None:
+        await got.put(msg)
+
+    await nc.subscribe(subject, cb=handler)
+    await synced(nc)
+    return got
+
+
+async def new_stream(nc: Any, telemetry: Any, prefix: str) -> tuple[Any, str]:
+    """A JetStream stream ``{prefix}_<random>`` on the subjects ``{stream}.>``; telemetry cleared afterwards."""
+    js = nc.jetstream()
+    stream = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    await js.add_stream(name=stream, subjects=[f"{stream}.>"])
+    telemetry.clear()
+    return js, stream
 
 
 def load_script(name: str) -> Any:

@@ -11,24 +11,13 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace import SpanKind, StatusCode
 
 from opentelemetry import propagate
-from tests.helpers import assert_child, by_name, synced, wait_spans
+from tests.helpers import assert_child, by_name, collect, wait_spans
 from tests.natsserver import NatsServer
-
-
-async def _collect(nc: Any, subject: str) -> asyncio.Queue[Any]:
-    got: asyncio.Queue[Any] = asyncio.Queue()
-
-    async def handler(msg: Any) -> None:
-        await got.put(msg)
-
-    await nc.subscribe(subject, cb=handler)
-    await synced(nc)
-    return got
 
 
 async def test_caller_headers_are_never_mutated(telemetry: Any, server: Any, connect: Any) -> None:
     nc = await connect(server.url)
-    got = await _collect(nc, "hdr.copy")
+    got = await collect(nc, "hdr.copy")
     headers = {"X-App": "value"}
     await nc.publish("hdr.copy", b"x", headers=headers)
     msg = await asyncio.wait_for(got.get(), 5)
@@ -61,7 +50,7 @@ async def test_no_injection_without_server_header_support(telemetry: Any, connec
     srv = NatsServer(extra="no_header_support: true").start()
     try:
         nc = await connect(srv.url)
-        got = await _collect(nc, "old.server")
+        got = await collect(nc, "old.server")
         await nc.publish("old.server", b"one")
         msg = await asyncio.wait_for(got.get(), 5)
         assert msg.headers is None
@@ -79,7 +68,7 @@ async def test_no_injection_when_headers_would_exceed_max_payload(telemetry: Any
     srv = NatsServer(extra="max_payload: 1024").start()
     try:
         nc = await connect(srv.url)
-        got = await _collect(nc, "big.payload")
+        got = await collect(nc, "big.payload")
         await nc.publish("big.payload", b"x" * 1020)
         msg = await asyncio.wait_for(got.get(), 5)
         assert msg.headers is None and len(msg.data) == 1020
@@ -101,7 +90,7 @@ async def test_propagator_writing_nothing_leaves_message_untouched(telemetry: An
     propagate.set_global_textmap(CompositePropagator([]))
     try:
         nc = await connect(server.url)
-        got = await _collect(nc, "no.prop")
+        got = await collect(nc, "no.prop")
         await nc.publish("no.prop", b"plain")
         msg = await asyncio.wait_for(got.get(), 5)
         assert msg.headers is None
@@ -117,7 +106,7 @@ PARENT_ID = "b7ad6b7169203331"
 @pytest.mark.parametrize("key", ["traceparent", "Traceparent", "TRACEPARENT"])
 async def test_extraction_is_case_insensitive(telemetry: Any, server: Any, connect: Any, key: str) -> None:
     nc = await connect(server.url)
-    got = await _collect(nc, "case.test")
+    got = await collect(nc, "case.test")
     with suppress_instrumentation():
         await nc.publish("case.test", b"", headers={key: f"00-{TRACE_ID}-{PARENT_ID}-01"})
     await asyncio.wait_for(got.get(), 5)
@@ -141,7 +130,7 @@ async def test_malformed_context_gives_root_span(
     telemetry: Any, server: Any, connect: Any, headers: dict[str, str]
 ) -> None:
     nc = await connect(server.url)
-    got = await _collect(nc, "bad.ctx")
+    got = await collect(nc, "bad.ctx")
     with suppress_instrumentation():
         await nc.publish("bad.ctx", b"data", headers=headers)
     msg = await asyncio.wait_for(got.get(), 5)

@@ -28,7 +28,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.nats import NatsInstrumentor
-from tests.helpers import assert_child, by_name, synced, wait_spans
+from tests.helpers import assert_child, by_name, collect, wait_spans
 
 TRACE_HEX = "0af7651916cd43dd8448eb211c80319c"
 SPAN_HEX = "b7ad6b7169203331"
@@ -42,17 +42,6 @@ def _links(span: Any) -> list[tuple[int, int]]:
 
 def _span_id(headers: dict[str, str]) -> int:
     return int(headers["traceparent"].split("-")[2], 16)
-
-
-async def _collect(nc: Any, subject: str) -> asyncio.Queue[Any]:
-    got: asyncio.Queue[Any] = asyncio.Queue()
-
-    async def handler(msg: Any) -> None:
-        await got.put(msg)
-
-    await nc.subscribe(subject, cb=handler)
-    await synced(nc)
-    return got
 
 
 @pytest.fixture
@@ -72,7 +61,7 @@ async def test_publish_keeps_the_callers_creation_context(
         publish_hook=lambda span, subject, payload, headers: hooked.append((span.kind, subject, headers))
     )
     nc = await connect(server.url)
-    got = await _collect(nc, "keep.pub")
+    got = await collect(nc, "keep.pub")
     headers = {key: TP, "tracestate": "vendor=theirs", "baggage": "tenant=theirs", "X-App": "1"}
     sent = dict(headers)
     # what an uninstrumented publish of these headers delivers (servers 2.11+ spell `traceparent`
@@ -104,7 +93,7 @@ async def test_publish_keeps_the_callers_creation_context(
 
 async def test_publish_outside_a_span_keeps_the_callers_context(telemetry: Any, server: Any, connect: Any) -> None:
     nc = await connect(server.url)
-    got = await _collect(nc, "keep.root")
+    got = await collect(nc, "keep.root")
     await nc.publish("keep.root", b"", headers={"traceparent": TP})
     msg = await asyncio.wait_for(got.get(), 5)
     assert msg.headers == {"traceparent": TP}
@@ -186,7 +175,7 @@ async def test_headers_without_a_valid_creation_context_get_ours(
     telemetry: Any, server: Any, connect: Any, headers: dict[str, str]
 ) -> None:
     nc = await connect(server.url)
-    got = await _collect(nc, "inject.pub")
+    got = await collect(nc, "inject.pub")
     await nc.publish("inject.pub", b"", headers=headers)
     msg = await asyncio.wait_for(got.get(), 5)
     publish, process = await wait_spans(telemetry, 2)
@@ -198,7 +187,7 @@ async def test_headers_without_a_valid_creation_context_get_ours(
 async def test_forwarding_a_received_message_without_its_context(telemetry: Any, server: Any, connect: Any) -> None:
     """The README's recipe: drop the propagator's fields from the received headers before sending them on."""
     nc = await connect(server.url)
-    got = await _collect(nc, "fwd.out")
+    got = await collect(nc, "fwd.out")
     sub = await nc.subscribe("fwd.in")
     await nc.publish("fwd.in", b"", headers={"X-App": "1"})
     received = await sub.next_msg(timeout=5)
@@ -252,7 +241,7 @@ async def test_any_configured_propagator_defines_the_creation_context(
     propagate.set_global_textmap(_XTrace())
     try:
         nc = await connect(server.url)
-        got = await _collect(nc, "xtrace.pub")
+        got = await collect(nc, "xtrace.pub")
         await nc.publish("xtrace.pub", b"", headers={"X-Trace": f"{TRACE_HEX}:{SPAN_HEX}"})
         kept = await asyncio.wait_for(got.get(), 5)
         # a traceparent is not what this propagator writes: not a creation context, ours is added
@@ -276,7 +265,7 @@ async def test_no_sdk_sends_the_callers_headers_unchanged(server: Any, connect: 
     instrumentor.instrument(tracer_provider=trace.NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
     try:
         nc = await connect(server.url)
-        got = await _collect(nc, "nosdk.keep")
+        got = await collect(nc, "nosdk.keep")
         ours = SpanContext(int("1" * 32, 16), int("2" * 16, 16), is_remote=True, trace_flags=TraceFlags(1))
         token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(ours)))
         try:

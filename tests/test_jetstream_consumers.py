@@ -8,20 +8,12 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from tests.helpers import assert_child, assert_links, by_name, wait_spans
-
-
-async def _stream(nc: Any, telemetry: Any, prefix: str) -> tuple[Any, str]:
-    js = nc.jetstream()
-    stream = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    await js.add_stream(name=stream, subjects=[f"{stream}.>"])
-    telemetry.clear()
-    return js, stream
+from tests.helpers import assert_child, assert_links, by_name, new_stream, wait_spans
 
 
 async def test_manual_ack_push_consumer(telemetry: Any, js_server: Any, connect: Any) -> None:
     nc = await connect(js_server.url)
-    js, stream = await _stream(nc, telemetry, "MAN")
+    js, stream = await new_stream(nc, telemetry, "MAN")
     done = asyncio.Event()
 
     async def handler(msg: Any) -> None:
@@ -44,7 +36,7 @@ async def test_manual_ack_push_consumer(telemetry: Any, js_server: Any, connect:
 
 async def test_deliver_group_spreads_and_names_the_group(telemetry: Any, js_server: Any, connect: Any) -> None:
     nc = await connect(js_server.url)
-    js, stream = await _stream(nc, telemetry, "GRP")
+    js, stream = await new_stream(nc, telemetry, "GRP")
     seen: list[str] = []
     done = asyncio.Event()
 
@@ -70,7 +62,7 @@ async def test_deliver_group_spreads_and_names_the_group(telemetry: Any, js_serv
 
 async def test_ordered_consumer_process_spans(telemetry: Any, js_server: Any, connect: Any) -> None:
     nc = await connect(js_server.url)
-    js, stream = await _stream(nc, telemetry, "ORD")
+    js, stream = await new_stream(nc, telemetry, "ORD")
     got: list[bytes] = []
     done = asyncio.Event()
 
@@ -95,7 +87,7 @@ async def test_ordered_consumer_process_spans(telemetry: Any, js_server: Any, co
 
 async def test_sync_push_subscription_receive_spans(telemetry: Any, js_server: Any, connect: Any) -> None:
     nc = await connect(js_server.url)
-    js, stream = await _stream(nc, telemetry, "SYN")
+    js, stream = await new_stream(nc, telemetry, "SYN")
     sub = await js.subscribe(f"{stream}.s", durable="sync")
     await js.publish(f"{stream}.s", b"x")
     msg = await sub.next_msg(timeout=5)

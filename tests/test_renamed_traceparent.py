@@ -18,7 +18,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, get_current_span
 
 from opentelemetry.instrumentation.nats import message_context, propagation
-from tests.helpers import assert_child, assert_links, by_name, synced, wait_spans
+from tests.helpers import assert_child, assert_links, by_name, new_stream, synced, wait_spans
 from tests.natsserver import NatsServer
 from tests.trace_topology import disabled_headers, requires_msg_trace, traceparent
 
@@ -134,20 +134,12 @@ def tracing_server() -> Iterator[NatsServer]:
     srv.cleanup()
 
 
-async def _stream(nc: Any, telemetry: Any, prefix: str) -> tuple[Any, str]:
-    js = nc.jetstream()
-    stream = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    await js.add_stream(name=stream, subjects=[f"{stream}.>"])
-    telemetry.clear()
-    return js, stream
-
-
 @tracing
 async def test_jetstream_push_consumers_continue_the_trace(
     telemetry: Any, tracing_server: NatsServer, connect: Any
 ) -> None:
     nc = await connect(tracing_server.url, user="traced", password="traced")
-    js, stream = await _stream(nc, telemetry, "PUSH")
+    js, stream = await new_stream(nc, telemetry, "PUSH")
     seen: list[dict[str, str]] = []
     done = asyncio.Event()
 
@@ -185,7 +177,7 @@ async def test_jetstream_pull_consumer_continues_the_trace(
     telemetry: Any, tracing_server: NatsServer, connect: Any
 ) -> None:
     nc = await connect(tracing_server.url, user="traced", password="traced")
-    js, stream = await _stream(nc, telemetry, "PULL")
+    js, stream = await new_stream(nc, telemetry, "PULL")
     psub = await js.pull_subscribe(f"{stream}.>", durable="pull", stream=stream)
     await js.publish(f"{stream}.a", b"a")
     await js.publish(f"{stream}.b", b"b")

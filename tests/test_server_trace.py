@@ -8,14 +8,13 @@ asserts the whole trace: the publish span, one ``traverse`` span per server the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import StatusCode
 
-from opentelemetry.instrumentation.nats.server_trace import ServerTraceBridge
 from tests import trace_topology as topo
 from tests.helpers import wait_spans
 from tests.natsserver import NatsServer
@@ -32,28 +31,6 @@ def solo() -> Iterator[NatsServer]:
     (srv,) = topo.single(jetstream=True)
     yield srv
     srv.cleanup()
-
-
-@pytest.fixture
-async def bridge(telemetry: Any, connect: Any) -> AsyncIterator[Any]:
-    """``await bridge(server, *others)``: a ServerTraceBridge on ``server`` reporting to the test's SDK,
-    once the trace events of every server in ``others`` reach it."""
-    started: list[ServerTraceBridge] = []
-
-    async def start(server: NatsServer, *others: NatsServer) -> ServerTraceBridge:
-        nc = await connect(url(server))
-        b = ServerTraceBridge(
-            nc, topo.TRACE_SUBJECT, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
-        )
-        await b.start()
-        started.append(b)
-        for other in (server, *others):
-            await routed(other, nc)
-        return b
-
-    yield start
-    for b in started:
-        await b.stop()
 
 
 async def consumer(connect: Any, server: NatsServer, subject: str, user: str = "app", **opts: Any) -> Any:

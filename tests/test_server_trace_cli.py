@@ -3,6 +3,7 @@ console exporter (``OTEL_TRACES_EXPORTER=console``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -54,9 +55,27 @@ def _run(*args: str, **env: str) -> subprocess.Popen[str]:
     )
 
 
+@contextlib.contextmanager
+def _bridge_process(*args: str, **env: str) -> Iterator[subprocess.Popen[str]]:
+    """The console script running with ``args`` and ``env``; killed on exit if it is still running."""
+    proc = _run(*args, **env)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _sigterm(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Stop the process as a service manager would; its stdout and stderr."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=30)
+
+
 @topo.requires_msg_trace
 async def test_console_script_exports_server_spans(solo: NatsServer, connect: Any) -> None:
-    proc = _run(
+    with _bridge_process(
         "--servers",
         url(solo),
         "--subject",
@@ -66,8 +85,7 @@ async def test_console_script_exports_server_spans(solo: NatsServer, connect: An
         OTEL_TRACES_EXPORTER="console",
         OTEL_METRICS_EXPORTER="none",
         OTEL_RESOURCE_ATTRIBUTES="deployment.environment.name=test",
-    )
-    try:
+    ) as proc:
         started = _wait_for_line(proc, "listening on")
         assert f"listening on {topo.TRACE_SUBJECT} (queue 'bridges') at 127.0.0.1:{solo.port}" in started
         assert "app:app" not in started  # no credentials in the log
@@ -75,12 +93,7 @@ async def test_console_script_exports_server_spans(solo: NatsServer, connect: An
         await pub.publish("orders.nobody", b"hello", headers={"traceparent": f"00-{TRACE:032x}-{PUBLISHER:016x}-01"})
         await pub.flush()
         time.sleep(0.3)  # the event reaches the bridge
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        out, err = _sigterm(proc)
     assert proc.returncode == 0, err
 
     (span,) = load_script("trace_picture").console_spans(out)
@@ -114,22 +127,16 @@ async def test_console_script_exports_server_spans(solo: NatsServer, connect: An
 
 def test_console_script_waits_for_its_server_and_stops_on_sigterm() -> None:
     port = free_port()
-    proc = _run(
+    with _bridge_process(
         "--servers",
         f"nats://127.0.0.1:{port}",
         "--subject",
         "otel.trace",
         OTEL_TRACES_EXPORTER="console",
         OTEL_METRICS_EXPORTER="none",
-    )
-    try:
+    ) as proc:
         _wait_for_line(proc, "ConnectionRefusedError")
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        out, err = _sigterm(proc)
     assert proc.returncode == 0
     assert "Traceback" not in err
     assert out == ""

@@ -18,7 +18,6 @@ import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind
 
-from opentelemetry.instrumentation.nats.server_trace import ServerTraceBridge
 from tests import trace_topology as topo
 from tests.helpers import wait_spans
 from tests.natsserver import NatsServer, nats_server_version
@@ -40,20 +39,11 @@ def solo() -> Iterator[NatsServer]:
     srv.cleanup()
 
 
-async def start_bridge(telemetry: Any, connect: Any, server: NatsServer, *others: NatsServer) -> ServerTraceBridge:
-    nc = await connect(url(server))
-    bridge = ServerTraceBridge(nc, topo.TRACE_SUBJECT, tracer_provider=telemetry.tracer_provider)
-    await bridge.start()
-    for s in (server, *others):
-        await routed(s, nc)
-    return bridge
-
-
 async def test_publisher_without_permission_on_the_trace_destination(
-    telemetry: Any, solo: NatsServer, connect: Any
+    telemetry: Any, solo: NatsServer, connect: Any, bridge: Any
 ) -> None:
     """``untraced`` may publish on orders.> but not on otel.trace."""
-    bridge = await start_bridge(telemetry, connect, solo)
+    await bridge(solo)
     sub = await connect(url(solo), name="app-consumer")
     got: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -91,7 +81,6 @@ async def test_publisher_without_permission_on_the_trace_destination(
             )
         ]
         assert errors == []
-    await bridge.stop()
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +122,10 @@ def _parent_of_publisher(tp: str) -> int:
 
 
 async def test_sampling_is_decided_on_the_first_server(
-    telemetry: Any, sampled_cluster: list[NatsServer], connect: Any
+    telemetry: Any, sampled_cluster: list[NatsServer], connect: Any, bridge: Any
 ) -> None:
     first, second = sampled_cluster
-    await start_bridge(telemetry, connect, first, second)
+    await bridge(first, second)
 
     # from the 100 % server: the 1 % server traces every message too (it does not sample again)
     parents, seen = await _publish_through(connect, first, second, 20)

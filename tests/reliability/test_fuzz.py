@@ -288,12 +288,16 @@ def _header(headers: Any, name: str) -> str | None:
     return None
 
 
-@settings(
+# Each example talks to a real server: fewer examples, no deadline, no example database.
+_REAL_SERVER_SETTINGS = settings(
     max_examples=50,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
+
+
+@_REAL_SERVER_SETTINGS
 @given(messages())
 @example(("fz.valid", b"x", {"traceparent": _TP_OK + "-01"}, _TP_OK + "-01"))  # child
 @example(("fz.unsampled", b"x", {"Traceparent": _TP_OK + "-00"}, _TP_OK + "-00"))  # child, not recorded
@@ -354,12 +358,7 @@ def test_arbitrary_input_never_breaks_the_consumer(
     harness.ledger.assert_balanced()
 
 
-@settings(
-    max_examples=50,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
-)
+@_REAL_SERVER_SETTINGS
 @given(messages())
 @example(("fz.keep", b"x", {"traceparent": _TP_OK + "-01", "X-App": "1"}, _TP_OK + "-01"))  # kept
 @example(("fz.keepun", b"x", {"Traceparent": _TP_OK + "-00", "baggage": "k=v"}, _TP_OK + "-00"))  # kept
