@@ -7,15 +7,10 @@ from typing import Any
 
 import nats
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from opentelemetry.instrumentation.nats import NatsInstrumentor
 from opentelemetry.instrumentation.nats.server_trace import ServerTraceBridge
 from tests import trace_topology as topo
+from tests.helpers import Telemetry
 from tests.natsserver import NatsServer, nats_server_binary, nats_server_version, server_skip_reason
 
 
@@ -56,32 +51,6 @@ def js_server() -> Iterator[NatsServer]:
     srv = NatsServer(jetstream=True).start()
     yield srv
     srv.cleanup()
-
-
-class Telemetry:
-    """The SDK pipeline the instrumentation reports to, plus helpers to read it."""
-
-    def __init__(self) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.metric_reader = InMemoryMetricReader()
-        self.meter_provider = MeterProvider(metric_readers=[self.metric_reader])
-        self.instrumentor = NatsInstrumentor()
-
-    def instrument(self, **options: Any) -> None:
-        self.instrumentor.instrument(
-            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, **options
-        )
-
-    def uninstrument(self) -> None:
-        self.instrumentor.uninstrument()
-
-    def spans(self) -> list[ReadableSpan]:
-        return sorted(self.exporter.get_finished_spans(), key=lambda s: s.start_time or 0)
-
-    def clear(self) -> None:
-        self.exporter.clear()
 
 
 @pytest.fixture

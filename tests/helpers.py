@@ -9,8 +9,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+
+from opentelemetry.instrumentation.nats import NatsInstrumentor
 
 
 async def wait_spans(telemetry: Any, count: int, timeout: float = 5.0) -> list[ReadableSpan]:
@@ -104,6 +110,18 @@ async def collect(nc: Any, subject: str) -> asyncio.Queue[Any]:
     return got
 
 
+async def responder(nc: Any, subject: str, reply: bytes = b"ok") -> list[dict[str, str]]:
+    """Answer requests on ``subject`` with ``reply``; the list gets the headers of each request."""
+    seen: list[dict[str, str]] = []
+
+    async def handler(msg: Any) -> None:
+        seen.append(dict(msg.headers))
+        await msg.respond(reply)
+
+    await nc.subscribe(subject, cb=handler)
+    return seen
+
+
 async def new_stream(nc: Any, telemetry: Any, prefix: str) -> tuple[Any, str]:
     """A JetStream stream ``{prefix}_<random>`` on the subjects ``{stream}.>``; telemetry cleared afterwards."""
     js = nc.jetstream()
@@ -176,3 +194,29 @@ def instrumented_command(script: Path) -> list[str]:
     tests' own."""
     python = Path(os.environ.get("NATS_APP_PYTHON") or sys.executable)  # not resolved: a venv's python is a link
     return [str(python.parent / "opentelemetry-instrument"), str(python), str(script)]
+
+
+class Telemetry:
+    """The SDK pipeline the instrumentation reports to, plus helpers to read it."""
+
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.metric_reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.metric_reader])
+        self.instrumentor = NatsInstrumentor()
+
+    def instrument(self, **options: Any) -> None:
+        self.instrumentor.instrument(
+            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, **options
+        )
+
+    def uninstrument(self) -> None:
+        self.instrumentor.uninstrument()
+
+    def spans(self) -> list[ReadableSpan]:
+        return sorted(self.exporter.get_finished_spans(), key=lambda s: s.start_time or 0)
+
+    def clear(self) -> None:
+        self.exporter.clear()

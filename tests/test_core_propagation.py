@@ -11,7 +11,7 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace import SpanKind, StatusCode
 
 from opentelemetry import propagate
-from tests.helpers import assert_child, by_name, collect, wait_spans
+from tests.helpers import assert_child, by_name, collect, responder, wait_spans
 from tests.natsserver import NatsServer
 
 
@@ -29,13 +29,7 @@ async def test_respond_replaces_echoed_traceparent_and_keeps_app_headers(
     telemetry: Any, server: Any, connect: Any
 ) -> None:
     nc = await connect(server.url)
-    seen: list[dict[str, str]] = []
-
-    async def handler(msg: Any) -> None:
-        seen.append(dict(msg.headers))
-        await msg.respond(b"ok")
-
-    await nc.subscribe("echo.svc", cb=handler)
+    seen = await responder(nc, "echo.svc")
     request_headers = {"X-Req": "1"}
     resp = await nc.request("echo.svc", b"", timeout=5, headers=request_headers)
     request, _process, reply = await wait_spans(telemetry, 3)

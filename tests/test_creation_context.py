@@ -28,7 +28,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.nats import NatsInstrumentor
-from tests.helpers import assert_child, by_name, collect, wait_spans
+from tests.helpers import assert_child, by_name, collect, responder, wait_spans
 
 TRACE_HEX = "0af7651916cd43dd8448eb211c80319c"
 SPAN_HEX = "b7ad6b7169203331"
@@ -107,13 +107,7 @@ async def test_request_keeps_the_callers_context_and_respond_still_replaces_it(
     telemetry: Any, server: Any, connect: Any
 ) -> None:
     nc = await connect(server.url)
-    seen: list[dict[str, str]] = []
-
-    async def handler(msg: Any) -> None:
-        seen.append(dict(msg.headers))
-        await msg.respond(b"ok")
-
-    await nc.subscribe("keep.req", cb=handler)
+    seen = await responder(nc, "keep.req")
     headers = {"traceparent": TP, "X-Req": "1"}
     response = await nc.request("keep.req", b"?", timeout=5, headers=headers)
     spans = await wait_spans(telemetry, 3)

@@ -21,7 +21,7 @@ from opentelemetry.trace import NoOpTracerProvider, get_current_span
 from opentelemetry import propagate
 from opentelemetry.instrumentation.nats import NatsInstrumentor
 from opentelemetry.instrumentation.nats.recorder import installed
-from tests.conftest import Telemetry
+from tests.helpers import Telemetry
 from tests.natsserver import NatsServer
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

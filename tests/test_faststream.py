@@ -25,8 +25,7 @@ from opentelemetry.trace import StatusCode
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.nats import message_context
-from tests.conftest import Telemetry
-from tests.helpers import Row, expected_forest, forest
+from tests.helpers import Row, Telemetry, expected_forest, forest
 
 OURS = "opentelemetry.instrumentation.nats"
 THEIRS = "opentelemetry.instrumentation.faststream"  # the tracer of NatsTelemetryMiddleware

@@ -11,15 +11,11 @@ from typing import Any
 
 import pytest
 from opentelemetry.metrics import NoOpMeterProvider
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
 
 from opentelemetry.instrumentation.nats.server_trace import ServerTraceBridge, bridge, events, spans
 from opentelemetry.instrumentation.nats.server_trace.events import InvalidEvent, parse, parse_timestamp
+from tests.helpers import Telemetry
 from tests.trace_topology import node, tree
 
 TRACE = 0x0AF7651916CD43DD8448EB211C80319C
@@ -218,19 +214,16 @@ def test_a_jetstream_error_without_a_known_type() -> None:
 # --- the bridge (no server: events are handed to handle()) -----------------------------------------
 
 
-class Pipeline:
+class Pipeline(Telemetry):
+    """An SDK pipeline (nats-py not instrumented) and a bridge reporting to it."""
+
     def __init__(self) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.reader = InMemoryMetricReader()
-        self.bridge = ServerTraceBridge(
-            None, "otel.trace", self.tracer_provider, meter_provider=MeterProvider(metric_readers=[self.reader])
-        )
+        super().__init__()
+        self.bridge = ServerTraceBridge(None, "otel.trace", self.tracer_provider, meter_provider=self.meter_provider)
 
     def counts(self) -> dict[tuple[str, str | None], int]:
         out: dict[tuple[str, str | None], int] = {}
-        data = self.reader.get_metrics_data()
+        data = self.metric_reader.get_metrics_data()
         for rm in data.resource_metrics if data else ():
             for sm in rm.scope_metrics:
                 assert sm.scope.name == "opentelemetry.instrumentation.nats.server_trace"

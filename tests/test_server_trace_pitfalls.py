@@ -5,7 +5,7 @@
   permissions violation; older servers deliver and trace it.
 - The account's ``sampling`` is decided by the first server only: later servers trace whatever it
   traced, and consumers see the marker that stopped the rest (``Nats-Trace-Dest: trace disabled``
-  from 2.14, ``traceparent`` renamed to ``Xraceparent`` before 2.12.12).
+  from 2.12.12, ``traceparent`` renamed to ``Xraceparent`` before).
 """
 
 from __future__ import annotations

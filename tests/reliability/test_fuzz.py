@@ -26,7 +26,7 @@ from opentelemetry.trace import SpanKind
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.nats import message_context
-from tests.conftest import Telemetry
+from tests.helpers import Telemetry
 from tests.natsserver import NatsServer
 from tests.reliability.support import SpanLedger, captured_logs, describe_records, raised_in_instrumentation
 
