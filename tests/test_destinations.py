@@ -18,22 +18,17 @@ from opentelemetry.instrumentation.nats.destinations import Templates
 from opentelemetry.instrumentation.nats.recorder import installed
 from opentelemetry.instrumentation.nats.subjects import Generations, SubjectSet, matches
 from tests.helpers import by_name, conn_attrs, synced, wait_spans
+from tests.test_metrics import base, metrics, points
 
 Series = dict[tuple[tuple[str, Any], ...], Any]
 
 
 def series(telemetry: Any, name: str) -> Series:
     """``{sorted attribute items: value (sums) or count (histograms)}`` of one metric."""
-    data = telemetry.metric_reader.get_metrics_data()
-    for rm in data.resource_metrics if data else []:
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                if m.name == name:
-                    return {
-                        tuple(sorted(p.attributes.items())): getattr(p, "value", getattr(p, "count", None))
-                        for p in m.data.data_points
-                    }
-    return {}
+    metric = metrics(telemetry).get(name)
+    if metric is None:
+        return {}
+    return {key(p.attributes): getattr(p, "value", getattr(p, "count", None)) for p in points(metric)}
 
 
 def key(attrs: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -42,14 +37,7 @@ def key(attrs: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 def send(server: Any, op_name: str = "publish", **extra: Any) -> dict[str, Any]:
     """Metric attributes of a send operation in current mode (plus ``extra``)."""
-    return {
-        "messaging.system": "nats",
-        "messaging.operation.type": "send",
-        "messaging.operation.name": op_name,
-        "server.address": "127.0.0.1",
-        "server.port": server.port,
-        **extra,
-    }
+    return {**base(server, "send", op_name), **extra}
 
 
 DEST = "messaging.destination.name"
