@@ -20,7 +20,7 @@ from opentelemetry.trace import NoOpTracerProvider, get_current_span
 
 from opentelemetry import propagate
 from opentelemetry.instrumentation.nats import NatsInstrumentor
-from opentelemetry.instrumentation.nats.recorder import installed
+from opentelemetry.instrumentation.nats.operation import installed
 from tests.conftest import Telemetry
 from tests.natsserver import NatsServer
 
@@ -176,11 +176,11 @@ async def test_alternating_clients_keep_their_own_attributes(telemetry: Any, ser
 
 
 def test_enabled_agrees_with_is_instrumentation_enabled() -> None:
-    """recorder.enabled() reads the suppression keys itself; it must say what the official check says."""
+    """operation.enabled() reads the suppression keys itself; it must say what the official check says."""
     from opentelemetry.context import set_value
     from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
 
-    from opentelemetry.instrumentation.nats.recorder import enabled
+    from opentelemetry.instrumentation.nats.operation import enabled
 
     assert enabled() is is_instrumentation_enabled() is True
     with suppress_instrumentation():

@@ -27,9 +27,10 @@ from opentelemetry.instrumentation.nats import names, propagation
 from opentelemetry.instrumentation.nats.config import NatsConfig
 from opentelemetry.instrumentation.nats.metrics import NatsMetrics
 from opentelemetry.instrumentation.nats.names import SCHEMA_URL
+from opentelemetry.instrumentation.nats.operation import install, installed
 from opentelemetry.instrumentation.nats.package import _instruments
 from opentelemetry.instrumentation.nats.patches import PATCHES
-from opentelemetry.instrumentation.nats.recorder import Recorder, install, installed
+from opentelemetry.instrumentation.nats.recorder import Recorder
 from opentelemetry.instrumentation.nats.version import __version__
 
 _LOG = logging.getLogger(__name__)

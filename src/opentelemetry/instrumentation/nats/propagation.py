@@ -11,7 +11,7 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context, get_current
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import SpanContext, get_current_span
+from opentelemetry.trace import Link, SpanContext, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from opentelemetry import propagate
@@ -114,6 +114,20 @@ def carried_context(headers: Any) -> SpanContext | None:
         _LOG.debug("could not extract context from outgoing NATS headers", exc_info=True)
         return None
     return span_ctx if span_ctx.is_valid else None
+
+
+def creation_links(ctx: Context) -> list[Link] | None:
+    """A link to the span context in ``ctx`` (a message's creation context), or ``None`` when it has none."""
+    span_ctx = get_current_span(ctx).get_span_context()
+    return [Link(span_ctx)] if span_ctx.is_valid else None
+
+
+def caller_links(headers: Any) -> list[Link] | None:
+    """A link to the creation context the caller already put in outgoing ``headers`` (what the
+    configured propagator writes), else ``None``. Such headers are sent unchanged (semconv: a
+    creation context SHOULD NOT be modified) and the send span is CLIENT, linked to it."""
+    span_ctx = carried_context(headers)
+    return [Link(span_ctx)] if span_ctx is not None else None
 
 
 _QUIET_WHEN_EMPTY = (TraceContextTextMapPropagator, W3CBaggagePropagator)

@@ -14,17 +14,10 @@ from opentelemetry.trace import Link, Span, SpanKind
 
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.names import Op
+from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, entry, installed, untraced
 from opentelemetry.instrumentation.nats.patches.core import Args, Kwargs, size
-from opentelemetry.instrumentation.nats.recorder import (
-    ACTIVE,
-    Operation,
-    Recorder,
-    caller_links,
-    entry,
-    installed,
-    now,
-    untraced,
-)
+from opentelemetry.instrumentation.nats.propagation import caller_links
+from opentelemetry.instrumentation.nats.recorder import Recorder, now
 
 _LOG = logging.getLogger(__name__)
 
@@ -137,15 +130,13 @@ async def publish_async(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs)
     if rec is None or described is None:
         return await wrapped(*args, **kwargs)
     op, links = described
-    span = rec.start(op, links=links)
-    try:
-        future = await rec.call(span, op, wrapped, args, kwargs)
-    except BaseException as exc:
-        rec.finish(span, op, error=exc)
-        raise
     timeout = getattr(instance, "_timeout", None)
-    PENDING_ACKS.track(rec, span, op, future, timeout if isinstance(timeout, (int, float)) and timeout > 0 else 5.0)
-    return future
+    timeout = timeout if isinstance(timeout, (int, float)) and timeout > 0 else 5.0
+
+    def track(span: Span, op: Operation, future: Any) -> None:
+        PENDING_ACKS.track(rec, span, op, future, timeout)
+
+    return await rec.run(op, wrapped, args, kwargs, links=links, then=track)
 
 
 async def client_close(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
