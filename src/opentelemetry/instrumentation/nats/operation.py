@@ -17,10 +17,10 @@ from opentelemetry.context import Context
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind
 
-from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.nats import names
 from opentelemetry.instrumentation.nats.attributes import Attrs
 from opentelemetry.instrumentation.nats.names import Op
+from opentelemetry.instrumentation.nats.propagation import current_context
 
 if TYPE_CHECKING:
     from opentelemetry.instrumentation.nats.recorder import Recorder
@@ -54,7 +54,7 @@ def installed() -> Recorder | None:
 
 def enabled() -> bool:
     """``is_instrumentation_enabled()`` (see the fast paths above)."""
-    ctx = otel_context.get_current()
+    ctx = current_context()
     if not ctx:
         return True
     if _SUPPRESS_KEYS is None:

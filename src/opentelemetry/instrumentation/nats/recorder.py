@@ -82,12 +82,16 @@ class Recorder:
         self.excluding = config.excluded_subjects if config.excluded_subjects else None
         self._captures = bool(config.captured_headers)
         self._envelopes = bool(config.envelope_subjects)
-        self._hooks = any((config.publish_hook, config.consume_hook, config.request_hook, config.response_hook))
+        self.hooks = any((config.publish_hook, config.consume_hook, config.request_hook, config.response_hook))
         self._link_mode = config.link_mode
         self.live = False  # an SDK tracer or meter was seen: idle() is False from then on (no call needed)
         self._measuring = False  # an SDK meter was seen: measuring() is True from then on
         # a meter that may record later: the global proxy meter before a meter provider is set
-        self._proxy_meter = metrics.meter if metrics is not None and not metrics.noop and metrics.idle() else None
+        self._proxy_meter: Any = metrics.meter if metrics is not None and not metrics.noop and metrics.idle() else None
+        # idle() reads these instead of calling: the global proxy tracer before a tracer provider is set
+        proxied = isinstance(tracer, ProxyTracer) and hasattr(tracer, "_real_tracer")
+        self._proxy_tracer: Any = tracer if proxied and hasattr(trace, "_TRACER_PROVIDER") else None
+        self._noop_or_proxy = type(tracer) is NoOpTracer or self._proxy_tracer is not None
         self.measuring()
 
     def measuring(self) -> bool:
@@ -105,6 +109,14 @@ class Recorder:
         """True while nothing can be recorded: no SDK tracer and no SDK meter (the API's no-op)."""
         if self.live:
             return False
+        proxy, meter = self._proxy_tracer, self._proxy_meter
+        if (
+            (proxy is None or (proxy._real_tracer is None and trace._TRACER_PROVIDER is None))
+            and self._noop_or_proxy
+            and not self._measuring
+            and (meter is None or meter._real_meter is None)
+        ):
+            return True  # (what the lines below find, from plain attributes)
         if _noop_tracer(self.tracer) and not self.measuring():
             return True
         self.live = True
@@ -139,13 +151,20 @@ class Recorder:
     # --- propagation -----------------------------------------------------------------------
 
     def inject(
-        self, client: Any, payload: Any, headers: Any, span_current: bool = False, context: Context | None = None
+        self,
+        client: Any,
+        payload: Any,
+        headers: Any,
+        span_current: bool = False,
+        context: Context | None = None,
+        span: Span | None = None,
+        parent: Context | None = None,
     ) -> Any:
-        """Headers for an outgoing message carrying the current context, or ``context``, (see
-        :func:`propagation.inject`).
+        """Headers for an outgoing message carrying the current context, or ``context``, or ``span``
+        as a child of ``parent`` (see :func:`propagation.inject`).
 
-        ``span_current``: the caller just made a span current (or gives its ``context``), so the
-        context is not empty."""
+        ``span_current``: the caller just made a span current (or gives its ``context`` or ``span``),
+        so the context is not empty."""
         try:
             if not span_current and propagation.nothing_to_inject():
                 return headers
@@ -156,7 +175,8 @@ class Recorder:
             limit = getattr(client, "_max_payload", None)
             if type(limit) is not int:
                 limit = attributes.max_payload(client)
-            out, skipped = propagation.inject(headers, size, info, limit, context)
+            carrier = None if span is None else propagation.span_carrier(span, parent)
+            out, skipped = propagation.inject(headers, size, info, limit, context, carrier)
             if skipped is not None and self.metrics is not None:
                 self.metrics.skipped(skipped, client)
             return out
@@ -239,13 +259,13 @@ class Recorder:
         span = self.start(op, parent, links)
         consumer = op.kind is SpanKind.CONSUMER or op.kind is SpanKind.SERVER
         try:
-            if not self._hooks and not consumer:  # not made current (see the module's fast paths)
-                ctx = trace.set_span_in_context(span, parent)
+            if not self.hooks and not consumer:  # not made current (see the module's fast paths)
                 if inject:  # nothing instrumented inside a plain publish: not even the ACTIVE marker
                     subject, payload, reply, headers = args
-                    result = await wrapped(subject, payload, reply, self.inject(op.client, payload, headers, True, ctx))
+                    headers = self.inject(op.client, payload, headers, True, None, span, parent)
+                    result = await wrapped(subject, payload, reply, headers)
                 else:
-                    op.context = ctx
+                    op.context = trace.set_span_in_context(span, parent)
                     active = ACTIVE.set(op)
                     try:
                         result = await wrapped(*args, **kwargs)
@@ -255,7 +275,7 @@ class Recorder:
                 token = otel_context.attach(trace.set_span_in_context(span, parent))
                 active = ACTIVE.set(None if consumer else op)
                 try:
-                    if self._hooks and op.hook_args and span.is_recording():
+                    if self.hooks and op.hook_args and span.is_recording():
                         await call_hook(self._hook_for(op), span, *op.hook_args)
                     if inject:
                         subject, payload, reply, headers = args

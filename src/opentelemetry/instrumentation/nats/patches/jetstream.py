@@ -2,6 +2,9 @@
 
 Push-consumer callbacks are traced by :class:`.core.ProcessWrapper` (``js.subscribe`` ends in
 ``Client.subscribe``); JetStream API traffic runs under :func:`internal` and makes no spans.
+
+Fast paths: as in core.py, the publish wrappers return the coroutine to await (no coroutine frame
+of their own), and ``publish(subject, payload)`` is taken apart without binding.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ def _js_publish_args(
 def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> tuple[Operation, list[Link] | None] | None:
     """The operation of a JetStream publish, and the link to the caller's own creation context when
     its headers carry one (then they are sent unchanged and the span is CLIENT)."""
-    if len(args) == 2 and not kwargs:  # fast path: publish(subject, payload), no argument binding
+    if len(args) == 2 and not kwargs:
         (subject, payload), stream, headers = args, None, None
     else:
         try:
@@ -51,7 +54,7 @@ def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> tuple[Ope
     if rec.excluding is not None and rec.excluded(subject):
         return None
     links = caller_links(headers) if headers else None
-    op = Operation(  # positional (fast path): op, kind, client, subject, body_size, reply_to, headers, hook_args
+    op = Operation(
         names.PUBLISH,
         SpanKind.PRODUCER if links is None else SpanKind.CLIENT,
         js._nc,
@@ -59,7 +62,7 @@ def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> tuple[Ope
         len(payload) if type(payload) is bytes else size(payload),
         None,
         headers,
-        (subject, payload, headers),
+        (subject, payload, headers) if rec.hooks else (),
         extra={names.JS_SUBJECT: subject, names.JS_EXPECTED_STREAM: stream} if stream else {names.JS_SUBJECT: subject},
         inject=links is None,
         on_result=attributes.puback_attributes,
@@ -67,14 +70,14 @@ def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> tuple[Ope
     return op, links
 
 
-async def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``JetStreamContext.publish``: one PRODUCER span (CLIENT: see :func:`_publish_op`) with the PubAck attributes."""
     rec = entry()
     described = _publish_op(rec, instance, args, kwargs) if rec is not None else None
     if rec is None or described is None:
-        return await wrapped(*args, **kwargs)
+        return wrapped(*args, **kwargs)
     op, links = described
-    return await rec.run(op, wrapped, args, kwargs, links=links)
+    return rec.run(op, wrapped, args, kwargs, links=links)
 
 
 class _PendingAcks:
@@ -123,12 +126,12 @@ class _PendingAcks:
 PENDING_ACKS = _PendingAcks()
 
 
-async def publish_async(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+def publish_async(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``JetStreamContext.publish_async``: a PRODUCER (or CLIENT) span that ends when the ack arrives or fails."""
     rec = entry()
     described = _publish_op(rec, instance, args, kwargs) if rec is not None else None
     if rec is None or described is None:
-        return await wrapped(*args, **kwargs)
+        return wrapped(*args, **kwargs)
     op, links = described
     timeout = getattr(instance, "_timeout", None)
     timeout = timeout if isinstance(timeout, (int, float)) and timeout > 0 else 5.0
@@ -136,7 +139,7 @@ async def publish_async(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs)
     def track(span: Span, op: Operation, future: Any) -> None:
         PENDING_ACKS.track(rec, span, op, future, timeout)
 
-    return await rec.run(op, wrapped, args, kwargs, links=links, then=track)
+    return rec.run(op, wrapped, args, kwargs, links=links, then=track)
 
 
 async def client_close(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
