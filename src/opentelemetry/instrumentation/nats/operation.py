@@ -93,7 +93,8 @@ class Operation:
     on_result: Callable[[names.Keys, Any], Attrs] | None = None  # attributes read from the call's result
     started: int = 0  # time_ns() when the operation started (set by the recorder)
     metric_attrs: Attrs | None = None  # cached low-cardinality metric attributes (set by the recorder)
-    context: Context | None = None  # what its internals inject when its span is not current (see run)
+    span: Any = None  # the span its internals inject, as a child of ``parent``, when it is not current (see run)
+    parent: Context | None = None
 
 
 # Marks nats-py internals that make no spans and inject nothing: the internals of an excluded

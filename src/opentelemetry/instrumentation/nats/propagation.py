@@ -2,7 +2,9 @@
 
 Fast paths: with the stock W3C propagators (trace context and/or baggage, the default) a span's
 headers are written here directly from its span context (:func:`span_carrier`: what the
-propagators write, without building a context for them); nothing is injected when the context is
+propagators write, without building a context for them), and a plain ``traceparent`` (no
+``tracestate`` or ``baggage`` beside it) is read here (:func:`_plain_extract`: the context the
+propagators extract, without their generic steps); nothing is injected when the context is
 empty and the propagators would write nothing (:func:`nothing_to_inject`); headers without the
 names the propagator writes are not parsed (:func:`carried_context`); a dict is read as a dict.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, cast
@@ -20,7 +23,17 @@ from opentelemetry.context import Context, get_current
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import INVALID_SPAN_CONTEXT, Link, Span, SpanContext, get_current_span, set_span_in_context
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    TraceFlags,
+    get_current_span,
+    set_span_in_context,
+)
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from opentelemetry import context as otel_context
@@ -84,11 +97,42 @@ class _HeaderGetter(Getter[Mapping[str, Any]]):
 _GETTER = _HeaderGetter()
 
 
+# A plain W3C traceparent (version 00, nothing after the flags) and the header names that make
+# extract() ask the propagators after all.
+_PLAIN_TRACEPARENT = re.compile("00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_OTHER_FIELDS = frozenset(("tracestate", "baggage"))
+
+
+def _plain_extract(headers: dict[Any, Any]) -> Context | None:
+    """What the stock W3C propagators extract from ``headers`` when they hold a plain ``traceparent``
+    and no ``tracestate`` or ``baggage`` (see the module's fast paths), else ``None``."""
+    value = headers.get(_TRACEPARENT)
+    if type(value) is not str or len(value) != 55:
+        return None
+    parts = _stock_parts()
+    if not parts or type(parts[0]) is not TraceContextTextMapPropagator or len(parts) > 2:
+        return None
+    if len(headers) > 1 and any(type(k) is str and k.lower() in _OTHER_FIELDS for k in headers):
+        return None
+    match = _PLAIN_TRACEPARENT.fullmatch(value)
+    if match is None:
+        return None
+    trace_id, span_id, flags = match.groups()
+    if trace_id == "0" * 32 or span_id == "0" * 16:
+        return None
+    span_context = SpanContext(int(trace_id, 16), int(span_id, 16), True, TraceFlags(int(flags, 16)), None)
+    return Context({_SPAN_KEY: NonRecordingSpan(span_context)})  # (what set_span_in_context builds)
+
+
 def extract(headers: Any) -> Context:
     """The context carried by message headers; an empty context (→ root span) when there is none."""
     if not headers or (type(headers) is not dict and not isinstance(headers, Mapping)):
         return _EMPTY
     try:
+        if type(headers) is dict:
+            plain = _plain_extract(headers)
+            if plain is not None:
+                return plain
         return propagate.extract(headers, context=_EMPTY, getter=_GETTER)
     except Exception:  # a third-party propagator failing on odd input
         _LOG.debug("could not extract context from NATS headers", exc_info=True)

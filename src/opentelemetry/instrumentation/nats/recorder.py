@@ -12,7 +12,7 @@ Fast paths (the per-message cost is what users pay; each is covered by tests/tes
 - Producer and client operations without hooks run only nats-py internals inside, so their span is
   not made current (no context attach/detach): a plain publish injects the span's context itself and
   the internals of the others (the publish inside request, respond, JetStream publish …) inject
-  ``op.context``. Nothing to add after the call (no metrics, no result attributes or an unsampled
+  ``op.span``. Nothing to add after the call (no metrics, no result attributes or an unsampled
   span): the span is just ended.
 - :func:`enabled` reads the two suppression keys from the current context directly (and an empty
   context suppresses nothing); :class:`Operation` has slots, and wrappers pass its leading fields
@@ -81,7 +81,7 @@ class Recorder:
         # wrappers test ``rec.excluding is not None`` before calling excluded()
         self.excluding = config.excluded_subjects if config.excluded_subjects else None
         self._captures = bool(config.captured_headers)
-        self._envelopes = bool(config.envelope_subjects)
+        self.envelopes = bool(config.envelope_subjects)
         self.hooks = any((config.publish_hook, config.consume_hook, config.request_hook, config.response_hook))
         self._link_mode = config.link_mode
         self.live = False  # an SDK tracer or meter was seen: idle() is False from then on (no call needed)
@@ -194,7 +194,7 @@ class Recorder:
         """The producer context a message carries: its headers, else (for ``envelope_subjects``) a seed
         JSON envelope in its payload; an empty context when there is none."""
         ctx = propagation.extract(headers)
-        if self._envelopes and not propagation.has_span(ctx) and subject in self.config.envelope_subjects:
+        if self.envelopes and not propagation.has_span(ctx) and subject in self.config.envelope_subjects:
             env_ctx, _ = propagation.unwrap_envelope(data)
             if env_ctx is not None:
                 ctx = env_ctx
@@ -207,7 +207,7 @@ class Recorder:
         a child of the producer's context with a link to it; in ``link`` mode a root with the link.
 
         ``idle``: no SDK, the span records nothing (no links are built)."""
-        ctx = self.producer_context(headers, subject, data) if self._envelopes else propagation.extract(headers)
+        ctx = self.producer_context(headers, subject, data) if self.envelopes else propagation.extract(headers)
         links = None if idle else creation_links(ctx)
         if self._link_mode:
             return _ROOT, links
@@ -265,7 +265,7 @@ class Recorder:
                     headers = self.inject(op.client, payload, headers, True, None, span, parent)
                     result = await wrapped(subject, payload, reply, headers)
                 else:
-                    op.context = trace.set_span_in_context(span, parent)
+                    op.span, op.parent = span, parent
                     active = ACTIVE.set(op)
                     try:
                         result = await wrapped(*args, **kwargs)

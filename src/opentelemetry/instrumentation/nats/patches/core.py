@@ -63,7 +63,7 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         return wrapped(*args, **kwargs)  # no SDK, nothing to carry
     # inside an operation whose span is not current (Recorder.run without hooks) only nats-py
     # internals run, so nothing can have suppressed instrumentation since its entry check
-    if (active is None or active.context is None) and not enabled():
+    if (active is None or active.span is None) and not enabled():
         return wrapped(*args, **kwargs)
     if len(args) == 2 and (not kwargs or kwargs.keys() <= _PUBLISH_KEYWORDS):
         (subject, payload), reply, headers = args, kwargs.get("reply", ""), kwargs.get("headers")
@@ -73,8 +73,9 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         except TypeError:
             return wrapped(*args, **kwargs)
     if active is not None:  # nats-py internals of request/respond/…: inject, no span of its own
-        # (the operation's context - or, when that is None, its current span: never an empty context)
-        return wrapped(subject, payload, reply, rec.inject(instance, payload, headers, True, active.context))
+        # (the operation's span - or, when that is None, its current span: never an empty context)
+        headers = rec.inject(instance, payload, headers, True, None, active.span, active.parent)
+        return wrapped(subject, payload, reply, headers)
     if (
         not isinstance(subject, str)
         or (rec.excluding is not None and rec.excluded(subject))
@@ -168,27 +169,31 @@ def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     return rec.run(op, wrapped, args, kwargs)
 
 
-class ProcessWrapper:
-    """Wraps a subscription callback (``wrapt.FunctionWrapper``): a process span per message."""
+class TracedCallback(wrapt.ObjectProxy):  # type: ignore[type-arg]
+    """A subscription callback with a process span per message: a transparent proxy of the user's
+    callback (nats-py still sees a coroutine function), called through a Python ``__call__`` (a
+    ``wrapt.FunctionWrapper`` costs about 0.4 µs more per call)."""
 
-    __slots__ = ("queue", "template")
+    def __init__(self, cb: Any, subject: str, queue: str | None) -> None:
+        super().__init__(cb)
+        self._self_template = subject if is_wildcard(subject) else None
+        self._self_queue = queue or None
 
-    def __init__(self, subject: str, queue: str | None) -> None:
-        self.template = subject if is_wildcard(subject) else None
-        self.queue = queue or None
-
-    def __call__(self, wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        wrapped = self.__wrapped__
         if ACTIVE.get() is not None:  # the callback task was created inside an instrumented call
             ACTIVE.set(None)
         rec = _Installed.recorder  # (entry() inlined: ACTIVE is None here)
         msg = args[0] if len(args) == 1 and not kwargs else None
-        if rec is None or msg is None or not enabled():
+        if rec is None or msg is None or (current_context() and not enabled()):
             return wrapped(*args, **kwargs)
         try:
             subject = msg.subject
             if rec.excluding is not None and rec.excluded(subject):
                 return wrapped(*args, **kwargs)
             idle = not rec.live and rec.idle()
+            if idle and not msg.headers and not rec.envelopes and not current_context():
+                return wrapped(*args, **kwargs)  # no SDK and no context to carry or to switch from
             parent, links = rec.consumer_parent(msg.headers, subject, msg.data, idle)
         except Exception:
             _LOG.debug("not tracing an unusual message", exc_info=True)
@@ -212,8 +217,8 @@ class ProcessWrapper:
                 msg.headers,
                 (msg,) if rec.hooks else (),
                 msg._sid,
-                self.template,
-                self.queue,
+                self._self_template,
+                self._self_queue,
                 attributes.ack_subject_attributes(reply) if jetstream else None,
             )
         except Exception:
@@ -243,9 +248,9 @@ async def subscribe(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> 
     if rec is None:
         return await wrapped(*args, **kwargs)
     cb, subject, queue = _bind_subscribe_cb(args, kwargs)
-    if cb is None or isinstance(cb, wrapt.FunctionWrapper) or not isinstance(subject, str):
+    if cb is None or type(cb) is TracedCallback or not isinstance(subject, str):
         return await wrapped(*args, **kwargs)
-    traced = wrapt.FunctionWrapper(cb, ProcessWrapper(subject, queue if isinstance(queue, str) else None))
+    traced = TracedCallback(cb, subject, queue if isinstance(queue, str) else None)
     if len(args) > 2:
         args = (*args[:2], traced, *args[3:])
     else:

@@ -1,6 +1,6 @@
 """JetStream patches: publish, publish_async, fetch, settle (ack …), key-value and object store.
 
-Push-consumer callbacks are traced by :class:`.core.ProcessWrapper` (``js.subscribe`` ends in
+Push-consumer callbacks are traced by :class:`.core.TracedCallback` (``js.subscribe`` ends in
 ``Client.subscribe``); JetStream API traffic runs under :func:`internal` and makes no spans.
 
 Fast paths: as in core.py, the publish wrappers return the coroutine to await (no coroutine frame
