@@ -52,6 +52,28 @@ _EMPTY = Context()
 _RUNTIME: Any = getattr(otel_context, "_RUNTIME_CONTEXT", None)
 _VAR = getattr(_RUNTIME, "_current_context", None) if type(_RUNTIME) is ContextVarsRuntimeContext else None
 current_context: Callable[[], Context] = _VAR.get if isinstance(_VAR, ContextVar) else get_current
+
+
+def with_span(span: Span, parent: Context | None) -> Context:
+    """``set_span_in_context(span, parent)``: ``parent`` (default: the current context) with ``span``."""
+    values = dict(current_context() if parent is None else parent)
+    values[_SPAN_KEY] = span
+    return Context(values)
+
+
+def attach(ctx: Context) -> Any:
+    """``opentelemetry.context.attach`` (with the default runtime context: its context variable's ``set``)."""
+    return _VAR.set(ctx) if isinstance(_VAR, ContextVar) else otel_context.attach(ctx)
+
+
+def detach(token: Any) -> None:
+    """``opentelemetry.context.detach`` (which logs what it cannot reset)."""
+    try:
+        _VAR.reset(token)  # type: ignore[union-attr]
+    except Exception:
+        otel_context.detach(token)
+
+
 _W3C = TraceContextTextMapPropagator()  # the envelope's fields are W3C Trace Context by definition
 
 # "NATS/1.0\r\n" + final "\r\n"; each header adds "key: value\r\n".

@@ -33,7 +33,6 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, NoOpTracer, ProxyTracer, Span, SpanKind, Status, StatusCode
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.nats import attributes, names, propagation
 from opentelemetry.instrumentation.nats.attributes import Attrs
@@ -272,7 +271,7 @@ class Recorder:
                     finally:
                         ACTIVE.reset(active)
             else:
-                token = otel_context.attach(trace.set_span_in_context(span, parent))
+                token = propagation.attach(propagation.with_span(span, parent))
                 active = ACTIVE.set(None if consumer else op)
                 try:
                     if self.hooks and op.hook_args and span.is_recording():
@@ -283,7 +282,7 @@ class Recorder:
                     result = await wrapped(*args, **kwargs)
                 finally:
                     ACTIVE.reset(active)
-                    otel_context.detach(token)
+                    propagation.detach(token)
         except BaseException as exc:
             self.finish(span, op, error=exc)
             raise

@@ -63,7 +63,7 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         return wrapped(*args, **kwargs)  # no SDK, nothing to carry
     # inside an operation whose span is not current (Recorder.run without hooks) only nats-py
     # internals run, so nothing can have suppressed instrumentation since its entry check
-    if (active is None or active.span is None) and not enabled():
+    if (active is None or active.span is None) and current_context() and not enabled():
         return wrapped(*args, **kwargs)
     if len(args) == 2 and (not kwargs or kwargs.keys() <= _PUBLISH_KEYWORDS):
         (subject, payload), reply, headers = args, kwargs.get("reply", ""), kwargs.get("headers")
