@@ -6,7 +6,7 @@ threads, the batch span processor's export included), with wall time beside it. 
 CPU time: on a busy machine wall time also counts the time other processes hold the CPU, CPU time
 does not, so a rerun on a noisy machine gives the same verdict.
 
-    python benchmarks/run.py            # ~3 minutes; starts its own nats-server on a free loopback port
+    python benchmarks/run.py            # ~5 minutes; starts its own nats-server on a free loopback port
     scripts/bench.sh                    # the same, in .venv (created, and dependencies installed, if missing)
     python benchmarks/run.py --quick    # 5 rounds, a quarter of the messages: a smoke run, too noisy
                                         # for the bounds (PASS/FAIL is only meaningful without it)
