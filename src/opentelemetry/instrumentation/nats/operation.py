@@ -8,6 +8,7 @@ fields positionally (keywords cost more per message), so keep their order.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -95,6 +96,10 @@ class Operation:
     metric_attrs: Attrs | None = None  # cached low-cardinality metric attributes (set by the recorder)
     span: Any = None  # the span its internals inject, as a child of ``parent``, when it is not current (see run)
     parent: Context | None = None
+
+
+def now() -> int:
+    return time.time_ns()
 
 
 # Marks nats-py internals that make no spans and inject nothing: the internals of an excluded

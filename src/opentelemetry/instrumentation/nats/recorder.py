@@ -14,12 +14,9 @@ Fast paths (the per-message cost is what users pay; each is covered by tests/tes
   the internals of the others (the publish inside request, respond, JetStream publish …) inject
   ``op.span``. Nothing to add after the call (no metrics, no result attributes or an unsampled
   span): the span is just ended.
-- :func:`enabled` reads the two suppression keys from the current context directly (and an empty
-  context suppresses nothing); :class:`Operation` has slots, and wrappers pass its leading fields
-  positionally (keywords cost more per message), so keep their order; the SDK's ``start_span`` is
-  called with positional arguments for the same reason; without ``captured_headers`` a headers dict
-  matters only when it has a Nats-Msg-Id; without ``excluded_subjects`` or ``envelope_subjects``
-  no pattern set is consulted.
+- The SDK's ``start_span`` is called with positional arguments (cheaper than keywords); without
+  ``captured_headers`` a headers dict matters only when it has a Nats-Msg-Id; without
+  ``excluded_subjects`` or ``envelope_subjects`` no pattern set is consulted.
 """
 
 from __future__ import annotations
@@ -46,14 +43,6 @@ from opentelemetry.instrumentation.nats.propagation import creation_links
 _LOG = logging.getLogger(__name__)
 
 _ROOT = Context()  # the parent of a root span
-
-
-def _noop_tracer(tracer: trace.Tracer) -> bool:
-    """True when ``tracer`` is the API's no-op tracer, or the global proxy tracer before a tracer
-    provider is set (no SDK): its spans record nothing and only carry their parent's context."""
-    if isinstance(tracer, ProxyTracer):
-        tracer = getattr(tracer, "_tracer", tracer)  # the real tracer once a provider is set
-    return isinstance(tracer, NoOpTracer)
 
 
 # What Recorder.run hands the open span to instead of ending it (``publish_async``: ends on the ack).
@@ -116,12 +105,12 @@ class Recorder:
             and (meter is None or meter._real_meter is None)
         ):
             return True  # (what the lines below find, from plain attributes)
-        if _noop_tracer(self.tracer) and not self.measuring():
+        # the API's no-op tracer, or the global proxy tracer before a provider is set: no SDK
+        tracer = getattr(self.tracer, "_tracer", self.tracer) if isinstance(self.tracer, ProxyTracer) else self.tracer
+        if isinstance(tracer, NoOpTracer) and not self.measuring():
             return True
         self.live = True
         return False
-
-    # --- attributes ------------------------------------------------------------------------
 
     def describe(self, op: Operation) -> tuple[str, Attrs, Attrs]:
         """Span name, span attributes and metric attributes of ``op``: the cached ones of its
@@ -147,8 +136,6 @@ class Recorder:
             attrs.update(op.extra)
         return name, attrs, metric_attrs
 
-    # --- propagation -----------------------------------------------------------------------
-
     def inject(
         self,
         client: Any,
@@ -160,10 +147,8 @@ class Recorder:
         parent: Context | None = None,
     ) -> Any:
         """Headers for an outgoing message carrying the current context, or ``context``, or ``span``
-        as a child of ``parent`` (see :func:`propagation.inject`).
-
-        ``span_current``: the caller just made a span current (or gives its ``context`` or ``span``),
-        so the context is not empty."""
+        as a child of ``parent`` (see :func:`propagation.inject`); ``span_current``: the context is
+        not empty (the caller just made a span current, or gives ``context`` or ``span``)."""
         try:
             if not span_current and propagation.nothing_to_inject():
                 return headers
@@ -226,8 +211,6 @@ class Recorder:
         if trace.get_current_span().get_span_context().is_valid:
             return None, creation_links(producer)
         return producer, creation_links(producer)
-
-    # --- spans -----------------------------------------------------------------------------
 
     def _hook_for(self, op: Operation) -> Hook | None:
         cfg = self.config
@@ -366,10 +349,9 @@ class Recorder:
                     self.metrics.jetstream_message(meta, op.metric_attrs or {})
 
     def fetched_nothing(self, op: Operation, start_time: int, cancelled: bool) -> None:
-        """Record a ``fetch`` that returned no messages (its ``TimeoutError``, the normal "no messages"
-        answer), or that was cancelled while it waited (a consumer shutting down): never an error, and
-        no span unless ``empty_fetch_spans`` is on. Metrics: an empty fetch is recorded (a batch of
-        none); a cancelled one is not (it did not complete)."""
+        """Record a ``fetch`` that returned no messages (its ``TimeoutError``) or was cancelled while
+        it waited: never an error, no span unless ``empty_fetch_spans`` is on; metrics record an
+        empty fetch (a batch of none), not a cancelled one (it did not complete)."""
         if self.config.empty_fetch_spans:
             span = self.start(op, start_time=start_time)
             if cancelled:
@@ -412,7 +394,3 @@ async def call_hook(hook: Hook | None, *args: Any) -> None:
             await result
     except Exception:
         _LOG.exception("OpenTelemetry NATS hook %r raised; ignored", hook)
-
-
-def now() -> int:
-    return time.time_ns()

@@ -24,9 +24,8 @@ from opentelemetry.trace import SpanKind
 
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.nats import attributes, names
-from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, _Installed, enabled, entry, untraced
+from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, _Installed, enabled, entry, now, untraced
 from opentelemetry.instrumentation.nats.propagation import caller_links, current_context, nothing_to_inject
-from opentelemetry.instrumentation.nats.recorder import now
 from opentelemetry.instrumentation.nats.subjects import is_wildcard
 
 _LOG = logging.getLogger(__name__)

@@ -17,10 +17,10 @@ from opentelemetry.trace import Link, Span, SpanKind
 
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.names import Op
-from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, entry, installed, untraced
+from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, entry, installed, now, untraced
 from opentelemetry.instrumentation.nats.patches.core import Args, Kwargs, size
 from opentelemetry.instrumentation.nats.propagation import caller_links
-from opentelemetry.instrumentation.nats.recorder import Recorder, now
+from opentelemetry.instrumentation.nats.recorder import Recorder
 
 _LOG = logging.getLogger(__name__)
 
