@@ -24,9 +24,10 @@ from opentelemetry.sdk.metrics.export import Histogram, InMemoryMetricReader, Su
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Link, SpanKind, Tracer, get_current_span
 from worker import (
+    BEFORE_STOP,
     JS_SUBJECT,
     OPERATIONS,
     PAYLOAD,
@@ -35,9 +36,12 @@ from worker import (
     SUBJECT,
     Clients,
     Counter,
+    Elapsed,
     Worker,
+    clock,
     delivery,
     responder,
+    since,
     warm_publish,
 )
 
@@ -136,9 +140,9 @@ class HandWritten:
                 )
             }
 
-    async def publish(self, c: Clients, n: int) -> float:
+    async def publish(self, c: Clients, n: int) -> Elapsed:
         tracer, nc, attrs = self.tracer, c.nc, self.publish_attrs
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(n):
             with tracer.start_as_current_span(
                 "publish bench.publish",
@@ -149,12 +153,12 @@ class HandWritten:
                 inject(headers)
                 await nc.publish(SUBJECT, PAYLOAD, headers=headers)
         await nc.flush()
-        return time.perf_counter() - t0
+        return since(t0)
 
-    async def publish_with_metrics(self, c: Clients, n: int) -> float:
+    async def publish_with_metrics(self, c: Clients, n: int) -> Elapsed:
         tracer, nc, attrs, mattrs = self.tracer, c.nc, self.publish_attrs, self.metric_attrs
         duration, sent, sent_bytes = self.duration, self.sent, self.sent_bytes
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(n):
             start = time.perf_counter()
             with tracer.start_as_current_span(
@@ -169,9 +173,9 @@ class HandWritten:
             sent.add(1, mattrs)
             sent_bytes.add(len(PAYLOAD), mattrs)
         await nc.flush()
-        return time.perf_counter() - t0
+        return since(t0)
 
-    async def callback(self, c: Clients, n: int) -> float:
+    async def callback(self, c: Clients, n: int) -> Elapsed:
         tracer = self.tracer
         publish_attrs: dict[str, Any] = {}
         cached: dict[str, str] = {}
@@ -217,7 +221,7 @@ class HandWritten:
 
         return await delivery(c, n, subscribe, publish)
 
-    async def request(self, c: Clients, n: int) -> float:
+    async def request(self, c: Clients, n: int) -> Elapsed:
         tracer, sc = self.tracer, c.sc
         request_attrs: dict[str, Any] = {}
         cached: dict[str, str] = {}
@@ -283,7 +287,7 @@ class HandWritten:
 
         return await responder(c, n, subscribe, run)
 
-    async def js_publish(self, c: Clients, n: int) -> float:
+    async def js_publish(self, c: Clients, n: int) -> Elapsed:
         tracer, js, attrs = self.tracer, c.js, self.js_attrs
 
         async def one() -> None:
@@ -305,12 +309,12 @@ class HandWritten:
 
         for _ in range(50):
             await one()
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(n):
             await one()
-        return time.perf_counter() - t0
+        return since(t0)
 
-    def path(self, op: str) -> Callable[[Clients, int], Awaitable[float]]:
+    def path(self, op: str) -> Callable[[Clients, int], Awaitable[Elapsed]]:
         return {
             "publish": self.publish,
             "callback": self.callback,
@@ -322,10 +326,10 @@ class HandWritten:
 # --- instrumented -------------------------------------------------------------------------------
 
 
-Fn = Callable[[Clients, int], Awaitable[float]]
+Fn = Callable[[Clients, int], Awaitable[Elapsed]]
 
 
-async def instrumented(c: Clients, fn: Fn, n: int, warm: bool, **options: Any) -> float:
+async def instrumented(c: Clients, fn: Fn, n: int, warm: bool, **options: Any) -> Elapsed:
     """Run a plain nats-py path instrumented with ``options`` (instrument/uninstrument untimed)."""
     instrumentor = NatsInstrumentor()
     instrumentor.instrument(**options)
@@ -349,37 +353,44 @@ async def warm_up_traffic(c: Clients, instrument: bool) -> None:
     tp.shutdown()
 
 
+# The usual production sampler: 1 % of new traces, children follow their parent.
+RATIO_OPERATIONS = ("publish", "callback")
+
+
 def add_sdk_paths(worker: Worker) -> None:
-    """The SDK worker's paths: ``{off,on}.{hand,inst}.{operation}`` and ``metrics.{hand,inst}.publish``."""
+    """The SDK worker's paths: ``{off,on}.{hand,inst}.{operation}``, ``ratio.{hand,inst}.{publish,callback}``
+    (``ParentBased(TraceIdRatioBased(0.01))``) and ``metrics.{hand,inst}.publish``."""
     c = worker.c
     tp_off = TracerProvider(sampler=ALWAYS_OFF)
     tp_on = TracerProvider()
     tp_on.add_span_processor(BatchSpanProcessor(DiscardExporter()))
+    tp_ratio = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.01)))
+    tp_ratio.add_span_processor(BatchSpanProcessor(DiscardExporter()))
+    BEFORE_STOP.extend((tp_on.force_flush, tp_ratio.force_flush))  # the block's spans are exported in the block
     mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
     hands = {
         "off": HandWritten(tp_off.get_tracer("bench.hand"), c),
         "on": HandWritten(tp_on.get_tracer("bench.hand"), c),
+        "ratio": HandWritten(tp_ratio.get_tracer("bench.hand"), c),
     }
     hand_metrics = HandWritten(tp_on.get_tracer("bench.hand"), c, mp.get_meter("bench.hand"))
-    providers = {"off": tp_off, "on": tp_on}
+    providers = {"off": tp_off, "on": tp_on, "ratio": tp_ratio}
 
-    def block(fn: Fn, warm: bool, **options: Any) -> Callable[[int], Awaitable[float]]:
-        """One measured block: instrument with ``options`` (unless none), warm up publish paths,
-        run, and hand the sampled spans to the exporter before the next block starts."""
+    def block(fn: Fn, warm: bool, **options: Any) -> Callable[[int], Awaitable[Elapsed]]:
+        """One measured block: instrument with ``options`` (unless none), warm up publish paths, run."""
 
-        async def run(n: int) -> float:
-            try:
-                if options:
-                    return await instrumented(c, fn, n, warm, **options)
-                return await warm_publish(c, fn, n) if warm else await fn(c, n)
-            finally:
-                tp_on.force_flush()
+        async def run(n: int) -> Elapsed:
+            if options:
+                return await instrumented(c, fn, n, warm, **options)
+            return await warm_publish(c, fn, n) if warm else await fn(c, n)
 
         return run
 
     for op in OPERATIONS:
         warm = op == "publish"
         for sampling, tp in providers.items():
+            if sampling == "ratio" and op not in RATIO_OPERATIONS:
+                continue
             worker.paths[f"{sampling}.hand.{op}"] = block(hands[sampling].path(op), warm)
             worker.paths[f"{sampling}.inst.{op}"] = block(PLAIN[op], warm, tracer_provider=tp)
     worker.paths["metrics.hand.publish"] = block(hand_metrics.publish_with_metrics, True)

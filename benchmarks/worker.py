@@ -14,7 +14,9 @@ A worker owns one configuration of the process-wide OpenTelemetry state:
 
 Protocol (JSON lines): the worker prints ``{"ready": [paths]}``; then for each line
 ``{"path": p, "n": n}`` on stdin it measures ``n`` messages of path ``p`` and prints
-``{"path": p, "seconds": per-message seconds}``. An empty line or EOF ends it.
+``{"path": p, "wall": per-message wall seconds, "cpu": per-message CPU seconds}``. An empty line or
+EOF ends it. CPU time is the process's (``time.process_time()``: every thread, the batch span
+processor's export included; the SDK worker flushes its span processors before the clocks stop).
 """
 
 from __future__ import annotations
@@ -42,6 +44,24 @@ RESPONSE = b"ok"
 WARMUP = 50
 
 OPERATIONS = ("publish", "callback", "request", "js_publish")
+# The floor of carrying a context: raw nats-py with a constant W3C ``traceparent`` header.
+TRACEPARENT_HEADERS = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+
+# Per-message cost: (wall seconds, CPU seconds of this process, all threads).
+Elapsed = tuple[float, float]
+# Called before the clocks stop (the SDK worker: flush its span processors, so that exporting the
+# block's spans is counted in the block).
+BEFORE_STOP: list[Callable[[], object]] = []
+
+
+def clock() -> Elapsed:
+    return time.perf_counter(), time.process_time()
+
+
+def since(t0: Elapsed) -> Elapsed:
+    for fn in BEFORE_STOP:
+        fn()
+    return time.perf_counter() - t0[0], time.process_time() - t0[1]
 
 
 class Clients:
@@ -67,13 +87,23 @@ class Clients:
 # --- plain nats-py (raw, instrumented and after uninstrument() run the same code) ---------------
 
 
-async def plain_publish(c: Clients, n: int) -> float:
+async def plain_publish(c: Clients, n: int) -> Elapsed:
     nc = c.nc
-    t0 = time.perf_counter()
+    t0 = clock()
     for _ in range(n):
         await nc.publish(SUBJECT, PAYLOAD)
     await nc.flush()
-    return time.perf_counter() - t0
+    return since(t0)
+
+
+async def floor_publish(c: Clients, n: int) -> Elapsed:
+    """Raw nats-py publish with a constant ``traceparent`` header: what carrying a context costs at least."""
+    nc, headers = c.nc, TRACEPARENT_HEADERS
+    t0 = clock()
+    for _ in range(n):
+        await nc.publish(SUBJECT, PAYLOAD, headers=headers)
+    await nc.flush()
+    return since(t0)
 
 
 class Counter:
@@ -134,7 +164,7 @@ Subscribe = Callable[[str, Counter], Awaitable[Any]]
 Publish = Callable[[Clients, str], Awaitable[None]]
 
 
-async def delivery(c: Clients, n: int, subscribe: Subscribe, publish: Publish) -> float:
+async def delivery(c: Clients, n: int, subscribe: Subscribe, publish: Publish) -> Elapsed:
     """Publish ``n`` messages; the time until the subscription's callback has seen all ``n``."""
     subject = fresh(CB_SUBJECT)
     counter = Counter()
@@ -147,11 +177,11 @@ async def delivery(c: Clients, n: int, subscribe: Subscribe, publish: Publish) -
             await publish(c, subject)
         await asyncio.wait_for(counter.done.wait(), 30)
         counter.expect(n)
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(n):
             await publish(c, subject)
         await asyncio.wait_for(counter.done.wait(), 60)
-        return time.perf_counter() - t0
+        return since(t0)
     finally:
         await sub.unsubscribe()
 
@@ -160,7 +190,7 @@ async def _plain_pub(c: Clients, subject: str) -> None:
     await c.nc.publish(subject, PAYLOAD)
 
 
-async def plain_callback(c: Clients, n: int) -> float:
+async def plain_callback(c: Clients, n: int) -> Elapsed:
     async def subscribe(subject: str, counter: Counter) -> Any:
         async def cb(msg: Any) -> None:
             counter.tick()
@@ -172,7 +202,7 @@ async def plain_callback(c: Clients, n: int) -> float:
 
 async def responder(
     c: Clients, n: int, subscribe: Callable[[str], Awaitable[Any]], run: Callable[[Clients, str], Awaitable[None]]
-) -> float:
+) -> Elapsed:
     """``n`` sequential requests (``run``) to the responder that ``subscribe`` sets up."""
     subject = fresh(REQ_SUBJECT)
     sub = await subscribe(subject)
@@ -181,10 +211,10 @@ async def responder(
         await until_answered(c, subject, run)
         for _ in range(WARMUP):
             await run(c, subject)
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(n):
             await run(c, subject)
-        return time.perf_counter() - t0
+        return since(t0)
     finally:
         await sub.unsubscribe()
 
@@ -197,24 +227,24 @@ async def _plain_request(c: Clients, subject: str) -> None:
     await c.nc.request(subject, PAYLOAD, timeout=5)
 
 
-async def plain_request(c: Clients, n: int) -> float:
+async def plain_request(c: Clients, n: int) -> Elapsed:
     async def subscribe(subject: str) -> Any:
         return await c.sc.subscribe(subject, cb=_plain_respond)
 
     return await responder(c, n, subscribe, _plain_request)
 
 
-async def plain_js_publish(c: Clients, n: int) -> float:
+async def plain_js_publish(c: Clients, n: int) -> Elapsed:
     js = c.js
     for _ in range(WARMUP):
         await js.publish(JS_SUBJECT, PAYLOAD)
-    t0 = time.perf_counter()
+    t0 = clock()
     for _ in range(n):
         await js.publish(JS_SUBJECT, PAYLOAD)
-    return time.perf_counter() - t0
+    return since(t0)
 
 
-PLAIN: dict[str, Callable[[Clients, int], Awaitable[float]]] = {
+PLAIN: dict[str, Callable[[Clients, int], Awaitable[Elapsed]]] = {
     "publish": plain_publish,
     "callback": plain_callback,
     "request": plain_request,
@@ -222,7 +252,7 @@ PLAIN: dict[str, Callable[[Clients, int], Awaitable[float]]] = {
 }
 
 
-async def warm_publish(c: Clients, fn: Callable[[Clients, int], Awaitable[float]], n: int) -> float:
+async def warm_publish(c: Clients, fn: Callable[[Clients, int], Awaitable[Elapsed]], n: int) -> Elapsed:
     """Warm a publish path up (caches, first span) before measuring it."""
     await fn(c, WARMUP)
     return await fn(c, n)
@@ -234,13 +264,14 @@ async def warm_publish(c: Clients, fn: Callable[[Clients, int], Awaitable[float]
 class Worker:
     def __init__(self, clients: Clients) -> None:
         self.c = clients
-        self.paths: dict[str, Callable[[int], Awaitable[float]]] = {}
+        self.paths: dict[str, Callable[[int], Awaitable[Elapsed]]] = {}
 
-    async def measure(self, path: str, n: int) -> float:
+    async def measure(self, path: str, n: int) -> Elapsed:
         # Every block starts from a clean heap, so that a collection of garbage left by an earlier
         # block (or by instrument()/uninstrument()) does not land in this block's time.
         gc.collect()
-        return await self.paths[path](n) / n
+        wall, cpu = await self.paths[path](n)
+        return wall / n, cpu / n
 
     async def close(self) -> None:
         await self.c.close()
@@ -263,6 +294,7 @@ async def make_worker(config: str, url: str) -> Worker:
 
         await warm_up_traffic(clients, instrument=False)
         plain_paths(worker, "raw")
+        worker.paths["floor.publish"] = lambda n: warm_publish(worker.c, floor_publish, n)
     elif config == "nosdk":
         from opentelemetry.instrumentation.nats import NatsInstrumentor
 
@@ -293,8 +325,8 @@ async def main(config: str, url: str) -> None:
             if not line.strip():
                 break
             cmd = json.loads(line)
-            seconds = await worker.measure(cmd["path"], cmd["n"])
-            print(json.dumps({"path": cmd["path"], "seconds": seconds}), flush=True)
+            wall, cpu = await worker.measure(cmd["path"], cmd["n"])
+            print(json.dumps({"path": cmd["path"], "wall": wall, "cpu": cpu}), flush=True)
     finally:
         await worker.close()
 

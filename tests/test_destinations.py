@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.instrumentation.nats import NatsInstrumentor, destinations, names
 from opentelemetry.instrumentation.nats.config import NatsConfig
 from opentelemetry.instrumentation.nats.destinations import Templates
-from opentelemetry.instrumentation.nats.recorder import installed
+from opentelemetry.instrumentation.nats.operation import installed
 from opentelemetry.instrumentation.nats.subjects import Generations, SubjectSet, matches
 from tests.helpers import by_name, conn_attrs, synced, wait_spans
 from tests.test_metrics import base, metrics, points
@@ -497,7 +497,7 @@ async def test_per_subject_cache_is_bounded_and_keeps_entries_in_use(
     await nc.publish("hot.subject", b"")
     rec = installed()
     assert rec is not None
-    state = rec._state(nc)
+    state = rec.clients.state(nc)
     hot_key = (names.PUBLISH, "hot.subject", None, None, None)
     hot_entry = state.recent[hot_key]
     for i in range(100):
@@ -534,5 +534,5 @@ async def test_wildcard_subscription_subjects_share_one_cache_entry(
     assert [(s.name, s.attributes[DEST]) for s in processed] == [("process wild.*", f"wild.{i}") for i in range(50)]
     rec = installed()
     assert rec is not None
-    state = rec._state(sc)
+    state = rec.clients.state(sc)
     assert (state.size(), list(state.recent)) == (1, [(names.PROCESS, False, "wild.*", None, None)])

@@ -9,18 +9,31 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from opentelemetry.baggage import set_baggage
-from opentelemetry.context import attach, detach
+from opentelemetry.baggage import get_all, set_baggage
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.context import Context, attach, detach
 from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import CarrierT, Setter, TextMapPropagator, default_setter
-from opentelemetry.trace import NoOpTracerProvider, get_current_span
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    NonRecordingSpan,
+    NoOpTracerProvider,
+    SpanContext,
+    TraceState,
+    get_current_span,
+    set_span_in_context,
+)
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from opentelemetry import propagate
-from opentelemetry.instrumentation.nats import NatsInstrumentor
-from opentelemetry.instrumentation.nats.recorder import installed
+from opentelemetry.instrumentation.nats import NatsInstrumentor, propagation
+from opentelemetry.instrumentation.nats.operation import installed
 from tests.helpers import Telemetry
 from tests.natsserver import NatsServer
 
@@ -176,11 +189,11 @@ async def test_alternating_clients_keep_their_own_attributes(telemetry: Any, ser
 
 
 def test_enabled_agrees_with_is_instrumentation_enabled() -> None:
-    """recorder.enabled() reads the suppression keys itself; it must say what the official check says."""
+    """operation.enabled() reads the suppression keys itself; it must say what the official check says."""
     from opentelemetry.context import set_value
     from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
 
-    from opentelemetry.instrumentation.nats.recorder import enabled
+    from opentelemetry.instrumentation.nats.operation import enabled
 
     assert enabled() is is_instrumentation_enabled() is True
     with suppress_instrumentation():
@@ -301,3 +314,171 @@ async def test_replies_to_a_plain_subject_are_not_temporary(telemetry: Any, serv
     for span in spans:
         assert span.attributes["messaging.destination.name"] == "fast.replies"
         assert "messaging.destination.temporary" not in span.attributes
+
+
+# --- stock W3C headers written and read without the propagators' generic steps ------------------
+
+_STOCK = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+_REVERSED = CompositePropagator([W3CBaggagePropagator(), TraceContextTextMapPropagator()])
+_TRACE_ONLY = TraceContextTextMapPropagator()
+
+
+@contextmanager
+def _global_textmap(textmap: TextMapPropagator) -> Iterator[None]:
+    previous = propagate.get_global_textmap()
+    propagate.set_global_textmap(textmap)
+    try:
+        yield
+    finally:
+        propagate.set_global_textmap(previous)
+
+
+def _extracted(ctx: Any) -> tuple[Any, Any, list[str]]:
+    return get_current_span(ctx).get_span_context(), dict(get_all(ctx)), sorted(map(str, ctx))
+
+
+_HEADER_CASES = [
+    {"traceparent": TRACEPARENT},
+    {"traceparent": TRACEPARENT.replace("-01", "-00")},
+    {"traceparent": TRACEPARENT, "k": "v", "Nats-Msg-Id": "1"},
+    {"traceparent": TRACEPARENT, "tracestate": "vendor=x"},
+    {"traceparent": TRACEPARENT, "Baggage": "tenant=t1"},
+    {"traceparent": TRACEPARENT, "baggage": "tenant=t1"},
+    {"traceparent": TRACEPARENT.upper()},
+    {"traceparent": " " + TRACEPARENT[:-1]},
+    {"traceparent": "00-00000000000000000000000000000000-b7ad6b7169203331-01"},
+    {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01"},
+    {"traceparent": "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+    {"traceparent": "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+    {"traceparent": "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-what-comes-next"},
+    {"traceparent": TRACEPARENT + "-x"},
+    {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b71692_3331-01"},
+    {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0g"},
+    {"Traceparent": TRACEPARENT},
+    {"Xraceparent": TRACEPARENT},
+    {"traceparent": 12},
+]
+
+
+@pytest.mark.parametrize("textmap", [_STOCK, _REVERSED, _TRACE_ONLY])
+@pytest.mark.parametrize("headers", _HEADER_CASES)
+def test_extract_reads_what_the_propagators_read(textmap: TextMapPropagator, headers: dict[str, Any]) -> None:
+    with _global_textmap(textmap):
+        expected = propagate.extract(headers, context=Context(), getter=propagation._GETTER)
+        assert _extracted(propagation.extract(headers)) == _extracted(expected)
+
+
+def test_extract_asks_other_propagators() -> None:
+    with _global_textmap(_ConstantPropagator()):
+        assert propagation.extract({"traceparent": TRACEPARENT}) == Context()  # (it extracts nothing)
+
+
+@pytest.mark.parametrize("textmap", [_STOCK, _REVERSED, _TRACE_ONLY, _ConstantPropagator()])
+@pytest.mark.parametrize("trace_state", [None, TraceState([("vendor", "x"), ("other", "y")])])
+@pytest.mark.parametrize("with_baggage", [False, True])
+@pytest.mark.parametrize("explicit_parent", [False, True])
+def test_span_carrier_writes_what_the_propagators_write(
+    textmap: TextMapPropagator, trace_state: Any, with_baggage: bool, explicit_parent: bool
+) -> None:
+    parent_ctx = propagate.extract({"traceparent": TRACEPARENT}, context=Context())
+    remote = get_current_span(parent_ctx).get_span_context()
+    if trace_state is not None:
+        remote = SpanContext(remote.trace_id, remote.span_id, True, remote.trace_flags, trace_state)
+    parent = set_span_in_context(NonRecordingSpan(remote), Context())
+    if with_baggage:
+        parent = set_baggage("tenant", "t 1", parent)
+    span = TracerProvider().get_tracer("test").start_span("s", parent)
+    with _global_textmap(textmap):
+        expected: dict[str, str] = {}
+        propagate.inject(expected, set_span_in_context(span, parent))
+        if explicit_parent:
+            carrier = propagation.span_carrier(span, parent)
+        else:
+            token = attach(parent)
+            try:
+                carrier = propagation.span_carrier(span, None)
+            finally:
+                detach(token)
+    assert list(carrier.items()) == list(expected.items())
+
+
+def test_span_carrier_of_an_invalid_span_writes_no_traceparent() -> None:
+    with _global_textmap(_STOCK):
+        assert propagation.span_carrier(NonRecordingSpan(INVALID_SPAN_CONTEXT), Context()) == {}
+
+
+# --- per-message wrappers: plain functions and a transparent callback proxy ---------------------
+
+
+def test_direct_patches_look_like_the_originals(no_sdk: None) -> None:
+    import nats.aio.client
+
+    patched = nats.aio.client.Client.__dict__["publish"]
+    assert patched.__wrapped__.__name__ == patched.__name__ == "publish"
+    assert patched.__doc__ == patched.__wrapped__.__doc__
+    assert asyncio.iscoroutinefunction(patched)
+
+
+async def test_direct_patches_raise_and_cancel_like_nats_py(telemetry: Any, server: NatsServer, connect: Any) -> None:
+    import nats.errors
+
+    nc = await connect(server.url)
+    with pytest.raises(TypeError):
+        nc.publish()  # (a missing argument: raised by the call, as by nats-py's own coroutine function)
+    with pytest.raises(nats.errors.NoRespondersError):
+        await nc.request("fast.nobody", b"x", timeout=1)
+    task = asyncio.ensure_future(nc.request("fast.slow", b"x", timeout=5))
+    slow = await nc.subscribe("fast.slow")
+    await nc.flush()
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await slow.unsubscribe()
+    (request,) = [s for s in telemetry.spans() if s.name == "request fast.slow"]
+    assert request.attributes["error.type"] == "CancelledError"
+
+
+async def test_traced_callbacks_are_transparent(telemetry: Any, server: NatsServer, connect: Any) -> None:
+    nc = await connect(server.url)
+    seen: list[bytes] = []
+
+    async def handler(msg: Any) -> None:
+        seen.append(msg.data)
+
+    sub = await nc.subscribe("fast.proxy", cb=handler)
+    assert sub._cb.__wrapped__ is handler and sub._cb.__name__ == "handler"
+    assert asyncio.iscoroutinefunction(sub._cb)
+    again = await nc.subscribe("fast.proxy", cb=sub._cb)  # already traced: not wrapped twice
+    assert again._cb is sub._cb
+    await nc.publish("fast.proxy", b"x")
+    await nc.flush()
+    for _ in range(100):
+        if len(seen) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert seen == [b"x", b"x"]
+    assert [s.name for s in telemetry.spans()].count("process fast.proxy") == 2
+
+
+async def test_no_sdk_callback_without_headers_runs_in_an_empty_context(
+    no_sdk: None, server: NatsServer, connect: Any
+) -> None:
+    """The pass-through for messages without headers keeps what the full path did: the callback runs
+    in the (empty) context the message carries, not in the context the subscription was made in."""
+    nc = await connect(server.url)
+    seen: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def handler(msg: Any) -> None:
+        await seen.put(get_all())
+
+    token = attach(set_baggage("tenant", "t1"))
+    try:
+        await nc.subscribe("fast.empty", cb=handler)
+    finally:
+        detach(token)
+    await nc.subscribe("fast.empty.plain", cb=handler)
+    await nc.publish("fast.empty", b"x")
+    await nc.publish("fast.empty.plain", b"x")
+    assert dict(await asyncio.wait_for(seen.get(), 2)) == {}
+    assert dict(await asyncio.wait_for(seen.get(), 2)) == {}

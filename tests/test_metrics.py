@@ -10,7 +10,7 @@ import nats.errors
 import pytest
 
 from opentelemetry.instrumentation.nats.names import DURATION_BUCKETS_MS, DURATION_BUCKETS_S
-from opentelemetry.instrumentation.nats.recorder import installed
+from opentelemetry.instrumentation.nats.operation import installed
 from tests.helpers import synced
 from tests.natsserver import NatsServer
 

@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.instrumentation.nats import NatsInstrumentor
 from opentelemetry.instrumentation.nats.config import NatsConfig, resolve_mode
 from opentelemetry.instrumentation.nats.names import Mode
-from opentelemetry.instrumentation.nats.recorder import installed
+from opentelemetry.instrumentation.nats.operation import installed
 from tests.helpers import by_name, conn_attrs, synced, wait_spans
 
 # --- NatsConfig: defaults, environment variables, validation ----------------------------------

@@ -11,25 +11,23 @@ or run the application under ``opentelemetry-instrument``. See the README for ev
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Collection
 from typing import Any
 
-import wrapt
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.metrics import get_meter
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.nats import names, propagation
+from opentelemetry.instrumentation.nats import names, patches, propagation
 from opentelemetry.instrumentation.nats.config import NatsConfig
 from opentelemetry.instrumentation.nats.metrics import NatsMetrics
 from opentelemetry.instrumentation.nats.names import SCHEMA_URL
+from opentelemetry.instrumentation.nats.operation import install, installed
 from opentelemetry.instrumentation.nats.package import _instruments
 from opentelemetry.instrumentation.nats.patches import PATCHES
-from opentelemetry.instrumentation.nats.recorder import Recorder, install, installed
+from opentelemetry.instrumentation.nats.recorder import Recorder
 from opentelemetry.instrumentation.nats.version import __version__
 
 _LOG = logging.getLogger(__name__)
@@ -71,7 +69,7 @@ class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         install(Recorder(tracer, config, NatsMetrics(meter, config.mode, names.KEYS[config.mode])))
         for module, attribute, wrapper in PATCHES:
             try:
-                wrapt.wrap_function_wrapper(module, attribute, wrapper)
+                patches.apply(module, attribute, wrapper)
             except (AttributeError, ImportError):  # not in this nats-py version
                 _LOG.debug("nats-py has no %s.%s; not instrumented", module, attribute)
 
@@ -81,9 +79,4 @@ class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             rec.metrics.shutdown()
         install(None)
         for module, attribute, _ in PATCHES:
-            owner_name, _, name = attribute.rpartition(".")
-            owner: Any = importlib.import_module(module)
-            for part in owner_name.split("."):
-                owner = getattr(owner, part, None)
-            if owner is not None:
-                unwrap(owner, name)
+            patches.remove(module, attribute)

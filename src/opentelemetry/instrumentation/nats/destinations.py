@@ -27,7 +27,7 @@ from opentelemetry.instrumentation.nats.names import Keys, Op
 from opentelemetry.instrumentation.nats.subjects import Generations, is_wildcard
 
 if TYPE_CHECKING:
-    from opentelemetry.instrumentation.nats.recorder import Operation
+    from opentelemetry.instrumentation.nats.operation import Operation
 
 _LOG = logging.getLogger(__name__)
 

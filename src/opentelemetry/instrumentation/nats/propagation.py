@@ -1,23 +1,79 @@
-"""Context propagation through NATS headers, and the seed's JSON envelope."""
+"""Context propagation through NATS headers, and the seed's JSON envelope.
+
+Fast paths: with the stock W3C propagators (trace context and/or baggage, the default) a span's
+headers are written here directly from its span context (:func:`span_carrier`: what the
+propagators write, without building a context for them), and a plain ``traceparent`` (no
+``tracestate`` or ``baggage`` beside it) is read here (:func:`_plain_extract`: the context the
+propagators extract, without their generic steps); nothing is injected when the context is
+empty and the propagators would write nothing (:func:`nothing_to_inject`); headers without the
+names the propagator writes are not parsed (:func:`carried_context`); a dict is read as a dict.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
-from typing import Any
+import re
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from typing import Any, cast
 
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context, get_current
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import SpanContext, get_current_span
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    TraceFlags,
+    get_current_span,
+    set_span_in_context,
+)
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate
+
+_BAGGAGE_KEY: str | None
+try:
+    from opentelemetry.baggage import _BAGGAGE_KEY
+except ImportError:  # pragma: no cover - another opentelemetry-api: always ask the propagator
+    _BAGGAGE_KEY = None
 
 _LOG = logging.getLogger(__name__)
 _EMPTY = Context()
+
+# get_current() without its two calls: the context variable of the default runtime context
+_RUNTIME: Any = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+_VAR = getattr(_RUNTIME, "_current_context", None) if type(_RUNTIME) is ContextVarsRuntimeContext else None
+current_context: Callable[[], Context] = _VAR.get if isinstance(_VAR, ContextVar) else get_current
+
+
+def with_span(span: Span, parent: Context | None) -> Context:
+    """``set_span_in_context(span, parent)``: ``parent`` (default: the current context) with ``span``."""
+    values = dict(current_context() if parent is None else parent)
+    values[_SPAN_KEY] = span
+    return Context(values)
+
+
+def attach(ctx: Context) -> Any:
+    """``opentelemetry.context.attach`` (with the default runtime context: its context variable's ``set``)."""
+    return _VAR.set(ctx) if isinstance(_VAR, ContextVar) else otel_context.attach(ctx)
+
+
+def detach(token: Any) -> None:
+    """``opentelemetry.context.detach`` (which logs what it cannot reset)."""
+    try:
+        _VAR.reset(token)  # type: ignore[union-attr]
+    except Exception:
+        otel_context.detach(token)
+
+
 _W3C = TraceContextTextMapPropagator()  # the envelope's fields are W3C Trace Context by definition
 
 # "NATS/1.0\r\n" + final "\r\n"; each header adds "key: value\r\n".
@@ -63,11 +119,42 @@ class _HeaderGetter(Getter[Mapping[str, Any]]):
 _GETTER = _HeaderGetter()
 
 
+# A plain W3C traceparent (version 00, nothing after the flags) and the header names that make
+# extract() ask the propagators after all.
+_PLAIN_TRACEPARENT = re.compile("00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_OTHER_FIELDS = frozenset(("tracestate", "baggage"))
+
+
+def _plain_extract(headers: dict[Any, Any]) -> Context | None:
+    """What the stock W3C propagators extract from ``headers`` when they hold a plain ``traceparent``
+    and no ``tracestate`` or ``baggage`` (see the module's fast paths), else ``None``."""
+    value = headers.get(_TRACEPARENT)
+    if type(value) is not str or len(value) != 55:
+        return None
+    parts = _stock_parts()
+    if not parts or type(parts[0]) is not TraceContextTextMapPropagator or len(parts) > 2:
+        return None
+    if len(headers) > 1 and any(type(k) is str and k.lower() in _OTHER_FIELDS for k in headers):
+        return None
+    match = _PLAIN_TRACEPARENT.fullmatch(value)
+    if match is None:
+        return None
+    trace_id, span_id, flags = match.groups()
+    if trace_id == "0" * 32 or span_id == "0" * 16:
+        return None
+    span_context = SpanContext(int(trace_id, 16), int(span_id, 16), True, TraceFlags(int(flags, 16)), None)
+    return Context({_SPAN_KEY: NonRecordingSpan(span_context)})  # (what set_span_in_context builds)
+
+
 def extract(headers: Any) -> Context:
     """The context carried by message headers; an empty context (→ root span) when there is none."""
-    if not headers or (type(headers) is not dict and not isinstance(headers, Mapping)):  # fast path: a dict
+    if not headers or (type(headers) is not dict and not isinstance(headers, Mapping)):
         return _EMPTY
     try:
+        if type(headers) is dict:
+            plain = _plain_extract(headers)
+            if plain is not None:
+                return plain
         return propagate.extract(headers, context=_EMPTY, getter=_GETTER)
     except Exception:  # a third-party propagator failing on odd input
         _LOG.debug("could not extract context from NATS headers", exc_info=True)
@@ -98,10 +185,8 @@ def _propagator_fields(textmap: object) -> frozenset[str] | None:
 
 def carried_context(headers: Any) -> SpanContext | None:
     """The creation context a caller already put in outgoing headers: the valid span context the
-    global propagator extracts from them (whatever propagator is configured), else ``None``.
-
-    Fast path: headers with none of the names the propagator writes are not parsed (callers skip
-    ``None`` and empty headers before calling)."""
+    global propagator extracts from them (whatever propagator is configured), else ``None``
+    (callers skip ``None`` and empty headers before calling)."""
     if type(headers) is not dict and not isinstance(headers, Mapping):
         return None
     try:
@@ -116,26 +201,73 @@ def carried_context(headers: Any) -> SpanContext | None:
     return span_ctx if span_ctx.is_valid else None
 
 
+def creation_links(ctx: Context) -> list[Link] | None:
+    """A link to the span context in ``ctx`` (a message's creation context), or ``None`` when it has none."""
+    span_ctx = get_current_span(ctx).get_span_context()
+    return [Link(span_ctx)] if span_ctx.is_valid else None
+
+
+def caller_links(headers: Any) -> list[Link] | None:
+    """A link to the creation context the caller already put in outgoing ``headers`` (what the
+    configured propagator writes), else ``None``. Such headers are sent unchanged (semconv: a
+    creation context SHOULD NOT be modified) and the send span is CLIENT, linked to it."""
+    span_ctx = carried_context(headers)
+    return [Link(span_ctx)] if span_ctx is not None else None
+
+
 _QUIET_WHEN_EMPTY = (TraceContextTextMapPropagator, W3CBaggagePropagator)
-_quiet: tuple[object, bool] = (None, False)  # (global propagator, writes nothing for an empty context)
+_Stock = tuple[TraceContextTextMapPropagator | W3CBaggagePropagator, ...]
+_stock: tuple[object, _Stock | None] = (None, None)  # (global propagator, its stock W3C parts in order)
+
+
+def _stock_parts() -> _Stock | None:
+    """The global propagator's parts when all are the stock W3C trace context / baggage propagators
+    (the default; none at all counts too), else ``None``. Cached per global propagator."""
+    global _stock
+    textmap = propagate.get_global_textmap()
+    checked, parts = _stock
+    if checked is not textmap:
+        found = getattr(textmap, "_propagators", None) if isinstance(textmap, CompositePropagator) else [textmap]
+        ok = isinstance(found, (list, tuple)) and all(type(p) in _QUIET_WHEN_EMPTY for p in found)
+        parts = tuple(cast(_Stock, found)) if ok and found is not None else None
+        _stock = (textmap, parts)
+    return parts
 
 
 def nothing_to_inject() -> bool:
     """True when injecting the current context would write nothing: the context is empty (no
     span, no baggage) and the global propagator is one that writes nothing then (W3C trace
-    context and/or baggage — the default — or none at all). Other propagators are always asked.
-
-    Fast path: with no SDK (and outside any span) a publish skips the propagator calls."""
-    global _quiet
-    if get_current():
+    context and/or baggage — the default — or none at all). Other propagators are always asked."""
+    if current_context():
         return False
-    textmap = propagate.get_global_textmap()
-    checked, quiet = _quiet
-    if checked is not textmap:
-        parts = getattr(textmap, "_propagators", None) if isinstance(textmap, CompositePropagator) else [textmap]
-        quiet = isinstance(parts, (list, tuple)) and all(type(p) in _QUIET_WHEN_EMPTY for p in parts)
-        _quiet = (textmap, quiet)
-    return quiet
+    checked, parts = _stock
+    return (parts if checked is propagate.get_global_textmap() else _stock_parts()) is not None
+
+
+def span_carrier(span: Span, parent: Context | None) -> dict[str, str]:
+    """The headers the global propagator writes for ``span`` as a child of ``parent`` (default: the
+    current context): what ``propagate.inject`` writes for that context, built directly from the
+    span context by the stock W3C propagators (see the module's fast paths)."""
+    carrier: dict[str, str] = {}
+    parts = _stock_parts()
+    if parts is None:
+        propagate.inject(carrier, set_span_in_context(span, parent))
+        return carrier
+    for part in parts:
+        if type(part) is TraceContextTextMapPropagator:  # what TraceContextTextMapPropagator.inject writes
+            span_context = span.get_span_context()
+            if span_context == INVALID_SPAN_CONTEXT:
+                continue
+            carrier["traceparent"] = (
+                f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{span_context.trace_flags:02x}"
+            )
+            if span_context.trace_state:
+                carrier["tracestate"] = span_context.trace_state.to_header()
+        else:  # baggage lives in the parent context
+            ctx = current_context() if parent is None else parent
+            if _BAGGAGE_KEY is None or ctx.get(_BAGGAGE_KEY):
+                part.inject(carrier, ctx)
+    return carrier
 
 
 def inject(
@@ -144,16 +276,19 @@ def inject(
     server_info: Mapping[str, Any],
     max_payload: int,
     context: Context | None = None,
+    carrier: dict[str, str] | None = None,
 ) -> tuple[dict[str, str] | None, str | None]:
-    """Headers to send: a copy of ``headers`` with ``context`` (default: the current one) injected.
+    """Headers to send: a copy of ``headers`` with ``context`` (default: the current one) injected,
+    or with ``carrier`` (what the propagator wrote already, see :func:`span_carrier`).
 
     Returns ``(headers, skip_reason)``. The caller's dict is never mutated. Nothing is injected
     (and the caller's headers are returned as they are) when the propagator writes nothing, when
     the server does not support headers, or when the headers would push the message over
     ``max_payload``; the latter two return a skip reason.
     """
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier, context)
+    if carrier is None:
+        carrier = {}
+        propagate.inject(carrier, context)
     if not carrier:
         return headers, None
     if payload_size > max_payload:  # nats-py refuses the message itself (MaxPayloadError): nothing is skipped
@@ -165,10 +300,10 @@ def inject(
         out.update(carrier)
     else:
         out = carrier
-    # the header block's size ("NATS/1.0\r\n", "key: value\r\n" lines, "\r\n"), inline (fast path)
+    # the header block's size ("NATS/1.0\r\n", "key: value\r\n" lines, "\r\n")
     size = payload_size + _HEADER_BLOCK_OVERHEAD + _HEADER_LINE_OVERHEAD * len(out)
     for k, v in out.items():
-        if type(k) is str and type(v) is str and k.isascii() and v.isascii():  # fast path: no encoding
+        if type(k) is str and type(v) is str and k.isascii() and v.isascii():
             size += len(k) + len(v)
         else:
             size += len(str(k).encode()) + len(str(v).encode())

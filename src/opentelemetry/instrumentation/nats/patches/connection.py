@@ -15,8 +15,9 @@ import time
 from typing import Any
 
 from opentelemetry.instrumentation.nats.metrics import NatsMetrics
+from opentelemetry.instrumentation.nats.operation import installed, untraced
 from opentelemetry.instrumentation.nats.patches.core import Args, Kwargs
-from opentelemetry.instrumentation.nats.recorder import Recorder, installed, untraced
+from opentelemetry.instrumentation.nats.recorder import Recorder
 
 _LOG = logging.getLogger(__name__)
 

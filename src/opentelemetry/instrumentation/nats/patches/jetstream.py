@@ -1,7 +1,10 @@
 """JetStream patches: publish, publish_async, fetch, settle (ack …), key-value and object store.
 
-Push-consumer callbacks are traced by :class:`.core.ProcessWrapper` (``js.subscribe`` ends in
+Push-consumer callbacks are traced by :class:`.core.TracedCallback` (``js.subscribe`` ends in
 ``Client.subscribe``); JetStream API traffic runs under :func:`internal` and makes no spans.
+
+Fast paths: as in core.py, the publish wrappers return the coroutine to await (no coroutine frame
+of their own), and ``publish(subject, payload)`` is taken apart without binding.
 """
 
 from __future__ import annotations
@@ -14,17 +17,10 @@ from opentelemetry.trace import Link, Span, SpanKind
 
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.names import Op
+from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, entry, installed, now, untraced
 from opentelemetry.instrumentation.nats.patches.core import Args, Kwargs, size
-from opentelemetry.instrumentation.nats.recorder import (
-    ACTIVE,
-    Operation,
-    Recorder,
-    caller_links,
-    entry,
-    installed,
-    now,
-    untraced,
-)
+from opentelemetry.instrumentation.nats.propagation import caller_links
+from opentelemetry.instrumentation.nats.recorder import Recorder
 
 _LOG = logging.getLogger(__name__)
 
@@ -48,7 +44,7 @@ def _js_publish_args(
 def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> tuple[Operation, list[Link] | None] | None:
     """The operation of a JetStream publish, and the link to the caller's own creation context when
     its headers carry one (then they are sent unchanged and the span is CLIENT)."""
-    if len(args) == 2 and not kwargs:  # fast path: publish(subject, payload), no argument binding
+    if len(args) == 2 and not kwargs:
         (subject, payload), stream, headers = args, None, None
     else:
         try:
@@ -58,7 +54,7 @@ def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> tuple[Ope
     if rec.excluding is not None and rec.excluded(subject):
         return None
     links = caller_links(headers) if headers else None
-    op = Operation(  # positional (fast path): op, kind, client, subject, body_size, reply_to, headers, hook_args
+    op = Operation(
         names.PUBLISH,
         SpanKind.PRODUCER if links is None else SpanKind.CLIENT,
         js._nc,
@@ -66,7 +62,7 @@ def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> tuple[Ope
         len(payload) if type(payload) is bytes else size(payload),
         None,
         headers,
-        (subject, payload, headers),
+        (subject, payload, headers) if rec.hooks else (),
         extra={names.JS_SUBJECT: subject, names.JS_EXPECTED_STREAM: stream} if stream else {names.JS_SUBJECT: subject},
         inject=links is None,
         on_result=attributes.puback_attributes,
@@ -74,14 +70,14 @@ def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> tuple[Ope
     return op, links
 
 
-async def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``JetStreamContext.publish``: one PRODUCER span (CLIENT: see :func:`_publish_op`) with the PubAck attributes."""
     rec = entry()
     described = _publish_op(rec, instance, args, kwargs) if rec is not None else None
     if rec is None or described is None:
-        return await wrapped(*args, **kwargs)
+        return wrapped(*args, **kwargs)
     op, links = described
-    return await rec.run(op, wrapped, args, kwargs, links=links)
+    return rec.run(op, wrapped, args, kwargs, links=links)
 
 
 class _PendingAcks:
@@ -130,22 +126,20 @@ class _PendingAcks:
 PENDING_ACKS = _PendingAcks()
 
 
-async def publish_async(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+def publish_async(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``JetStreamContext.publish_async``: a PRODUCER (or CLIENT) span that ends when the ack arrives or fails."""
     rec = entry()
     described = _publish_op(rec, instance, args, kwargs) if rec is not None else None
     if rec is None or described is None:
-        return await wrapped(*args, **kwargs)
+        return wrapped(*args, **kwargs)
     op, links = described
-    span = rec.start(op, links=links)
-    try:
-        future = await rec.call(span, op, wrapped, args, kwargs)
-    except BaseException as exc:
-        rec.finish(span, op, error=exc)
-        raise
     timeout = getattr(instance, "_timeout", None)
-    PENDING_ACKS.track(rec, span, op, future, timeout if isinstance(timeout, (int, float)) and timeout > 0 else 5.0)
-    return future
+    timeout = timeout if isinstance(timeout, (int, float)) and timeout > 0 else 5.0
+
+    def track(span: Span, op: Operation, future: Any) -> None:
+        PENDING_ACKS.track(rec, span, op, future, timeout)
+
+    return rec.run(op, wrapped, args, kwargs, links=links, then=track)
 
 
 async def client_close(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:

@@ -2,7 +2,7 @@
 
 nats.micro subscribes through ``Client.subscribe`` with its own callbacks (``Endpoint._handle_request``
 and the ``$SRV.PING/INFO/STATS`` verb handlers). ``Service.start`` and ``Endpoint._start`` run as
-nats-py internals (:data:`~opentelemetry.instrumentation.nats.recorder.ACTIVE` is set), so the core
+nats-py internals (:data:`~opentelemetry.instrumentation.nats.operation.ACTIVE` is set), so the core
 ``subscribe`` wrapper leaves those callbacks alone. The subscriptions' message tasks are created
 inside those calls and inherit the marker: the verb handlers, and whatever they call (``Msg.respond``),
 make no spans. ``Endpoint._handle_request`` clears it and makes the endpoint's span here, with the
@@ -24,8 +24,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.nats import names
+from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, entry, untraced
 from opentelemetry.instrumentation.nats.patches.core import Args, Kwargs, message_operation, size
-from opentelemetry.instrumentation.nats.recorder import ACTIVE, Operation, entry, untraced
 
 _LOG = logging.getLogger(__name__)
 

@@ -1,0 +1,90 @@
+"""The per-connection cache: each client's connection attributes and, per subject, the span name and
+attribute sets built by :class:`~.destinations.Destinations` (see :class:`~.destinations.ClientDestinations`).
+
+Fast paths: clients are kept in a plain dict keyed by ``id()`` with a weak reference to check the
+client (a ``WeakKeyDictionary`` lookup makes a new weak reference per call). Temporary subjects (a
+new inbox per request, an ack subject per message) and the subjects a wildcard subscription
+receives (named by the subscription) share one cache entry; only their destination name is added
+per message (so is the name of other subjects that do not name the span: see destinations.py). A
+reply almost always goes to an inbox, so that is tested first; other subjects are looked up first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+from weakref import ref
+
+from opentelemetry.instrumentation.nats import attributes, names
+from opentelemetry.instrumentation.nats.destinations import ClientDestinations, Destinations, Entry
+
+if TYPE_CHECKING:
+    from opentelemetry.instrumentation.nats.operation import Operation
+
+
+class ClientState(ClientDestinations):
+    """One connection's attributes and per-subject entries; rebuilt when the client's server INFO or
+    current server changes (reconnects, failover)."""
+
+    __slots__ = ("inbox", "info", "server")
+
+    def __init__(self, client: Any, keys: names.Keys) -> None:
+        super().__init__(attributes.connection_attributes(keys, client))
+        self.info = getattr(client, "_server_info", None)
+        self.server = getattr(client, "_current_server", None)
+        self.inbox = attributes.inbox_prefix(client)
+
+
+class Clients:
+    """The :class:`ClientState` of every live client; ``on_new`` is told of each client seen (metrics)."""
+
+    def __init__(
+        self, keys: names.Keys, destinations: Destinations, on_new: Callable[[Any], None] | None = None
+    ) -> None:
+        self.keys = keys
+        self.destinations = destinations
+        self.on_new = on_new
+        self._states: dict[int, tuple[ref[Any], ClientState]] = {}  # id(client) → (client, its state)
+
+    def state(self, client: Any) -> ClientState:
+        key = id(client)
+        found = self._states.get(key)
+        if (
+            found is not None
+            and found[0]() is client
+            and found[1].info is getattr(client, "_server_info", None)
+            and found[1].server is getattr(client, "_current_server", None)
+        ):
+            return found[1]
+        state = ClientState(client, self.keys)
+        try:
+            self._states[key] = (ref(client, partial(self._forget, key)), state)
+        except TypeError:  # not weak-referenceable: not cached
+            return state
+        if self.on_new is not None:
+            self.on_new(client)
+        return state
+
+    def _forget(self, key: int, gone: ref[Any]) -> None:
+        """A client was garbage-collected: drop its state (unless the id is in use again)."""
+        found = self._states.get(key)
+        if found is not None and found[0] is gone:
+            del self._states[key]
+
+    def entry(self, op: Operation) -> Entry:
+        """The cached span name, span and metric attributes of ``op``'s destination (built on a miss)."""
+        state = self.state(op.client)
+        subject = op.subject
+        key: tuple[Any, ...] = (op.op, subject, op.template, op.queue, op.name_dest)
+        cached = None if op.op is names.RESPOND else state.recent.get(key)
+        if cached is None:
+            temporary = subject.startswith(state.inbox) or subject.startswith(names.JS_ACK_PREFIX)
+            if temporary or op.template is not None:
+                key = (op.op, temporary, op.template, op.queue, op.name_dest)  # (no subject is a bool)
+                cached = state.recent.get(key)
+            elif op.op is names.RESPOND:
+                cached = state.recent.get(key)
+            if cached is None:
+                cached = state.recall(key) or self.destinations.entry(state, key, op, temporary)
+        return cached

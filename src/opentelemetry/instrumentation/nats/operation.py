@@ -1,0 +1,117 @@
+"""What a wrapper reads at its entry: the installed recorder, whether instrumentation is suppressed,
+the :class:`Operation` record it builds, and the marker of nats-py internals (:data:`ACTIVE`).
+
+Fast paths: :func:`enabled` reads the two suppression keys from the current context directly (an
+empty context suppresses nothing); :class:`Operation` has slots, and wrappers pass its leading
+fields positionally (keywords cost more per message), so keep their order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.context import Context
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import SpanKind
+
+from opentelemetry.instrumentation.nats import names
+from opentelemetry.instrumentation.nats.attributes import Attrs
+from opentelemetry.instrumentation.nats.names import Op
+from opentelemetry.instrumentation.nats.propagation import current_context
+
+if TYPE_CHECKING:
+    from opentelemetry.instrumentation.nats.recorder import Recorder
+
+try:  # what is_instrumentation_enabled() reads (tests/test_fast_paths.py checks that enabled() agrees)
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+    from opentelemetry.instrumentation.utils import _SUPPRESS_INSTRUMENTATION_KEY_PLAIN
+
+    _SUPPRESS_KEYS: tuple[str, str] | None = (_SUPPRESS_INSTRUMENTATION_KEY, _SUPPRESS_INSTRUMENTATION_KEY_PLAIN)
+except ImportError:  # pragma: no cover - another opentelemetry-instrumentation: ask it
+    _SUPPRESS_KEYS = None
+
+# The instrumented operation whose nats-py internals are running in this task. Nested nats-py
+# calls (the publish inside ``request``, ``respond`` …) see it, make no span of their own, and
+# inject the operation's context instead.
+ACTIVE: ContextVar[Operation | None] = ContextVar("opentelemetry_nats_active", default=None)
+
+
+class _Installed:
+    recorder: Recorder | None = None
+
+
+def install(recorder: Recorder | None) -> None:
+    """Make ``recorder`` the one the patch functions use (``None``: pass everything through)."""
+    _Installed.recorder = recorder
+
+
+def installed() -> Recorder | None:
+    return _Installed.recorder
+
+
+def enabled() -> bool:
+    """``is_instrumentation_enabled()`` (see the fast paths above)."""
+    ctx = current_context()
+    if not ctx:
+        return True
+    if _SUPPRESS_KEYS is None:
+        return is_instrumentation_enabled()
+    return not (ctx.get(_SUPPRESS_KEYS[0]) or ctx.get(_SUPPRESS_KEYS[1]))
+
+
+def entry() -> Recorder | None:
+    """The recorder to use at a wrapper's entry, or ``None`` when the call must pass through:
+    not instrumented, instrumentation suppressed, or inside another instrumented operation."""
+    rec = _Installed.recorder
+    if rec is None or ACTIVE.get() is not None or not enabled():
+        return None
+    return rec
+
+
+@dataclass(slots=True)
+class Operation:
+    """One user-visible NATS operation, as the patch functions saw it (leading fields positional:
+    keep their order)."""
+
+    op: Op
+    kind: SpanKind
+    client: Any
+    subject: str
+    body_size: int | None = None
+    reply_to: str | None = None
+    headers: Any = None
+    hook_args: tuple[Any, ...] = ()
+    sid: Any = None
+    template: str | None = None
+    queue: str | None = None
+    extra: Attrs | None = None  # operation-specific attributes (JetStream metadata, micro endpoint …)
+    inject: bool = True
+    name_dest: str | None = None  # destination shown in the span name instead of the subject
+    on_result: Callable[[names.Keys, Any], Attrs] | None = None  # attributes read from the call's result
+    started: int = 0  # time_ns() when the operation started (set by the recorder)
+    metric_attrs: Attrs | None = None  # cached low-cardinality metric attributes (set by the recorder)
+    span: Any = None  # the span its internals inject, as a child of ``parent``, when it is not current (see run)
+    parent: Context | None = None
+
+
+def now() -> int:
+    return time.time_ns()
+
+
+# Marks nats-py internals that make no spans and inject nothing: the internals of an excluded
+# operation, nats.micro's own setup and verb handlers …
+INTERNAL = Operation(names.PROCESS, SpanKind.INTERNAL, None, "", inject=False)
+
+
+async def untraced(wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Await ``wrapped`` as nats-py internals: nested nats-py calls make no spans and inject nothing
+    (and subscriptions made inside keep their callbacks unwrapped)."""
+    token = ACTIVE.set(INTERNAL)
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        ACTIVE.reset(token)
