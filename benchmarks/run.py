@@ -221,13 +221,16 @@ Sample = tuple[float, float]  # per-message (wall, CPU) seconds
 WALL, CPU = 0, 1
 
 
-class Worker:
-    def __init__(self, config: str, url: str) -> None:
+class WorkerProcess:
+    """A benchmark worker process pinned to the worker CPUs, answering one JSON line per request
+    (``benchmarks/scale.py`` uses it too)."""
+
+    def __init__(self, argv: list[str], label: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}  # defaults only
         env["PYTHONHASHSEED"] = "0"
-        self.config = config
+        self.label = label
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "worker.py"), config, url],
+            [sys.executable, *argv],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -235,23 +238,13 @@ class Worker:
             cwd=HERE,
             preexec_fn=pin(WORKER_CPUS),
         )
-        self.paths: list[str] = self._read()["ready"]
 
     def _read(self) -> Any:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
-            raise SystemExit(f"benchmark worker {self.config!r} exited with {self.proc.wait()}")
+            raise SystemExit(f"{self.label} exited with {self.proc.wait()}")
         return json.loads(line)
-
-    def measure(self, path: str, n: int) -> Sample:
-        """Per-message (wall, CPU) seconds of ``n`` messages on ``path``."""
-        stdin: IO[str] | None = self.proc.stdin
-        assert stdin is not None
-        stdin.write(json.dumps({"path": path, "n": n}) + "\n")
-        stdin.flush()
-        answer = self._read()
-        return float(answer["wall"]), float(answer["cpu"])
 
     def close(self) -> None:
         if self.proc.stdin is not None:
@@ -261,6 +254,22 @@ class Worker:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+class Worker(WorkerProcess):
+    def __init__(self, config: str, url: str) -> None:
+        super().__init__([str(HERE / "worker.py"), config, url], f"benchmark worker {config!r}")
+        self.config = config
+        self.paths: list[str] = self._read()["ready"]
+
+    def measure(self, path: str, n: int) -> Sample:
+        """Per-message (wall, CPU) seconds of ``n`` messages on ``path``."""
+        stdin: IO[str] | None = self.proc.stdin
+        assert stdin is not None
+        stdin.write(json.dumps({"path": path, "n": n}) + "\n")
+        stdin.flush()
+        answer = self._read()
+        return float(answer["wall"]), float(answer["cpu"])
 
 
 # After the warm-up round every path gets enough messages for a block of at least this long (a

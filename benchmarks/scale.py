@@ -34,7 +34,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -171,40 +170,18 @@ async def worker_main(config: str, url: str) -> None:
 # --- orchestrator ---------------------------------------------------------------------------------
 
 
-class Worker:
+class Worker(suite.WorkerProcess):
     def __init__(self, config: str, url: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        env["PYTHONHASHSEED"] = "0"
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--worker", config, url],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=HERE,
-            preexec_fn=suite.pin(suite.WORKER_CPUS),
-        )
+        super().__init__([str(Path(__file__).resolve()), "--worker", config, url], "scale worker")
         self.ask(None)
 
     def ask(self, cmd: dict[str, Any] | None) -> Any:
         stdin: IO[str] | None = self.proc.stdin
-        assert stdin is not None and self.proc.stdout is not None
+        assert stdin is not None
         if cmd is not None:
             stdin.write(json.dumps(cmd) + "\n")
             stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"scale worker exited with {self.proc.wait()}")
-        return json.loads(line)
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.write("\n")
-            self.proc.stdin.flush()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        return self._read()
 
 
 Sample = dict[tuple[str, str, str], tuple[float, float]]  # (config, op, path) → (wall, cpu) per message
