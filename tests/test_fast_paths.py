@@ -25,6 +25,7 @@ from opentelemetry.trace import (
     NonRecordingSpan,
     NoOpTracerProvider,
     SpanContext,
+    TraceFlags,
     TraceState,
     get_current_span,
     set_span_in_context,
@@ -400,6 +401,29 @@ def test_span_carrier_writes_what_the_propagators_write(
             finally:
                 detach(token)
     assert list(carrier.items()) == list(expected.items())
+
+
+class _OwnSpanContext(SpanContext):
+    """A span context of another type (read through its properties, not unpacked)."""
+
+
+@pytest.mark.parametrize(
+    "span_context",
+    [
+        SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, False, TraceFlags(0)),
+        SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, False, TraceFlags(1)),
+        SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, False, TraceFlags(3)),
+        SpanContext(1, 1, True, TraceFlags(255)),
+        SpanContext(2**128 - 1, 2**64 - 1, False, TraceFlags(1)),
+        SpanContext(0, 7, False, TraceFlags(1)),  # invalid, but not INVALID_SPAN_CONTEXT: written anyway
+        SpanContext(5, 7, False, 1),  # type: ignore[arg-type]  # flags as a plain int
+        _OwnSpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, False, TraceFlags(1)),
+    ],
+)
+def test_traceparent_is_what_the_trace_context_propagator_writes(span_context: SpanContext) -> None:
+    expected: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(expected, set_span_in_context(NonRecordingSpan(span_context)))
+    assert {"traceparent": propagation.traceparent(span_context)} == expected
 
 
 def test_span_carrier_of_an_invalid_span_writes_no_traceparent() -> None:

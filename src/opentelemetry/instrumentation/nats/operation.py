@@ -3,7 +3,8 @@ the :class:`Operation` record it builds, and the marker of nats-py internals (:d
 
 Fast paths: :func:`enabled` reads the two suppression keys from the current context directly (an
 empty context suppresses nothing); :class:`Operation` has slots, and wrappers pass its leading
-fields positionally (keywords cost more per message), so keep their order.
+fields positionally (keywords cost more per message), so keep their order; the span kinds are
+module constants here (an ``Enum`` member lookup costs as much as a dict lookup per use).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ try:  # what is_instrumentation_enabled() reads (tests/test_fast_paths.py checks
     _SUPPRESS_KEYS: tuple[str, str] | None = (_SUPPRESS_INSTRUMENTATION_KEY, _SUPPRESS_INSTRUMENTATION_KEY_PLAIN)
 except ImportError:  # pragma: no cover - another opentelemetry-instrumentation: ask it
     _SUPPRESS_KEYS = None
+
+CLIENT, PRODUCER, CONSUMER, SERVER = SpanKind.CLIENT, SpanKind.PRODUCER, SpanKind.CONSUMER, SpanKind.SERVER
 
 # The instrumented operation whose nats-py internals are running in this task. Nested nats-py
 # calls (the publish inside ``request``, ``respond`` …) see it, make no span of their own, and

@@ -24,6 +24,7 @@ from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import (
+    DEFAULT_TRACE_STATE,
     INVALID_SPAN_CONTEXT,
     Link,
     NonRecordingSpan,
@@ -244,25 +245,40 @@ def nothing_to_inject() -> bool:
     return (parts if checked is propagate.get_global_textmap() else _stock_parts()) is not None
 
 
+# "-{flags:02x}" per trace-flags byte
+_FLAGS = tuple(f"-{flags:02x}" for flags in range(256))
+
+
+def traceparent(span_context: SpanContext) -> str:
+    """The ``traceparent`` TraceContextTextMapPropagator writes for ``span_context``."""
+    if type(span_context) is SpanContext:  # a tuple: unpacking beats five property calls
+        trace_id, span_id, _, flags, _, valid = span_context
+        if valid and isinstance(flags, int) and 0 <= flags < 256:  # in range: byte strings format faster
+            return f"00-{trace_id.to_bytes(16, 'big').hex()}-{span_id.to_bytes(8, 'big').hex()}{_FLAGS[flags]}"
+    return f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{span_context.trace_flags:02x}"
+
+
 def span_carrier(span: Span, parent: Context | None) -> dict[str, str]:
     """The headers the global propagator writes for ``span`` as a child of ``parent`` (default: the
     current context): what ``propagate.inject`` writes for that context, built directly from the
     span context by the stock W3C propagators (see the module's fast paths)."""
-    carrier: dict[str, str] = {}
-    parts = _stock_parts()
+    checked, parts = _stock
+    if checked is not propagate.get_global_textmap():
+        parts = _stock_parts()
     if parts is None:
+        carrier: dict[str, str] = {}
         propagate.inject(carrier, set_span_in_context(span, parent))
         return carrier
+    carrier = {}
     for part in parts:
         if type(part) is TraceContextTextMapPropagator:  # what TraceContextTextMapPropagator.inject writes
             span_context = span.get_span_context()
             if span_context == INVALID_SPAN_CONTEXT:
                 continue
-            carrier["traceparent"] = (
-                f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{span_context.trace_flags:02x}"
-            )
-            if span_context.trace_state:
-                carrier["tracestate"] = span_context.trace_state.to_header()
+            carrier["traceparent"] = traceparent(span_context)
+            state = span_context.trace_state
+            if state is not DEFAULT_TRACE_STATE and state:
+                carrier["tracestate"] = state.to_header()
         else:  # baggage lives in the parent context
             ctx = current_context() if parent is None else parent
             if _BAGGAGE_KEY is None or ctx.get(_BAGGAGE_KEY):

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, NoOpTracer, ProxyTracer, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, NoOpTracer, ProxyTracer, Span, Status, StatusCode
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.nats import attributes, names, propagation
@@ -37,12 +37,13 @@ from opentelemetry.instrumentation.nats.clients import Clients
 from opentelemetry.instrumentation.nats.config import Hook, NatsConfig
 from opentelemetry.instrumentation.nats.destinations import Destinations
 from opentelemetry.instrumentation.nats.metrics import NatsMetrics, metric_attribute_keys
-from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation
+from opentelemetry.instrumentation.nats.operation import ACTIVE, CONSUMER, SERVER, Operation
 from opentelemetry.instrumentation.nats.propagation import creation_links
 
 _LOG = logging.getLogger(__name__)
 
 _ROOT = Context()  # the parent of a root span
+_time_ns = time.time_ns
 
 
 # What Recorder.run hands the open span to instead of ending it (``publish_async``: ends on the ack).
@@ -239,7 +240,7 @@ class Recorder:
         message goes out with headers carrying the span's context (see :meth:`inject`). With ``then``,
         the span stays open after a successful call: ``then(span, op, result)`` ends it later."""
         span = self.start(op, parent, links)
-        consumer = op.kind is SpanKind.CONSUMER or op.kind is SpanKind.SERVER
+        consumer = op.kind is CONSUMER or op.kind is SERVER
         try:
             if not self.hooks and not consumer:  # not made current (see the module's fast paths)
                 if inject:  # nothing instrumented inside a plain publish: not even the ACTIVE marker
@@ -293,7 +294,7 @@ class Recorder:
         if not self.live and self.idle():  # no SDK: a no-op span carrying the parent's context
             op.metric_attrs = None  # (no attributes, and no metrics either: finish() records none)
             return self.tracer.start_span(op.op.name, context=parent, kind=op.kind)
-        op.started = start = start_time or time.time_ns()
+        op.started = start = start_time or _time_ns()
         name, attrs, metric_attrs = self.describe(op)
         # no metric attributes (and so no metrics in finish()) while the meter is a no-op; a global
         # proxy meter is a plain attribute check, no call, until a meter provider is set

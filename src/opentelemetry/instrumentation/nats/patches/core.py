@@ -24,7 +24,19 @@ from opentelemetry.trace import SpanKind
 
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.nats import attributes, names
-from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, _Installed, enabled, entry, now, untraced
+from opentelemetry.instrumentation.nats.operation import (
+    ACTIVE,
+    CLIENT,
+    CONSUMER,
+    PRODUCER,
+    SERVER,
+    Operation,
+    _Installed,
+    enabled,
+    entry,
+    now,
+    untraced,
+)
 from opentelemetry.instrumentation.nats.propagation import caller_links, current_context, nothing_to_inject
 from opentelemetry.instrumentation.nats.subjects import is_wildcard
 
@@ -48,6 +60,8 @@ def _publish_args(
 
 
 _PUBLISH_KEYWORDS = frozenset(("reply", "headers"))
+_NO_KWARGS: Kwargs = {}  # (never mutated: callees unpack it)
+_PUBLISH, _JS_PREFIX = names.PUBLISH, names.JS_PREFIX
 _REQUEST_KEYWORDS = frozenset(("timeout", "old_style", "headers"))
 
 
@@ -64,7 +78,9 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     # internals run, so nothing can have suppressed instrumentation since its entry check
     if (active is None or active.span is None) and current_context() and not enabled():
         return wrapped(*args, **kwargs)
-    if len(args) == 2 and (not kwargs or kwargs.keys() <= _PUBLISH_KEYWORDS):
+    if len(args) == 2 and not kwargs:
+        (subject, payload), reply, headers = args, "", None
+    elif len(args) == 2 and kwargs.keys() <= _PUBLISH_KEYWORDS:
         (subject, payload), reply, headers = args, kwargs.get("reply", ""), kwargs.get("headers")
     else:
         try:
@@ -78,7 +94,7 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     if (
         not isinstance(subject, str)
         or (rec.excluding is not None and rec.excluded(subject))
-        or subject.startswith(names.JS_PREFIX)
+        or subject.startswith(_JS_PREFIX)
     ):
         return wrapped(*args, **kwargs)
     # the caller's own creation context in the headers: sent unchanged, a CLIENT span linked to it
@@ -86,8 +102,8 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     if not rec.live and rec.idle():  # no SDK: the no-op span would only carry the current context
         return wrapped(subject, payload, reply, headers if links else rec.inject(instance, payload, headers))
     op = Operation(
-        names.PUBLISH,
-        SpanKind.PRODUCER if links is None else SpanKind.CLIENT,
+        _PUBLISH,
+        PRODUCER if links is None else CLIENT,
         instance,
         subject,
         len(payload) if type(payload) is bytes else size(payload),
@@ -96,8 +112,8 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         (subject, payload, headers) if rec.hooks else (),
     )
     if links is None:
-        return rec.run(op, wrapped, (subject, payload, reply, headers), {}, inject=True)
-    return rec.run(op, wrapped, (subject, payload, reply, headers), {}, links=links)
+        return rec.run(op, wrapped, (subject, payload, reply, headers), _NO_KWARGS, None, None, True)
+    return rec.run(op, wrapped, (subject, payload, reply, headers), _NO_KWARGS, None, links)
 
 
 def _request_args(
@@ -131,7 +147,7 @@ def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     links = caller_links(headers) if headers else None  # the caller's creation context: sent unchanged
     op = Operation(
         names.REQUEST,
-        SpanKind.CLIENT,
+        CLIENT,
         instance,
         subject,
         len(payload) if type(payload) is bytes else size(payload),
@@ -157,7 +173,7 @@ def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     data = args[0] if args else kwargs.get("data")
     op = Operation(
         names.RESPOND,
-        SpanKind.PRODUCER,
+        PRODUCER,
         client,
         reply,
         len(data) if type(data) is bytes else size(data),
@@ -204,7 +220,7 @@ class TracedCallback(wrapt.ObjectProxy):  # type: ignore[type-arg]
         try:
             reply = msg.reply
             jetstream = bool(reply) and reply.startswith(names.JS_ACK_PREFIX)
-            kind = SpanKind.SERVER if reply and not jetstream else SpanKind.CONSUMER
+            kind = SERVER if reply and not jetstream else CONSUMER
             data = msg.data
             op = Operation(
                 names.PROCESS,
@@ -287,7 +303,7 @@ async def _record_receive(sub: Any, msg: Any, start: int) -> None:
             return
         op = message_operation(
             names.RECEIVE,
-            SpanKind.CLIENT,
+            CLIENT,
             msg,
             getattr(sub, "_subject", ""),
             getattr(sub, "_queue", None),
