@@ -273,16 +273,13 @@ def span_carrier(span: Span, parent: Context | None) -> dict[str, str]:
     for part in parts:
         if type(part) is TraceContextTextMapPropagator:  # what TraceContextTextMapPropagator.inject writes
             span_context = span.get_span_context()
-            if span_context == INVALID_SPAN_CONTEXT:
-                continue
-            carrier["traceparent"] = traceparent(span_context)
-            state = span_context.trace_state
-            if state is not DEFAULT_TRACE_STATE and state:
-                carrier["tracestate"] = state.to_header()
-        else:  # baggage lives in the parent context
-            ctx = current_context() if parent is None else parent
-            if _BAGGAGE_KEY is None or ctx.get(_BAGGAGE_KEY):
-                part.inject(carrier, ctx)
+            if span_context != INVALID_SPAN_CONTEXT:
+                carrier["traceparent"] = traceparent(span_context)
+                state = span_context.trace_state
+                if state is not DEFAULT_TRACE_STATE and state:
+                    carrier["tracestate"] = state.to_header()
+        elif _BAGGAGE_KEY is None or (current_context() if parent is None else parent).get(_BAGGAGE_KEY):
+            part.inject(carrier, current_context() if parent is None else parent)  # baggage: in the parent context
     return carrier
 
 
@@ -305,9 +302,8 @@ def inject(
     if carrier is None:
         carrier = {}
         propagate.inject(carrier, context)
-    if not carrier:
-        return headers, None
-    if payload_size > max_payload:  # nats-py refuses the message itself (MaxPayloadError): nothing is skipped
+    # (a message over max_payload: nats-py refuses it itself with MaxPayloadError, nothing is skipped)
+    if not carrier or payload_size > max_payload:
         return headers, None
     if not server_info.get("headers"):
         return headers, SKIP_NO_HEADERS
@@ -317,12 +313,12 @@ def inject(
     else:
         out = carrier
     # the header block's size ("NATS/1.0\r\n", "key: value\r\n" lines, "\r\n")
-    size = payload_size + _HEADER_BLOCK_OVERHEAD + _HEADER_LINE_OVERHEAD * len(out)
+    size = payload_size + _HEADER_BLOCK_OVERHEAD
     for k, v in out.items():
         if type(k) is str and type(v) is str and k.isascii() and v.isascii():
-            size += len(k) + len(v)
+            size += _HEADER_LINE_OVERHEAD + len(k) + len(v)
         else:
-            size += len(str(k).encode()) + len(str(v).encode())
+            size += _HEADER_LINE_OVERHEAD + len(str(k).encode()) + len(str(v).encode())
     if size > max_payload:
         return headers, SKIP_MAX_PAYLOAD
     return out, None

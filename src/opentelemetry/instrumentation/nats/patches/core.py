@@ -72,11 +72,13 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     active = ACTIVE.get()
     if rec is None or (active is not None and not active.inject):
         return wrapped(*args, **kwargs)
-    if not rec.live and rec.idle() and nothing_to_inject():
+    live = rec.live or not rec.idle()
+    if not live and nothing_to_inject():
         return wrapped(*args, **kwargs)  # no SDK, nothing to carry
     # inside an operation whose span is not current (Recorder.run without hooks) only nats-py
     # internals run, so nothing can have suppressed instrumentation since its entry check
-    if (active is None or active.span is None) and current_context() and not enabled():
+    ctx = current_context()
+    if (active is None or active.span is None) and ctx and not enabled():
         return wrapped(*args, **kwargs)
     if len(args) == 2 and not kwargs:
         (subject, payload), reply, headers = args, "", None
@@ -99,7 +101,7 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         return wrapped(*args, **kwargs)
     # the caller's own creation context in the headers: sent unchanged, a CLIENT span linked to it
     links = caller_links(headers) if headers else None
-    if not rec.live and rec.idle():  # no SDK: the no-op span would only carry the current context
+    if not live:  # no SDK: the no-op span would only carry the current context
         return wrapped(subject, payload, reply, headers if links else rec.inject(instance, payload, headers))
     op = Operation(
         _PUBLISH,
@@ -111,9 +113,10 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         headers,
         (subject, payload, headers) if rec.hooks else (),
     )
+    # the current context as the explicit parent: the SDK (and its sampler) need not look it up again
     if links is None:
-        return rec.run(op, wrapped, (subject, payload, reply, headers), _NO_KWARGS, None, None, True)
-    return rec.run(op, wrapped, (subject, payload, reply, headers), _NO_KWARGS, None, links)
+        return rec.run(op, wrapped, (subject, payload, reply, headers), _NO_KWARGS, ctx, None, True)
+    return rec.run(op, wrapped, (subject, payload, reply, headers), _NO_KWARGS, ctx, links)
 
 
 def _request_args(
@@ -157,7 +160,7 @@ def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         inject=links is None,
         on_result=attributes.response_attributes,
     )
-    return rec.run(op, wrapped, args, kwargs, links=links)
+    return rec.run(op, wrapped, args, kwargs, current_context(), links)
 
 
 def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
@@ -181,7 +184,7 @@ def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         None,
         (reply, data, instance.headers) if rec.hooks else (),
     )
-    return rec.run(op, wrapped, args, kwargs)
+    return rec.run(op, wrapped, args, kwargs, current_context())
 
 
 class TracedCallback(wrapt.ObjectProxy):  # type: ignore[type-arg]
@@ -239,7 +242,7 @@ class TracedCallback(wrapt.ObjectProxy):  # type: ignore[type-arg]
         except Exception:
             _LOG.debug("not tracing an unusual message", exc_info=True)
             return wrapped(*args, **kwargs)
-        return rec.run(op, wrapped, args, kwargs, parent=parent, links=links)
+        return rec.run(op, wrapped, args, kwargs, parent, links)
 
 
 async def _in_context(ctx: Any, wrapped: Any, args: Args, kwargs: Kwargs) -> Any:

@@ -19,7 +19,7 @@ from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.names import Op
 from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, entry, installed, now, untraced
 from opentelemetry.instrumentation.nats.patches.core import Args, Kwargs, size
-from opentelemetry.instrumentation.nats.propagation import caller_links
+from opentelemetry.instrumentation.nats.propagation import caller_links, current_context
 from opentelemetry.instrumentation.nats.recorder import Recorder
 
 _LOG = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     if rec is None or described is None:
         return wrapped(*args, **kwargs)
     op, links = described
-    return rec.run(op, wrapped, args, kwargs, links=links)
+    return rec.run(op, wrapped, args, kwargs, current_context(), links)
 
 
 class _PendingAcks:
