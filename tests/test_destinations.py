@@ -301,6 +301,7 @@ async def test_templates_name_jetstream_publish_and_push_consumer(
         "messaging.nats.jetstream.stream": stream,
         "messaging.nats.jetstream.sequence": puback.seq,
         "messaging.nats.jetstream.duplicate": False,
+        "messaging.nats.jetstream.duplicate_window": "2m0s",  # (the stream this connection created)
         **conn_attrs(nc),
     }
     assert (process.attributes[DEST], process.attributes[TEMPLATE]) == ("tplj.3.created", "tplj.*.created")
@@ -509,6 +510,30 @@ async def test_per_subject_cache_is_bounded_and_keeps_entries_in_use(
     assert state.shapes.size() == 1  # every publish here has the same shape
     spans = await wait_spans(tel, 201)
     assert [s.name for s in spans[-3:]] == ["publish hot.subject", "publish cold.99", "publish hot.subject"]
+
+
+async def test_subjects_past_the_limit_are_not_cached_one_by_one(
+    make_telemetry: Any, server: Any, connect: Any
+) -> None:
+    tel = make_telemetry(max_destinations=2, subject_templates=["tpl.*"])
+    nc = await connect(server.url)
+    for subject in ("a", "b", *(f"id.{i}" for i in range(50)), "tpl.1", "a", "id.7"):
+        await nc.publish(subject, b"")
+    spans = await wait_spans(tel, 55)
+    assert [(s.name, s.attributes[DEST]) for s in spans[:3] + spans[-4:]] == [
+        ("publish a", "a"),
+        ("publish b", "b"),
+        ("publish", "id.0"),
+        ("publish", "id.49"),
+        ("publish tpl.*", "tpl.1"),
+        ("publish a", "a"),
+        ("publish", "id.7"),
+    ]
+    rec = installed()
+    assert rec is not None
+    state = rec.clients.state(nc)
+    # the named subjects and the templated one; the 50 past the limit share their shape's entry
+    assert sorted(key[1] for key in state.recent) == ["a", "b", "tpl.1"]
 
 
 async def test_wildcard_subscription_subjects_share_one_cache_entry(

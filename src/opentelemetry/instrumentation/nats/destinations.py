@@ -160,7 +160,11 @@ class Destinations:
                 attrs[k] = metric_attrs[k] = subject
         # (any other subject shares the shape's attributes: its name is added to the span's per message)
         entry = (name or f"{kind.name} {subject}", attrs, metric_attrs, not named)
-        state.remember(key, entry)
+        if named or temporary or template is not None or configured is not None:
+            state.remember(key, entry)
+        # else a subject past max_destinations: its entry is its shape's, and remembering it per subject
+        # would only turn the cache over (on high-cardinality subjects, every entry would be garbage
+        # that lived long enough to reach the collector's oldest generation)
         return entry
 
     def _shape(
