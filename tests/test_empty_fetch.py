@@ -115,6 +115,8 @@ async def test_empty_fetch_spans_records_non_error_spans(
             "messaging.batch.message_count": 0,
             "messaging.nats.jetstream.stream": stream,
             "messaging.nats.jetstream.consumer": "idle",
+            "messaging.nats.jetstream.ack_policy": "explicit",  # (the consumer this connection created)
+            "messaging.nats.jetstream.replay_policy": "instant",
             **conn_attrs(nc),
         }
     empty, cancelled = spans

@@ -60,6 +60,7 @@ async def test_publish_records_the_puback(telemetry: Any, js_server: Any, connec
         "messaging.nats.jetstream.stream": stream,
         "messaging.nats.jetstream.subject": "jsp.orders",
         "messaging.nats.jetstream.sequence": 1,
+        "messaging.nats.jetstream.duplicate_window": "2m0s",  # (the stream this connection created)
         **conn_attrs(nc),
     }
     assert dict(first.attributes) == {
@@ -113,6 +114,7 @@ async def test_push_consumer_process_and_auto_ack(telemetry: Any, js_server: Any
         done.set()
 
     await js.subscribe("push.items", durable="pusher", cb=handler)
+    deliver_subject = (await js.consumer_info(stream, "pusher")).config.deliver_subject
     await js.publish("push.items", b"item")
     await asyncio.wait_for(done.wait(), 5)
     spans = await wait_spans(telemetry, 3)
@@ -132,6 +134,10 @@ async def test_push_consumer_process_and_auto_ack(telemetry: Any, js_server: Any
         "messaging.nats.jetstream.consumer_sequence": 1,
         "messaging.nats.jetstream.num_delivered": 1,
         "messaging.nats.jetstream.num_pending": 0,
+        # the consumer's configuration, from the response that created it (tests/test_jetstream_config.py)
+        "messaging.nats.jetstream.deliver_subject": deliver_subject,
+        "messaging.nats.jetstream.ack_policy": "explicit",
+        "messaging.nats.jetstream.replay_policy": "instant",
     }
     reply = process.attributes["messaging.nats.reply_to"]
     assert reply.startswith("$JS.ACK.")
@@ -185,6 +191,8 @@ async def test_pull_fetch_process_ack_is_one_trace(telemetry: Any, js_server: An
         "messaging.batch.message_count": 2,
         "messaging.nats.jetstream.stream": stream,
         "messaging.nats.jetstream.consumer": "puller",
+        "messaging.nats.jetstream.ack_policy": "explicit",
+        "messaging.nats.jetstream.replay_policy": "instant",
         **conn_attrs(nc),
     }
     assert [link.context.span_id for link in fetch.links] == [p.context.span_id for p in pubs]

@@ -28,6 +28,7 @@ from opentelemetry.instrumentation.nats.operation import install, installed
 from opentelemetry.instrumentation.nats.package import _instruments
 from opentelemetry.instrumentation.nats.patches import PATCHES
 from opentelemetry.instrumentation.nats.recorder import Recorder
+from opentelemetry.instrumentation.nats.streams import CONFIGS
 from opentelemetry.instrumentation.nats.version import __version__
 
 _LOG = logging.getLogger(__name__)
@@ -78,5 +79,6 @@ class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if rec is not None and rec.metrics is not None:
             rec.metrics.shutdown()
         install(None)
+        CONFIGS.clear()
         for module, attribute, _ in PATCHES:
             patches.remove(module, attribute)

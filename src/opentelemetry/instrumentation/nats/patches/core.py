@@ -38,6 +38,7 @@ from opentelemetry.instrumentation.nats.operation import (
     untraced,
 )
 from opentelemetry.instrumentation.nats.propagation import caller_links, current_context, nothing_to_inject
+from opentelemetry.instrumentation.nats.streams import with_consumer
 from opentelemetry.instrumentation.nats.subjects import is_wildcard
 
 _LOG = logging.getLogger(__name__)
@@ -237,7 +238,7 @@ class TracedCallback(wrapt.ObjectProxy):  # type: ignore[type-arg]
                 msg._sid,
                 self._self_template,
                 self._self_queue,
-                attributes.ack_subject_attributes(reply) if jetstream else None,
+                with_consumer(msg._client, attributes.ack_subject_attributes(reply)) if jetstream else None,
             )
         except Exception:
             _LOG.debug("not tracing an unusual message", exc_info=True)

@@ -1,7 +1,7 @@
 """JetStream patches: publish, publish_async, fetch, settle (ack …), key-value and object store.
 
 Push-consumer callbacks are traced by :class:`.core.TracedCallback` (``js.subscribe`` ends in
-``Client.subscribe``); JetStream API traffic runs under :func:`internal` and makes no spans.
+``Client.subscribe``); JetStream API traffic runs under :func:`api_request` and makes no spans.
 
 Fast paths: as in core.py, the publish wrappers return the coroutine to await (no coroutine frame
 of their own), and ``publish(subject, payload)`` is taken apart without binding.
@@ -21,6 +21,7 @@ from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, entr
 from opentelemetry.instrumentation.nats.patches.core import Args, Kwargs, size
 from opentelemetry.instrumentation.nats.propagation import caller_links, current_context
 from opentelemetry.instrumentation.nats.recorder import Recorder
+from opentelemetry.instrumentation.nats.streams import CONFIGS, puback_result, with_consumer
 
 _LOG = logging.getLogger(__name__)
 
@@ -28,6 +29,15 @@ _LOG = logging.getLogger(__name__)
 async def internal(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """JetStream management/API calls: no spans for the requests they make."""
     return await untraced(wrapped, args, kwargs)
+
+
+async def api_request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+    """``JetStreamManager._api_request``, every JetStream API call: no spans for its request; the
+    stream and consumer configurations in its responses are kept (see streams.py)."""
+    response = await untraced(wrapped, args, kwargs)
+    if installed() is not None:
+        CONFIGS.seen(getattr(instance, "_nc", None), response)
+    return response
 
 
 def _js_publish_args(
@@ -65,7 +75,7 @@ def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> tuple[Ope
         (subject, payload, headers) if rec.hooks else (),
         extra={names.JS_SUBJECT: subject, names.JS_EXPECTED_STREAM: stream} if stream else {names.JS_SUBJECT: subject},
         inject=links is None,
-        on_result=attributes.puback_attributes,
+        on_result=puback_result(js._nc),
     )
     return op, links
 
@@ -168,9 +178,10 @@ async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     stream = getattr(instance, "_stream", None) or ""
     extra = {names.JS_STREAM: stream}
     consumer = getattr(instance, "_consumer", None)
+    nc = getattr(getattr(instance, "_js", None), "_nc", None)
     if consumer:
         extra[names.JS_CONSUMER] = consumer
-    nc = getattr(getattr(instance, "_js", None), "_nc", None)
+        with_consumer(nc, extra)
     op = Operation(
         names.FETCH,
         SpanKind.CLIENT,
@@ -218,7 +229,7 @@ class Settle:
         reply = getattr(instance, "reply", None)
         if rec is None or not isinstance(reply, str) or not reply.startswith(names.JS_ACK_PREFIX):
             return await wrapped(*args, **kwargs)
-        extra = attributes.ack_subject_attributes(reply)
+        extra = with_consumer(instance._client, attributes.ack_subject_attributes(reply))
         if self.op is names.NAK:
             delay = args[0] if args else kwargs.get("delay")
             if isinstance(delay, (int, float)) and delay:
@@ -282,7 +293,7 @@ def _obj(op: Op) -> StoreCall:
 
 PATCHES: tuple[tuple[str, str, Any], ...] = (
     ("nats.aio.client", "Client._close", client_close),
-    ("nats.js.manager", "JetStreamManager._api_request", internal),
+    ("nats.js.manager", "JetStreamManager._api_request", api_request),
     ("nats.js.manager", "JetStreamManager.get_msg", internal),
     ("nats.js.client", "JetStreamContext.publish", publish),
     ("nats.js.client", "JetStreamContext.publish_async", publish_async),

@@ -1,0 +1,152 @@
+"""Stream and consumer configuration "when known": what JetStream API responses told this process.
+
+nats-py asks the server for a stream's or consumer's configuration when the application creates,
+updates or looks one up — ``js.add_stream``, ``js.subscribe`` (which creates or looks up its
+consumer), ``js.pull_subscribe``, ``js.consumer_info`` … Every such response passes through
+``JetStreamManager._api_request``; :meth:`Configs.seen` keeps, per connection, each stream's
+``duplicate_window`` and each consumer's ``deliver_subject``, ``ack_policy`` and ``replay_policy``
+(the server's effective configuration, not the request's). Spans read them by stream and consumer
+name: JetStream publish (``duplicate_window`` of the acknowledging stream), push-consumer process
+spans, settle spans and ``fetch`` (the consumer's three). A stream or consumer this process never
+asked about has none of them. No request is ever made for them; per message it costs a lookup.
+
+Bounded: at most :data:`CACHE_SIZE` streams and as many consumers per connection (two generations,
+see :class:`~.subjects.Generations`), forgotten with the connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from opentelemetry.instrumentation.nats import attributes, names
+from opentelemetry.instrumentation.nats.attributes import Attrs
+from opentelemetry.instrumentation.nats.names import Keys
+from opentelemetry.instrumentation.nats.subjects import Generations
+
+_LOG = logging.getLogger(__name__)
+
+CACHE_SIZE = 256
+
+_CONSUMER_FIELDS = (
+    ("deliver_subject", names.JS_DELIVER_SUBJECT),
+    ("ack_policy", names.JS_ACK_POLICY),
+    ("replay_policy", names.JS_REPLAY_POLICY),
+)
+
+
+def go_duration(nanoseconds: int) -> str:
+    """A duration as Go's ``time.Duration`` prints it (how NATS tools show ``duplicate_window``):
+    ``2m0s``, ``1h30m0s``, ``1.5s``, ``500ms``."""
+    if nanoseconds == 0:
+        return "0s"
+    sign, ns = ("-", -nanoseconds) if nanoseconds < 0 else ("", nanoseconds)
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size or unit == "ns":
+                return f"{sign}{_decimal(ns, size)}{unit}"
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    seconds = f"{_decimal(rest, 1_000_000_000)}s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{seconds}"
+    return f"{sign}{minutes}m{seconds}" if minutes else f"{sign}{seconds}"
+
+
+def _decimal(value: int, unit: int) -> str:
+    whole, frac = divmod(value, unit)
+    if not frac:
+        return str(whole)
+    digits = len(str(unit)) - 1
+    return f"{whole}.{frac:0{digits}d}".rstrip("0")
+
+
+class _ClientConfigs:
+    __slots__ = ("consumers", "streams")
+
+    def __init__(self) -> None:
+        self.streams: Generations[str, Attrs] = Generations(CACHE_SIZE)
+        self.consumers: Generations[tuple[str, str], Attrs] = Generations(CACHE_SIZE)
+
+
+class Configs:
+    """Per connection: span attributes of the streams and consumers seen in API responses."""
+
+    def __init__(self) -> None:
+        self._clients: WeakKeyDictionary[Any, _ClientConfigs] = WeakKeyDictionary()
+
+    def seen(self, client: Any, response: Any) -> None:
+        """Keep what a JetStream API response says about a stream or a consumer (anything else is ignored)."""
+        try:
+            config = response.get("config") if isinstance(response, Mapping) else None
+            if not isinstance(config, Mapping):
+                return
+            stream, consumer = response.get("stream_name"), response.get("name")
+            if isinstance(stream, str) and isinstance(consumer, str):  # a consumer create/info response
+                attrs = {key: value for field, key in _CONSUMER_FIELDS if isinstance(value := config.get(field), str)}
+                self._of(client).consumers.remember((stream, consumer), attrs)
+            elif isinstance(config.get("name"), str) and "state" in response:  # a stream create/update/info response
+                window = config.get("duplicate_window")
+                attrs = {names.JS_DUPLICATE_WINDOW: go_duration(window)} if type(window) is int else {}
+                self._of(client).streams.remember(config["name"], attrs)
+        except Exception:  # an odd response (or client): nothing is kept
+            _LOG.debug("could not read a JetStream API response", exc_info=True)
+
+    def clear(self) -> None:
+        self._clients.clear()
+
+    def _of(self, client: Any) -> _ClientConfigs:
+        found = self._clients.get(client)
+        if found is None:
+            found = self._clients[client] = _ClientConfigs()
+        return found
+
+    def consumer(self, client: Any, stream: Any, consumer: Any) -> Attrs | None:
+        """The known ``deliver_subject``/``ack_policy``/``replay_policy`` attributes of a consumer."""
+        try:
+            found = self._clients.get(client)
+        except TypeError:  # not weak-referenceable: never seen
+            return None
+        if found is None:
+            return None
+        key = (stream, consumer)
+        attrs = found.consumers.recent.get(key)
+        return attrs if attrs is not None else found.consumers.recall(key)
+
+    def stream(self, client: Any, stream: Any) -> Attrs | None:
+        """The known ``duplicate_window`` attribute of a stream."""
+        try:
+            found = self._clients.get(client)
+        except TypeError:
+            return None
+        if found is None:
+            return None
+        attrs = found.streams.recent.get(stream)
+        return attrs if attrs is not None else found.streams.recall(stream)
+
+
+CONFIGS = Configs()
+
+
+def with_consumer(client: Any, attrs: Attrs) -> Attrs:
+    """``attrs`` (a message's or a fetch's, naming its stream and consumer) with the consumer's known configuration."""
+    known = CONFIGS.consumer(client, attrs.get(names.JS_STREAM), attrs.get(names.JS_CONSUMER))
+    if known:
+        attrs.update(known)
+    return attrs
+
+
+def puback_result(client: Any) -> Callable[[Keys, Any], Attrs]:
+    """The ``on_result`` of a JetStream publish on ``client``: the PubAck's attributes and the
+    acknowledging stream's known ``duplicate_window``."""
+
+    def result(keys: Keys, ack: Any) -> Attrs:
+        attrs = attributes.puback_attributes(keys, ack)
+        known = CONFIGS.stream(client, attrs.get(names.JS_STREAM))
+        if known:
+            attrs.update(known)
+        return attrs
+
+    return result
