@@ -185,7 +185,7 @@ def ack_subject_attributes(reply: str) -> Attrs:
         }
     except (ValueError, IndexError):
         return {}
-    if domain:
+    if domain is not None and domain != "":
         attrs[names.JS_DOMAIN] = domain
     return attrs
 
@@ -200,9 +200,13 @@ def jetstream_message_attributes(reply: Any) -> Attrs | None:
 def puback_attributes(keys: Keys, ack: Any) -> Attrs:
     """Stream, sequence, duplicate flag and domain from a JetStream ``PubAck``."""
     attrs: Attrs = {}
-    _put(attrs, (names.JS_STREAM,), getattr(ack, "stream", None))
-    _put(attrs, (names.JS_SEQUENCE,), getattr(ack, "seq", None))
-    _put(attrs, (names.JS_DOMAIN,), getattr(ack, "domain", None))
+    stream, seq, domain = getattr(ack, "stream", None), getattr(ack, "seq", None), getattr(ack, "domain", None)
+    if stream is not None and stream != "":  # (one per JetStream publish: the checks of _put, inline)
+        attrs[names.JS_STREAM] = stream
+    if seq is not None and seq != "":
+        attrs[names.JS_SEQUENCE] = seq
+    if domain is not None and domain != "":
+        attrs[names.JS_DOMAIN] = domain
     attrs[names.JS_DUPLICATE] = bool(getattr(ack, "duplicate", False))
     return attrs
 
