@@ -185,7 +185,7 @@ def ack_subject_attributes(reply: str) -> Attrs:
         }
     except (ValueError, IndexError):
         return {}
-    if domain is not None and domain != "":
+    if domain:
         attrs[names.JS_DOMAIN] = domain
     return attrs
 

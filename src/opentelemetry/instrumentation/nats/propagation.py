@@ -278,8 +278,10 @@ def span_carrier(span: Span, parent: Context | None) -> dict[str, str]:
                 state = span_context.trace_state
                 if state is not DEFAULT_TRACE_STATE and state:
                     carrier["tracestate"] = state.to_header()
-        elif _BAGGAGE_KEY is None or (current_context() if parent is None else parent).get(_BAGGAGE_KEY):
-            part.inject(carrier, current_context() if parent is None else parent)  # baggage: in the parent context
+        else:  # baggage lives in the parent context
+            ctx = current_context() if parent is None else parent
+            if _BAGGAGE_KEY is None or ctx.get(_BAGGAGE_KEY):
+                part.inject(carrier, ctx)
     return carrier
 
 
