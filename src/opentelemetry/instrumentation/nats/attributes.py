@@ -156,7 +156,7 @@ def subscription_attributes(
     return attrs
 
 
-def response_attributes(keys: Keys, msg: Any) -> Attrs:
+def response_attributes(keys: Keys, msg: Any, client: Any = None) -> Attrs:
     """Response body size of a ``request``."""
     data = getattr(msg, "data", None)
     return {k: len(data) for k in keys.response_size} if data is not None else {}
@@ -197,7 +197,7 @@ def jetstream_message_attributes(reply: Any) -> Attrs | None:
     return None
 
 
-def puback_attributes(keys: Keys, ack: Any) -> Attrs:
+def puback_attributes(keys: Keys, ack: Any, client: Any = None) -> Attrs:
     """Stream, sequence, duplicate flag and domain from a JetStream ``PubAck``."""
     attrs: Attrs = {}
     stream, seq, domain = getattr(ack, "stream", None), getattr(ack, "seq", None), getattr(ack, "domain", None)
@@ -211,18 +211,18 @@ def puback_attributes(keys: Keys, ack: Any) -> Attrs:
     return attrs
 
 
-def batch_attributes(keys: Keys, msgs: Any) -> Attrs:
+def batch_attributes(keys: Keys, msgs: Any, client: Any = None) -> Attrs:
     """``messaging.batch.message_count`` of a ``fetch``."""
     return {names.BATCH_COUNT: len(msgs) if msgs is not None else 0}
 
 
-def revision_attributes(keys: Keys, result: Any) -> Attrs:
+def revision_attributes(keys: Keys, result: Any, client: Any = None) -> Attrs:
     """Key-value revision from an ``int`` result or an ``Entry``."""
     revision = result if isinstance(result, int) and not isinstance(result, bool) else getattr(result, "revision", None)
     return {names.KV_REVISION: revision} if isinstance(revision, int) else {}
 
 
-def object_info_attributes(keys: Keys, result: Any) -> Attrs:
+def object_info_attributes(keys: Keys, result: Any, client: Any = None) -> Attrs:
     """Size and chunk count from an object store ``ObjectInfo`` (or an object ``get`` result)."""
     info = getattr(result, "info", result)
     attrs: Attrs = {}

@@ -148,7 +148,7 @@ class Destinations:
             named = configured is None and (subject in self.shown or self.admit(subject))
         shape_key = (kind, template, configured, op.queue, op.name_dest, temporary, named)
         shapes = state.shapes
-        shape = shapes.recent.get(shape_key) or shapes.recall(shape_key)
+        shape = shapes.get(shape_key)
         if shape is None:
             shape = self._shape(state.conn, kind, template, configured, op.queue, op.name_dest, temporary, named)
             shapes.remember(shape_key, shape)

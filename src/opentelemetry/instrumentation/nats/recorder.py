@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,13 +36,12 @@ from opentelemetry.instrumentation.nats.clients import Clients
 from opentelemetry.instrumentation.nats.config import Hook, NatsConfig
 from opentelemetry.instrumentation.nats.destinations import Destinations
 from opentelemetry.instrumentation.nats.metrics import NatsMetrics, metric_attribute_keys
-from opentelemetry.instrumentation.nats.operation import ACTIVE, CONSUMER, SERVER, Operation
+from opentelemetry.instrumentation.nats.operation import ACTIVE, CONSUMER, SERVER, Operation, now
 from opentelemetry.instrumentation.nats.propagation import creation_links
 
 _LOG = logging.getLogger(__name__)
 
 _ROOT = Context()  # the parent of a root span
-_time_ns = time.time_ns
 
 
 # What Recorder.run hands the open span to instead of ending it (``publish_async``: ends on the ack).
@@ -294,7 +292,7 @@ class Recorder:
         if not self.live and self.idle():  # no SDK: a no-op span carrying the parent's context
             op.metric_attrs = None  # (no attributes, and no metrics either: finish() records none)
             return self.tracer.start_span(op.op.name, context=parent, kind=op.kind)
-        op.started = start = start_time or _time_ns()
+        op.started = start = start_time or now()
         name, attrs, metric_attrs = self.describe(op)
         # no metric attributes (and so no metrics in finish()) while the meter is a no-op; a global
         # proxy meter is a plain attribute check, no call, until a meter provider is set
@@ -319,7 +317,7 @@ class Recorder:
             record_error(span, error)
         elif op.on_result is not None and span.is_recording():
             try:
-                span.set_attributes(op.on_result(self.keys, result))
+                span.set_attributes(op.on_result(self.keys, result, op.client))
             except Exception:
                 _LOG.debug("could not read attributes from a %s result", op.op.name, exc_info=True)
         span.end()
@@ -329,7 +327,7 @@ class Recorder:
         """Record the metrics of an ended operation (none when ``op.metric_attrs`` is ``None``: no SDK meter)."""
         if self.metrics is not None and op.metric_attrs is not None:
             try:
-                seconds = (time.time_ns() - op.started) / 1e9
+                seconds = (now() - op.started) / 1e9
                 nbytes = op.body_size if nbytes is None else nbytes
                 self.metrics.record(op, op.metric_attrs or {}, seconds, error, messages, nbytes)
             except Exception:

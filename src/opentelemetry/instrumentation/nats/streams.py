@@ -17,7 +17,7 @@ see :class:`~.subjects.Generations`), forgotten with the connection.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -105,26 +105,19 @@ class Configs:
 
     def consumer(self, client: Any, stream: Any, consumer: Any) -> Attrs | None:
         """The known ``deliver_subject``/``ack_policy``/``replay_policy`` attributes of a consumer."""
-        try:
-            found = self._clients.get(client)
-        except TypeError:  # not weak-referenceable: never seen
-            return None
-        if found is None:
-            return None
-        key = (stream, consumer)
-        attrs = found.consumers.recent.get(key)
-        return attrs if attrs is not None else found.consumers.recall(key)
+        found = self._known(client)
+        return found.consumers.get((stream, consumer)) if found is not None else None
 
     def stream(self, client: Any, stream: Any) -> Attrs | None:
         """The known ``duplicate_window`` attribute of a stream."""
+        found = self._known(client)
+        return found.streams.get(stream) if found is not None else None
+
+    def _known(self, client: Any) -> _ClientConfigs | None:
         try:
-            found = self._clients.get(client)
-        except TypeError:
+            return self._clients.get(client)
+        except TypeError:  # not weak-referenceable: never seen
             return None
-        if found is None:
-            return None
-        attrs = found.streams.recent.get(stream)
-        return attrs if attrs is not None else found.streams.recall(stream)
 
 
 CONFIGS = Configs()
@@ -138,15 +131,11 @@ def with_consumer(client: Any, attrs: Attrs) -> Attrs:
     return attrs
 
 
-def puback_result(client: Any) -> Callable[[Keys, Any], Attrs]:
-    """The ``on_result`` of a JetStream publish on ``client``: the PubAck's attributes and the
-    acknowledging stream's known ``duplicate_window``."""
-
-    def result(keys: Keys, ack: Any) -> Attrs:
-        attrs = attributes.puback_attributes(keys, ack)
-        known = CONFIGS.stream(client, attrs.get(names.JS_STREAM))
-        if known:
-            attrs.update(known)
-        return attrs
-
-    return result
+def puback_result(keys: Keys, ack: Any, client: Any) -> Attrs:
+    """The ``on_result`` of a JetStream publish: the PubAck's attributes and the acknowledging
+    stream's known ``duplicate_window``."""
+    attrs = attributes.puback_attributes(keys, ack)
+    known = CONFIGS.stream(client, attrs.get(names.JS_STREAM))
+    if known:
+        attrs.update(known)
+    return attrs

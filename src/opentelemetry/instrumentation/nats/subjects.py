@@ -66,6 +66,11 @@ class Generations(Generic[K, V]):
         """Entries held (at most twice ``cap``)."""
         return len(self.recent) + len(self.older)
 
+    def get(self, key: K) -> V | None:
+        """The entry for ``key`` from either generation (see :meth:`recall`), or ``None``."""
+        value = self.recent.get(key)
+        return value if value is not None else self.recall(key)
+
     def recall(self, key: K) -> V | None:
         """The entry for ``key`` from the older generation (moved back to the recent one), or ``None``."""
         value = self.older.pop(key, None)
@@ -97,10 +102,8 @@ class SubjectSet(Generations[str, bool]):
     def __contains__(self, subject: object) -> bool:
         if not self.patterns or not isinstance(subject, str):
             return False
-        hit = self.recent.get(subject)
+        hit = self.get(subject)
         if hit is None:
-            hit = self.recall(subject)
-            if hit is None:
-                hit = any(matches(p, subject) for p in self.patterns)
-                self.remember(subject, hit)
+            hit = any(matches(p, subject) for p in self.patterns)
+            self.remember(subject, hit)
         return hit

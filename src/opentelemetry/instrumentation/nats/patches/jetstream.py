@@ -75,7 +75,7 @@ def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> tuple[Ope
         (subject, payload, headers) if rec.hooks else (),
         extra={names.JS_SUBJECT: subject, names.JS_EXPECTED_STREAM: stream} if stream else {names.JS_SUBJECT: subject},
         inject=links is None,
-        on_result=puback_result(js._nc),
+        on_result=puback_result,
     )
     return op, links
 
