@@ -89,7 +89,7 @@ def connection_attributes(nc: Any) -> dict[str, Any]:
 
 def operation(type_: str, name: str, subject: str | None) -> dict[str, Any]:
     attrs: dict[str, Any] = {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": type_,
         "messaging.operation.name": name,
     }
@@ -131,7 +131,7 @@ class HandWritten:
                 for k, v in self.publish_attrs.items()
                 if k
                 in (
-                    "messaging.system",
+                    "messaging.system.name",
                     "messaging.operation.type",
                     "messaging.operation.name",
                     "messaging.destination.name",

@@ -15,6 +15,7 @@ from opentelemetry.instrumentation.nats.names import KEYS, Metric, Mode
 OUT = Path(__file__).resolve().parent.parent / "docs" / "reference.md"
 
 _MEANINGS = {
+    "system": "messaging system (`nats`)",
     "subject": "subject (destination)",
     "template": "subscription subject with wildcards",
     "subject_template": "`subject_templates` pattern the subject matches",
@@ -49,7 +50,7 @@ def _metrics(prefix: str) -> list[Metric]:
 def _server_trace() -> list[str]:
     """The server trace bridge's section: the ``ST_`` names plus the shared keys its spans carry."""
     attrs = [
-        names.MESSAGING_SYSTEM,
+        names.MESSAGING_SYSTEM_NAME,
         names.DESTINATION_NAME,
         names.DESTINATION_TEMPORARY,
         names.NATS_SERVER_ID,

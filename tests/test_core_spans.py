@@ -28,7 +28,7 @@ async def test_publish_to_callback_is_one_trace(telemetry: Any, server: Any, con
     assert len(telemetry.spans()) == 2
     assert (publish.name, publish.kind) == ("publish orders.created", SpanKind.PRODUCER)
     assert dict(publish.attributes) == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "send",
         "messaging.operation.name": "publish",
         "messaging.destination.name": "orders.created",
@@ -37,7 +37,7 @@ async def test_publish_to_callback_is_one_trace(telemetry: Any, server: Any, con
     }
     assert (process.name, process.kind) == ("process orders.created", SpanKind.CONSUMER)
     assert dict(process.attributes) == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "process",
         "messaging.operation.name": "process",
         "messaging.destination.name": "orders.created",
@@ -71,7 +71,7 @@ async def test_request_reply_is_one_trace(telemetry: Any, server: Any, connect: 
 
     assert request.kind == SpanKind.CLIENT
     assert dict(request.attributes) == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "send",
         "messaging.operation.name": "request",
         "messaging.destination.name": "svc.ping",
@@ -83,7 +83,7 @@ async def test_request_reply_is_one_trace(telemetry: Any, server: Any, connect: 
     inbox = process.attributes["messaging.nats.reply_to"]
     assert inbox.startswith("_INBOX.")
     assert dict(process.attributes) == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "process",
         "messaging.operation.name": "process",
         "messaging.destination.name": "svc.ping",
@@ -97,7 +97,7 @@ async def test_request_reply_is_one_trace(telemetry: Any, server: Any, connect: 
     }
     assert reply.kind == SpanKind.PRODUCER
     assert dict(reply.attributes) == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "send",
         "messaging.operation.name": "publish",
         "messaging.destination.name": inbox,
@@ -161,7 +161,7 @@ async def test_next_msg_and_async_for_make_receive_spans(telemetry: Any, server:
         assert recv.context.trace_id != pub.context.trace_id
         assert_links(recv, pub)
         assert dict(recv.attributes) == {
-            "messaging.system": "nats",
+            "messaging.system.name": "nats",
             "messaging.operation.type": "receive",
             "messaging.operation.name": "receive",
             "messaging.destination.name": pub.attributes["messaging.destination.name"],
@@ -250,8 +250,14 @@ async def test_attribute_modes(make_telemetry: Any, server: Any, connect: Any, m
     inbox = process.attributes["messaging.nats.reply_to"]
     legacy = {"messaging.nats.subject": "mode.test", "messaging.nats.subscription.subject": "mode.*"}
     current = {"messaging.destination.template": "mode.*"}
+    # semantic conventions 1.45 renamed messaging.system to messaging.system.name: legacy keeps the old key
+    system = (
+        {"messaging.system": "nats"}
+        if mode == "legacy"
+        else {"messaging.system": "nats", "messaging.system.name": "nats"}
+    )
     expect_process: dict[str, Any] = {
-        "messaging.system": "nats",
+        **system,
         "messaging.destination.name": "mode.test",
         "messaging.message.body.size": 3,
         "messaging.nats.reply_to": inbox,
@@ -261,7 +267,7 @@ async def test_attribute_modes(make_telemetry: Any, server: Any, connect: Any, m
         **conn_attrs(nc, mode),
     }
     expect_request: dict[str, Any] = {
-        "messaging.system": "nats",
+        **system,
         "messaging.destination.name": "mode.test",
         "messaging.message.body.size": 3,
         **conn_attrs(nc, mode),

@@ -177,7 +177,7 @@ async def test_templates_name_publish_request_respond_process_and_receive(
     first = next(s for s in spans if s.name == "publish orders.*.created")
     assert first.kind == SpanKind.PRODUCER
     assert dict(first.attributes) == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "send",
         "messaging.operation.name": "publish",
         DEST: "orders.1.created",
@@ -225,7 +225,7 @@ async def test_templates_name_publish_request_respond_process_and_receive(
         key(send(server)): 1,  # the reply to the inbox
     }
     consumed = series(tel, "messaging.client.consumed.messages")
-    consumer = {"messaging.system": "nats", "server.address": "127.0.0.1", "server.port": server.port}
+    consumer = {"messaging.system.name": "nats", "server.address": "127.0.0.1", "server.port": server.port}
     process = {**consumer, "messaging.operation.type": "process", "messaging.operation.name": "process"}
     receive = {**consumer, "messaging.operation.type": "receive", "messaging.operation.name": "receive"}
     assert consumed == {
@@ -259,7 +259,7 @@ async def test_wildcard_subscription_keeps_its_own_subject_as_template(
     # a wildcard subscription's metrics carry its subject as the template, not each subject
     (consumed,) = series(tel, "messaging.client.consumed.messages")
     assert dict(consumed) == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "process",
         "messaging.operation.name": "process",
         TEMPLATE: "orders.>",
@@ -291,7 +291,7 @@ async def test_templates_name_jetstream_publish_and_push_consumer(
     ack = by_name(spans, f"ack {stream}")  # (named after its stream; the template is an attribute)
     assert (ack.attributes[DEST], ack.attributes[TEMPLATE]) == ("tplj.3.created", "tplj.*.created")
     assert dict(publish.attributes) == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "send",
         "messaging.operation.name": "publish",
         DEST: "tplj.3.created",
@@ -373,7 +373,7 @@ async def test_past_the_limit_new_subjects_leave_names_and_metrics(
         ("publish", "lim.sub"),
     ]
     assert dict(producer[2].attributes) == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "send",
         "messaging.operation.name": "publish",
         DEST: "lim.c",
@@ -394,7 +394,7 @@ async def test_past_the_limit_new_subjects_leave_names_and_metrics(
     assert consumed == (
         key(
             {
-                "messaging.system": "nats",
+                "messaging.system.name": "nats",
                 "messaging.operation.type": "process",
                 "messaging.operation.name": "process",
                 "server.address": "127.0.0.1",
@@ -450,7 +450,7 @@ async def test_settle_spans_keep_their_stream_past_the_limit(make_telemetry: Any
     assert [s.name for s in spans] == ["publish", f"fetch {stream}", f"ack {stream}"]
     acks = series(tel, "messaging.client.operation.duration")
     fetch_key = {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "receive",
         "messaging.operation.name": "fetch",
         DEST: stream,  # a stream name: low cardinality, always shown

@@ -43,7 +43,7 @@ def _fetch_durations(telemetry: Any, name: str = "messaging.client.operation.dur
 
 def _fetch_metric_attributes(stream: str, server: Any) -> dict[str, Any]:
     return {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "receive",
         "messaging.operation.name": "fetch",
         "messaging.destination.name": stream,
@@ -108,7 +108,7 @@ async def test_empty_fetch_spans_records_non_error_spans(
     for span in spans:
         assert (span.status.status_code, span.events, span.links, span.parent) == (StatusCode.UNSET, (), (), None)
         assert dict(span.attributes) == {
-            "messaging.system": "nats",
+            "messaging.system.name": "nats",
             "messaging.operation.type": "receive",
             "messaging.operation.name": "fetch",
             "messaging.destination.name": stream,

@@ -170,7 +170,7 @@ async def test_consumer_span_continues_a_seed_envelope_trace(make_telemetry: Any
     for m in (msg, received):
         assert (m.data, m.headers) == (payload, None)
     assert dict(process.attributes) == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "process",
         "messaging.operation.name": "process",
         "messaging.destination.name": "legacy.orders",

@@ -51,7 +51,7 @@ async def test_publish_records_the_puback(telemetry: Any, js_server: Any, connec
     first, second = await wait_spans(telemetry, 2)
     assert (first.name, first.kind) == ("publish jsp.orders", SpanKind.PRODUCER)
     common = {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "send",
         "messaging.operation.name": "publish",
         "messaging.destination.name": "jsp.orders",
@@ -142,7 +142,7 @@ async def test_push_consumer_process_and_auto_ack(telemetry: Any, js_server: Any
     reply = process.attributes["messaging.nats.reply_to"]
     assert reply.startswith("$JS.ACK.")
     assert dict(process.attributes) == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "process",
         "messaging.operation.name": "process",
         "messaging.destination.name": "push.items",
@@ -156,7 +156,7 @@ async def test_push_consumer_process_and_auto_ack(telemetry: Any, js_server: Any
     }
     assert ack.kind == SpanKind.CLIENT
     assert dict(ack.attributes) == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "settle",
         "messaging.operation.name": "ack",
         "messaging.destination.name": "push.items",
@@ -184,7 +184,7 @@ async def test_pull_fetch_process_ack_is_one_trace(telemetry: Any, js_server: An
     acks = [s for s in spans if s.name == f"ack {stream}"]
     assert fetch.kind == SpanKind.CLIENT
     assert dict(fetch.attributes) == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "receive",
         "messaging.operation.name": "fetch",
         "messaging.destination.name": stream,
@@ -342,7 +342,7 @@ async def test_key_value_operations(telemetry: Any, js_server: Any, connect: Any
     ]
     put, get, update, create = spans[:4]
     assert dict(put.attributes) == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.name": "kv.put",
         "messaging.destination.name": bucket,
         "messaging.message.body.size": 3,

@@ -133,7 +133,7 @@ def _run_app(server: Any, **env: str) -> subprocess.CompletedProcess[str]:
 def test_opentelemetry_instrument_traces_an_unmodified_app(server: Any) -> None:
     result = _run_app(server)
     assert "APP-DONE" in result.stdout
-    spans = [s for s in _console_spans(result.stdout) if s["attributes"].get("messaging.system") == "nats"]
+    spans = [s for s in _console_spans(result.stdout) if s["attributes"].get("messaging.system.name") == "nats"]
     assert sorted(s["name"] for s in spans) == sorted(
         [
             "publish app.work",
@@ -154,4 +154,4 @@ def test_opentelemetry_instrument_traces_an_unmodified_app(server: Any) -> None:
 def test_disabled_instrumentations_env_turns_it_off(server: Any) -> None:
     result = _run_app(server, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="nats")
     assert "APP-DONE" in result.stdout
-    assert [s for s in _console_spans(result.stdout) if "messaging.system" in s.get("attributes", {})] == []
+    assert [s for s in _console_spans(result.stdout) if "messaging.system.name" in s.get("attributes", {})] == []

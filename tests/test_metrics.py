@@ -34,7 +34,7 @@ def points(metric: Any) -> list[Any]:
 
 def base(server: Any, op_type: str | None, op_name: str) -> dict[str, Any]:
     attrs: dict[str, Any] = {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.name": op_name,
         "server.address": "127.0.0.1",
         "server.port": server.port,
@@ -167,7 +167,7 @@ async def test_reconnect_metrics_and_user_callbacks(telemetry: Any, connect: Any
         (conn,) = points(metrics(telemetry)["messaging.nats.client.connections"])
         assert (conn.value, dict(conn.attributes)) == (
             1,
-            {"messaging.system": "nats", "server.address": "127.0.0.1", "server.port": srv.port},
+            {"messaging.system.name": "nats", "server.address": "127.0.0.1", "server.port": srv.port},
         )
         srv.stop()
         await asyncio.sleep(0.3)
@@ -215,7 +215,7 @@ async def test_slow_consumer_drops_are_counted_and_error_cb_still_called(
     (dropped,) = points(m["messaging.nats.client.dropped.messages"])
     assert dropped.value == len(slow)
     assert dict(dropped.attributes) == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "server.address": "127.0.0.1",
         "server.port": server.port,
         "messaging.destination.name": "slow.metrics",

@@ -22,7 +22,7 @@ async def _service(nc: Any, **endpoint: Any) -> Any:
 
 def _micro_attrs(nc: Any, svc: Any, subject: str, endpoint: str, process: Any, **more: Any) -> dict[str, Any]:
     return {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "process",
         "messaging.operation.name": "process",
         "messaging.destination.name": subject,
@@ -63,7 +63,7 @@ async def test_endpoint_request_is_one_server_span(telemetry: Any, server: Any, 
     assert process.status.status_code == StatusCode.UNSET
     inbox = process.attributes["messaging.nats.reply_to"]
     assert dict(reply.attributes) == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.operation.type": "send",
         "messaging.operation.name": "publish",
         "messaging.destination.name": inbox,

@@ -315,11 +315,11 @@ def test_promtool_alert_unit_tests(promtool: Callable[..., None], tmp_path: Path
     series = [
         # (a) instance a loses its only connection at 2m; instance b stays connected
         {
-            "series": 'messaging_nats_client_connections{job="app",instance="a",messaging_system="nats"}',
+            "series": 'messaging_nats_client_connections{job="app",instance="a",messaging_system_name="nats"}',
             "values": "1 1 0 0 0 0 0 0 0 0 0 0 0",
         },
         {
-            "series": 'messaging_nats_client_connections{job="app",instance="b",messaging_system="nats"}',
+            "series": 'messaging_nats_client_connections{job="app",instance="b",messaging_system_name="nats"}',
             "values": "1x12",
         },
     ]

@@ -250,6 +250,7 @@ async def test_semconv_stability_opt_in_end_to_end(
     await nc.publish("optin.dup", b"ab")
     (span,) = await wait_spans(telemetry, 1)
     assert dict(span.attributes) == {
+        "messaging.system.name": "nats",
         "messaging.system": "nats",
         "messaging.operation.type": "send",
         "messaging.operation.name": "publish",

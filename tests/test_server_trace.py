@@ -54,7 +54,7 @@ def common(server: NatsServer, subject: str, size: int, **more: Any) -> dict[str
     """The attributes of a server span whose message came from the client ``publisher`` of ``APP``."""
     info = topo.info(server)
     attrs = {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.destination.name": subject,
         "messaging.message.envelope.size": size,
         "messaging.nats.server.id": info["server_id"],

@@ -104,7 +104,7 @@ async def test_console_script_exports_server_spans(solo: NatsServer, connect: An
     assert span["parent_id"] == f"0x{PUBLISHER:016x}"
     assert span["status"] == {"status_code": "UNSET"}
     assert span["attributes"] == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.destination.name": "orders.nobody",
         "messaging.message.envelope.size": topo.envelope_size(b"hello", traceparent="x" * 55),
         "messaging.nats.server.id": info["server_id"],

@@ -283,7 +283,7 @@ def test_span_of_one_traversal() -> None:
     assert (span.start_time, span.end_time) == (1767323045_000100000, 1767323045_000300000)  # ingress → sent
     assert (span.status.status_code, span.status.description) == (StatusCode.ERROR, steps[0]["error"])
     assert dict(span.attributes or {}) == {
-        "messaging.system": "nats",
+        "messaging.system.name": "nats",
         "messaging.destination.name": "orders.new",
         "messaging.message.envelope.size": 87,
         "messaging.nats.server.id": "ID-n1",

@@ -81,7 +81,7 @@ def connection_attributes(keys: Keys, client: Any) -> Attrs:
 
 
 def operation_attributes(keys: Keys, op: Op) -> Attrs:
-    attrs: Attrs = {names.MESSAGING_SYSTEM: names.SYSTEM}
+    attrs: Attrs = dict.fromkeys(keys.system, names.SYSTEM)
     if keys.current_operation:
         if op.type is not None:
             attrs[names.OPERATION_TYPE] = op.type

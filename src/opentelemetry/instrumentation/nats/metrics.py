@@ -32,8 +32,8 @@ _SETTLE_TYPE = "settle"
 
 def metric_attribute_keys(keys: Keys) -> frozenset[str]:
     """The low-cardinality span attribute keys that metrics keep, in a mode."""
-    out = {names.MESSAGING_SYSTEM, names.DESTINATION_NAME, names.ERROR_TYPE}
-    out.update(keys.subject, keys.template, keys.subject_template)
+    out = {names.DESTINATION_NAME, names.ERROR_TYPE}
+    out.update(keys.system, keys.subject, keys.template, keys.subject_template)
     out.update(keys.server_address, keys.server_port, keys.consumer_group)
     if keys.current_operation:
         out.update((names.OPERATION_TYPE, names.OPERATION_NAME))
@@ -56,6 +56,7 @@ class NatsMetrics:
         self.noop = isinstance(meter, NoOpMeter)  # the API's no-op meter: never records
         self.keys = keys
         self.allowed = metric_attribute_keys(keys)
+        self.system: Attrs = dict.fromkeys(keys.system, names.SYSTEM)  # every series carries it
         self.current = mode in (Mode.CURRENT, Mode.DUP)
         self.legacy = mode in (Mode.LEGACY, Mode.DUP)
         self.clients: WeakSet[Any] = WeakSet()
@@ -183,7 +184,7 @@ class NatsMetrics:
             self.redelivered.add(1, {**attrs, names.JS_STREAM: stream, names.JS_CONSUMER: consumer})
 
     def skipped(self, reason: str, client: Any) -> None:
-        self.propagation_skipped.add(1, {names.MESSAGING_SYSTEM: names.SYSTEM, "reason": reason})
+        self.propagation_skipped.add(1, {**self.system, "reason": reason})
 
     def dropped_message(self, attrs: Attrs, sub: Any) -> None:
         """A message dropped because ``sub`` (a slow consumer) hit its pending limits."""
@@ -213,7 +214,7 @@ class NatsMetrics:
     def server_attributes(self, client: Any) -> Attrs:
         """Metric attributes of a connection: system, server address and port."""
         host, port = attributes.server_endpoint(client)
-        attrs: Attrs = {names.MESSAGING_SYSTEM: names.SYSTEM}
+        attrs: Attrs = dict(self.system)
         for k in self.keys.server_address:
             if host:
                 attrs[k] = host
@@ -247,7 +248,7 @@ class NatsMetrics:
                 key = tuple(sorted(self.server_attributes(client).items()))
                 counts[key] = counts.get(key, 0) + 1
         if not counts:
-            return [Observation(0, {names.MESSAGING_SYSTEM: names.SYSTEM})]
+            return [Observation(0, dict(self.system))]
         return [Observation(n, dict(key)) for key, n in counts.items()]
 
     def _observe_pending(self, options: CallbackOptions) -> Iterable[Observation]:
@@ -264,18 +265,12 @@ class NatsMetrics:
 
     def _observe_js_pending(self, options: CallbackOptions) -> Iterable[Observation]:
         return [
-            Observation(n, {names.MESSAGING_SYSTEM: names.SYSTEM, names.JS_STREAM: s, names.JS_CONSUMER: c})
+            Observation(n, {**self.system, names.JS_STREAM: s, names.JS_CONSUMER: c})
             for (s, c), n in list(self.js_pending.items())
         ]
 
     def _observe_stream_messages(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [
-            Observation(m, {names.MESSAGING_SYSTEM: names.SYSTEM, names.JS_STREAM: s})
-            for s, (m, _) in list(self.stream_sizes.items())
-        ]
+        return [Observation(m, {**self.system, names.JS_STREAM: s}) for s, (m, _) in list(self.stream_sizes.items())]
 
     def _observe_stream_bytes(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [
-            Observation(b, {names.MESSAGING_SYSTEM: names.SYSTEM, names.JS_STREAM: s})
-            for s, (_, b) in list(self.stream_sizes.items())
-        ]
+        return [Observation(b, {**self.system, names.JS_STREAM: s}) for s, (_, b) in list(self.stream_sizes.items())]

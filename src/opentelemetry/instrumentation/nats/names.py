@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import NamedTuple
 
-SCHEMA_URL = "https://opentelemetry.io/schemas/1.44.0"
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.45.0"
 SYSTEM = "nats"
 INBOX_PREFIX = "_INBOX."
 JS_ACK_PREFIX = "$JS.ACK."
@@ -91,6 +91,9 @@ SPANS: tuple[SpanSpec, ...] = (
 
 
 # --- attribute keys that are the same in every mode -------------------------------------------
+# The messaging system's key: ``messaging.system.name`` since semantic conventions 1.45, which
+# deprecate ``messaging.system`` (the legacy mode's key). Both hold ``nats``; see ``Keys.system``.
+MESSAGING_SYSTEM_NAME = "messaging.system.name"
 MESSAGING_SYSTEM = "messaging.system"
 DESTINATION_NAME = "messaging.destination.name"
 DESTINATION_TEMPLATE = "messaging.destination.template"
@@ -153,6 +156,7 @@ LEGACY_OPERATION = "messaging.operation"
 class Keys(NamedTuple):
     """The key(s) a mode writes for each meaning that differs between modes."""
 
+    system: tuple[str, ...]  # the messaging system's name (``nats``)
     subject: tuple[str, ...]
     template: tuple[str, ...]  # the subject of the wildcard subscription that received the message
     subject_template: tuple[str, ...]  # the ``subject_templates`` pattern the subject matches
@@ -166,6 +170,7 @@ class Keys(NamedTuple):
 
 
 _CURRENT = Keys(
+    system=(MESSAGING_SYSTEM_NAME,),
     subject=(DESTINATION_NAME,),
     template=(DESTINATION_TEMPLATE,),
     subject_template=(DESTINATION_TEMPLATE,),
@@ -178,6 +183,7 @@ _CURRENT = Keys(
     legacy_operation=False,
 )
 _LEGACY = Keys(
+    system=(MESSAGING_SYSTEM,),
     subject=(DESTINATION_NAME, "messaging.nats.subject"),
     template=("messaging.nats.subscription.subject",),
     # the seed has no key for a subject template (its subscription subject is a consumer's, not a

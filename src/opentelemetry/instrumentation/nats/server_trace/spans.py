@@ -141,7 +141,7 @@ def resource_attributes(event: TraceEvent) -> Attrs:
 def plan(event: TraceEvent) -> SpanPlan:
     """The span of ``event``'s traversal."""
     ingress, server = event.ingress, event.server
-    attrs: Attrs = {names.MESSAGING_SYSTEM: names.SYSTEM}
+    attrs: Attrs = {names.MESSAGING_SYSTEM_NAME: names.SYSTEM}
     _put(attrs, names.DESTINATION_NAME, ingress.subject)
     if ingress.subject.startswith(names.INBOX_PREFIX):
         attrs[names.DESTINATION_TEMPORARY] = True
