@@ -16,7 +16,7 @@ import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from opentelemetry.instrumentation.nats import NatsInstrumentor
-from opentelemetry.instrumentation.nats.patches import PATCHES
+from opentelemetry.instrumentation.nats.natspy import PATCHES
 from tests.helpers import instrumented_command, load_script, wait_spans
 
 APP = Path(__file__).parent / "apps" / "pubsub_app.py"
@@ -24,7 +24,8 @@ APP = Path(__file__).parent / "apps" / "pubsub_app.py"
 
 def _originals() -> dict[str, Any]:
     out = {}
-    for module, attribute, _ in PATCHES:
+    for patch in PATCHES:
+        module, attribute = patch.module, patch.attribute
         owner_name, _, name = attribute.rpartition(".")
         owner: Any = importlib.import_module(module)
         for part in owner_name.split("."):
@@ -50,7 +51,7 @@ def test_uninstrument_restores_every_patched_attribute() -> None:
 
 
 def test_patch_table_covers_the_core_api() -> None:
-    attrs = {a for _, a, _ in PATCHES}
+    attrs = {p.attribute for p in PATCHES}
     assert {
         "Client.publish",
         "Client.request",

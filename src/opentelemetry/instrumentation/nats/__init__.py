@@ -1,4 +1,4 @@
-"""OpenTelemetry instrumentation for NATS (nats-py).
+"""OpenTelemetry instrumentation for NATS: nats-py and the next-generation nats-core family.
 
 Usage::
 
@@ -20,13 +20,12 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.metrics import get_meter
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.nats import names, patches, propagation
+from opentelemetry.instrumentation.nats import families, names, propagation
 from opentelemetry.instrumentation.nats.config import NatsConfig
 from opentelemetry.instrumentation.nats.metrics import NatsMetrics
 from opentelemetry.instrumentation.nats.names import SCHEMA_URL
 from opentelemetry.instrumentation.nats.operation import install, installed
 from opentelemetry.instrumentation.nats.package import _instruments
-from opentelemetry.instrumentation.nats.patches import PATCHES
 from opentelemetry.instrumentation.nats.recorder import Recorder
 from opentelemetry.instrumentation.nats.streams import CONFIGS
 from opentelemetry.instrumentation.nats.version import __version__
@@ -56,10 +55,14 @@ def message_context(msg: Any) -> Context:
 
 
 class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Traces nats-py: see ``instrument()`` keyword options in the README."""
+    """Traces nats-py and the nats-core family, whichever is installed (both when both are):
+    see ``instrument()`` keyword options in the README."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
+        """The requirements of the installed client families: either family satisfies the
+        dependency check (nats-py's requirement when neither is installed)."""
+        found = tuple(f.requirement for f in families.installed())
+        return found or _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
         config = NatsConfig.from_options(kwargs)
@@ -68,11 +71,15 @@ class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         )
         meter = get_meter(__name__, __version__, meter_provider=kwargs.get("meter_provider"), schema_url=SCHEMA_URL)
         install(Recorder(tracer, config, NatsMetrics(meter, config.mode, names.KEYS[config.mode])))
-        for module, attribute, wrapper in PATCHES:
-            try:
-                patches.apply(module, attribute, wrapper)
-            except (AttributeError, ImportError):  # not in this nats-py version
-                _LOG.debug("nats-py has no %s.%s; not instrumented", module, attribute)
+        found = families.installed()
+        if not found:
+            _LOG.warning("neither nats-py nor nats-core is installed: nothing to instrument")
+        for family in found:
+            for patch in family.patches:
+                try:
+                    patch.apply()
+                except (AttributeError, ImportError):  # not in this release of the client
+                    _LOG.debug("%s has no %s.%s; not instrumented", family.name, patch.module, patch.attribute)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         rec = installed()
@@ -80,5 +87,6 @@ class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             rec.metrics.shutdown()
         install(None)
         CONFIGS.clear()
-        for module, attribute, _ in PATCHES:
-            patches.remove(module, attribute)
+        for family in families.FAMILIES:
+            for patch in family.patches:
+                patch.remove()

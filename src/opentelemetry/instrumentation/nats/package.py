@@ -1,5 +1,13 @@
-"""Versions of the instrumented library this package supports."""
+"""Versions of the instrumented libraries this package supports (mirrors pyproject.toml's extras).
 
-_instruments = ("nats-py >= 2.9.0, < 3",)
+Either client family satisfies the instrumentor: ``NatsInstrumentor.instrumentation_dependencies()``
+returns the requirements of the families that are installed (nats-py's when neither is).
+"""
+
+_instruments_nats_py = "nats-py >= 2.9.0, < 3"
+_instruments_nats_core = "nats-core >= 0.2.0, < 1"
+
+_instruments = (_instruments_nats_py,)
+_instruments_any = (_instruments_nats_py, _instruments_nats_core)
 
 _supports_metrics = True

@@ -15,8 +15,8 @@ import time
 from typing import Any
 
 from opentelemetry.instrumentation.nats.metrics import NatsMetrics
+from opentelemetry.instrumentation.nats.natspy.core import Args, Kwargs
 from opentelemetry.instrumentation.nats.operation import installed, untraced
-from opentelemetry.instrumentation.nats.patches.core import Args, Kwargs
 from opentelemetry.instrumentation.nats.recorder import Recorder
 
 _LOG = logging.getLogger(__name__)
@@ -114,6 +114,3 @@ async def connect(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
     metrics.track(instance)
     start_stream_polling(rec, instance)
     return result
-
-
-PATCHES: tuple[tuple[str, str, Any], ...] = (("nats.aio.client", "Client.connect", connect),)

@@ -332,13 +332,3 @@ async def anext_msg(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> 
     msg = await wrapped(*args, **kwargs)
     await _record_receive(instance._sub, msg, start)
     return msg
-
-
-PATCHES: tuple[tuple[str, str, Any], ...] = (
-    ("nats.aio.client", "Client.publish", publish),
-    ("nats.aio.client", "Client.request", request),
-    ("nats.aio.client", "Client.subscribe", subscribe),
-    ("nats.aio.subscription", "Subscription.next_msg", next_msg),
-    ("nats.aio.subscription", "_SubscriptionMessageIterator.__anext__", anext_msg),
-    ("nats.aio.msg", "Msg.respond", respond),
-)

@@ -24,8 +24,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.nats import names
+from opentelemetry.instrumentation.nats.natspy.core import Args, Kwargs, message_operation, size
 from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, entry, untraced
-from opentelemetry.instrumentation.nats.patches.core import Args, Kwargs, message_operation, size
 
 _LOG = logging.getLogger(__name__)
 
@@ -141,12 +141,3 @@ async def respond_error(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs)
         except Exception:
             _LOG.debug("could not record a nats.micro error", exc_info=True)
     return await wrapped(*args, **kwargs)
-
-
-PATCHES: tuple[tuple[str, str, Any], ...] = (
-    ("nats.micro.service", "Service.start", internal),
-    ("nats.micro.service", "Endpoint._start", internal),
-    ("nats.micro.service", "Endpoint._handle_request", handle_request),
-    ("nats.micro.request", "Request.respond", respond),
-    ("nats.micro.request", "Request.respond_error", respond_error),
-)

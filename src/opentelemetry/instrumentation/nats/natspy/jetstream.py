@@ -17,8 +17,8 @@ from opentelemetry.trace import Link, Span, SpanKind
 
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.names import Op
+from opentelemetry.instrumentation.nats.natspy.core import Args, Kwargs, size
 from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, entry, installed, now, untraced
-from opentelemetry.instrumentation.nats.patches.core import Args, Kwargs, size
 from opentelemetry.instrumentation.nats.propagation import caller_links, current_context
 from opentelemetry.instrumentation.nats.recorder import Recorder
 from opentelemetry.instrumentation.nats.streams import CONFIGS, puback_result, with_consumer
@@ -283,33 +283,9 @@ class StoreCall:
         return await rec.run(op, wrapped, args, kwargs)
 
 
-def _kv(op: Op, inject: bool = False) -> StoreCall:
+def kv(op: Op, inject: bool = False) -> StoreCall:
     return StoreCall(op, names.KV_BUCKET, names.KV_KEY, attributes.revision_attributes, inject)
 
 
-def _obj(op: Op) -> StoreCall:
+def obj(op: Op) -> StoreCall:
     return StoreCall(op, names.OBJECT_BUCKET, names.OBJECT_NAME, attributes.object_info_attributes)
-
-
-PATCHES: tuple[tuple[str, str, Any], ...] = (
-    ("nats.aio.client", "Client._close", client_close),
-    ("nats.js.manager", "JetStreamManager._api_request", api_request),
-    ("nats.js.manager", "JetStreamManager.get_msg", internal),
-    ("nats.js.client", "JetStreamContext.publish", publish),
-    ("nats.js.client", "JetStreamContext.publish_async", publish_async),
-    ("nats.js.client", "JetStreamContext.PullSubscription.fetch", fetch),
-    ("nats.aio.msg", "Msg.ack", Settle(names.ACK)),
-    ("nats.aio.msg", "Msg.ack_sync", Settle(names.ACK)),
-    ("nats.aio.msg", "Msg.nak", Settle(names.NAK)),
-    ("nats.aio.msg", "Msg.term", Settle(names.TERM)),
-    ("nats.aio.msg", "Msg.in_progress", Settle(names.IN_PROGRESS)),
-    ("nats.js.kv", "KeyValue.put", _kv(names.KV_PUT, inject=True)),
-    ("nats.js.kv", "KeyValue.get", _kv(names.KV_GET)),
-    ("nats.js.kv", "KeyValue.create", _kv(names.KV_CREATE, inject=True)),
-    ("nats.js.kv", "KeyValue.update", _kv(names.KV_UPDATE, inject=True)),
-    ("nats.js.kv", "KeyValue.delete", _kv(names.KV_DELETE)),
-    ("nats.js.kv", "KeyValue.purge", _kv(names.KV_PURGE)),
-    ("nats.js.object_store", "ObjectStore.put", _obj(names.OBJECT_PUT)),
-    ("nats.js.object_store", "ObjectStore.get", _obj(names.OBJECT_GET)),
-    ("nats.js.object_store", "ObjectStore.delete", _obj(names.OBJECT_DELETE)),
-)

@@ -1,0 +1,54 @@
+"""The nats-py family (``nats.aio``, ``nats.js``, ``nats.micro``): its patch table.
+
+Each entry's class says how it is patched (see :mod:`..patching`): :class:`Plain` for the
+per-message coroutine methods, :class:`Wrapt` for everything else. Every read of nats-py's private
+state is in :mod:`.access`.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.instrumentation.nats import names
+from opentelemetry.instrumentation.nats.names import ACK, IN_PROGRESS, NAK, TERM
+from opentelemetry.instrumentation.nats.natspy import connection, core, jetstream, micro
+from opentelemetry.instrumentation.nats.natspy.jetstream import Settle, kv, obj
+from opentelemetry.instrumentation.nats.patching import Plain, Wrapt
+
+PATCHES: tuple[Wrapt, ...] = (
+    # core NATS (core.py)
+    Plain("nats.aio.client", "Client.publish", core.publish),
+    Plain("nats.aio.client", "Client.request", core.request),
+    Wrapt("nats.aio.client", "Client.subscribe", core.subscribe),
+    Wrapt("nats.aio.subscription", "Subscription.next_msg", core.next_msg),
+    Wrapt("nats.aio.subscription", "_SubscriptionMessageIterator.__anext__", core.anext_msg),
+    Plain("nats.aio.msg", "Msg.respond", core.respond),
+    # connection health (connection.py)
+    Wrapt("nats.aio.client", "Client.connect", connection.connect),
+    Wrapt("nats.aio.client", "Client._close", jetstream.client_close),
+    # JetStream (jetstream.py)
+    Wrapt("nats.js.manager", "JetStreamManager._api_request", jetstream.api_request),
+    Wrapt("nats.js.manager", "JetStreamManager.get_msg", jetstream.internal),
+    Plain("nats.js.client", "JetStreamContext.publish", jetstream.publish),
+    Plain("nats.js.client", "JetStreamContext.publish_async", jetstream.publish_async),
+    Wrapt("nats.js.client", "JetStreamContext.PullSubscription.fetch", jetstream.fetch),
+    Wrapt("nats.aio.msg", "Msg.ack", Settle(ACK)),
+    Wrapt("nats.aio.msg", "Msg.ack_sync", Settle(ACK)),
+    Wrapt("nats.aio.msg", "Msg.nak", Settle(NAK)),
+    Wrapt("nats.aio.msg", "Msg.term", Settle(TERM)),
+    Wrapt("nats.aio.msg", "Msg.in_progress", Settle(IN_PROGRESS)),
+    # key-value and object store (jetstream.py)
+    Wrapt("nats.js.kv", "KeyValue.put", kv(names.KV_PUT, inject=True)),
+    Wrapt("nats.js.kv", "KeyValue.get", kv(names.KV_GET)),
+    Wrapt("nats.js.kv", "KeyValue.create", kv(names.KV_CREATE, inject=True)),
+    Wrapt("nats.js.kv", "KeyValue.update", kv(names.KV_UPDATE, inject=True)),
+    Wrapt("nats.js.kv", "KeyValue.delete", kv(names.KV_DELETE)),
+    Wrapt("nats.js.kv", "KeyValue.purge", kv(names.KV_PURGE)),
+    Wrapt("nats.js.object_store", "ObjectStore.put", obj(names.OBJECT_PUT)),
+    Wrapt("nats.js.object_store", "ObjectStore.get", obj(names.OBJECT_GET)),
+    Wrapt("nats.js.object_store", "ObjectStore.delete", obj(names.OBJECT_DELETE)),
+    # nats.micro (micro.py)
+    Wrapt("nats.micro.service", "Service.start", micro.internal),
+    Wrapt("nats.micro.service", "Endpoint._start", micro.internal),
+    Wrapt("nats.micro.service", "Endpoint._handle_request", micro.handle_request),
+    Wrapt("nats.micro.request", "Request.respond", micro.respond),
+    Wrapt("nats.micro.request", "Request.respond_error", micro.respond_error),
+)
