@@ -15,6 +15,7 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.instrumentation.nats import NatsInstrumentor, destinations, names
 from opentelemetry.instrumentation.nats.config import NatsConfig
 from opentelemetry.instrumentation.nats.destinations import Templates
+from opentelemetry.instrumentation.nats.natspy.access import ACCESS as NATS_PY_ACCESS
 from opentelemetry.instrumentation.nats.operation import installed
 from opentelemetry.instrumentation.nats.subjects import Generations, SubjectSet, matches
 from tests.helpers import by_name, conn_attrs, synced, wait_spans
@@ -498,7 +499,7 @@ async def test_per_subject_cache_is_bounded_and_keeps_entries_in_use(
     await nc.publish("hot.subject", b"")
     rec = installed()
     assert rec is not None
-    state = rec.clients.state(nc)
+    state = rec.clients.state(nc, NATS_PY_ACCESS)
     hot_key = (names.PUBLISH, "hot.subject", None, None, None)
     hot_entry = state.recent[hot_key]
     for i in range(100):
@@ -531,7 +532,7 @@ async def test_subjects_past_the_limit_are_not_cached_one_by_one(
     ]
     rec = installed()
     assert rec is not None
-    state = rec.clients.state(nc)
+    state = rec.clients.state(nc, NATS_PY_ACCESS)
     # the named subjects and the templated one; the 50 past the limit share their shape's entry
     assert sorted(key[1] for key in state.recent) == ["a", "b", "tpl.1"]
 
@@ -559,5 +560,5 @@ async def test_wildcard_subscription_subjects_share_one_cache_entry(
     assert [(s.name, s.attributes[DEST]) for s in processed] == [("process wild.*", f"wild.{i}") for i in range(50)]
     rec = installed()
     assert rec is not None
-    state = rec.clients.state(sc)
+    state = rec.clients.state(sc, NATS_PY_ACCESS)
     assert (state.size(), list(state.recent)) == (1, [(names.PROCESS, False, "wild.*", None, None)])

@@ -1,4 +1,5 @@
-"""Pure functions that read nats-py objects ("getters") and build span attributes per mode.
+"""Pure functions that build span attributes per mode, from what a client family's accessor
+(:class:`~.access.ClientAccess`) reads and from public message and result fields.
 
 Nothing here starts spans or records metrics; :mod:`.recorder` does that.
 """
@@ -9,48 +10,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.instrumentation.nats import names
+from opentelemetry.instrumentation.nats.access import ClientAccess, SubscriptionState
 from opentelemetry.instrumentation.nats.names import Keys, Op
 from opentelemetry.instrumentation.nats.subjects import SubjectSet
 
 Attrs = dict[str, Any]
 
-DEFAULT_PORT = 4222
-_NO_SUBS: Mapping[Any, Any] = {}  # (shared, read only: no new dict per message)
 MSG_ID_HEADER = "Nats-Msg-Id"
-
-
-# --- getters -----------------------------------------------------------------------------------
-
-
-def server_info(client: Any) -> Mapping[str, Any]:
-    """The INFO of the server the client is connected to (follows reconnects)."""
-    info = getattr(client, "_server_info", None)
-    return info if type(info) is dict or isinstance(info, Mapping) else {}  # fast path: a dict, no ABC check
-
-
-def server_endpoint(client: Any) -> tuple[str | None, int | None]:
-    """Host and port of the current server, from its URL. Credentials in the URL are never read."""
-    srv = getattr(client, "_current_server", None)
-    uri = getattr(srv, "uri", None)
-    if uri is None:
-        return None, None
-    try:
-        return uri.hostname, uri.port or DEFAULT_PORT
-    except ValueError:  # malformed port
-        return uri.hostname, None
-
-
-def inbox_prefix(client: Any) -> str:
-    """The client's inbox prefix with its trailing dot (``_INBOX.`` by default)."""
-    prefix = getattr(client, "_inbox_prefix", None)
-    if isinstance(prefix, (bytes, bytearray)):
-        return prefix.decode() + "."
-    return names.INBOX_PREFIX
-
-
-def max_payload(client: Any) -> int:
-    value = getattr(client, "_max_payload", None)
-    return value if isinstance(value, int) else 1024 * 1024
 
 
 # --- builders ----------------------------------------------------------------------------------
@@ -62,10 +28,10 @@ def _put(attrs: Attrs, keys: tuple[str, ...], value: Any) -> None:
             attrs[k] = value
 
 
-def connection_attributes(keys: Keys, client: Any) -> Attrs:
+def connection_attributes(keys: Keys, access: ClientAccess, client: Any) -> Attrs:
     """Attributes of the connection: server endpoint, client id and the server's INFO facts."""
-    info = server_info(client)
-    host, port = server_endpoint(client)
+    info = access.server_info(client)
+    host, port = access.server_endpoint(client)
     attrs: Attrs = {}
     _put(attrs, keys.server_address, host)
     _put(attrs, keys.server_port, port)
@@ -134,7 +100,7 @@ def header_attributes(headers: Any, captured: SubjectSet) -> Attrs:
 
 
 def subscription_attributes(
-    client: Any, sid: Any, dropped: Mapping[Any, int] | None = None, attrs: Attrs | None = None
+    sid: Any, state: SubscriptionState | None, dropped: Mapping[Any, int] | None = None, attrs: Attrs | None = None
 ) -> Attrs:
     """Subscription id and its delivered/pending counters, when the subscription is known; its
     slow-consumer drops (from ``dropped``, counted by the connection watch) once there are any.
@@ -145,12 +111,13 @@ def subscription_attributes(
     if sid is None:
         return attrs
     attrs[names.NATS_SUBSCRIPTION_ID] = str(sid)
-    sub = getattr(client, "_subs", _NO_SUBS).get(sid)
-    if sub is not None:
-        attrs[names.NATS_DELIVERED] = sub._received
-        attrs[names.NATS_PENDING] = sub._pending_queue.qsize()
+    if state is not None:
+        if state.delivered is not None:
+            attrs[names.NATS_DELIVERED] = state.delivered
+        if state.pending is not None:
+            attrs[names.NATS_PENDING] = state.pending
         if dropped:
-            n = dropped.get(sub)
+            n = dropped.get(state.sub)
             if n:
                 attrs[names.NATS_DROPPED] = n
     return attrs

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from weakref import ref
 
 from opentelemetry.instrumentation.nats import attributes, names
+from opentelemetry.instrumentation.nats.access import ClientAccess
 from opentelemetry.instrumentation.nats.destinations import ClientDestinations, Destinations, Entry
 
 if TYPE_CHECKING:
@@ -24,46 +25,40 @@ if TYPE_CHECKING:
 
 
 class ClientState(ClientDestinations):
-    """One connection's attributes and per-subject entries; rebuilt when the client's server INFO or
-    current server changes (reconnects, failover)."""
+    """One connection's attributes and per-subject entries; rebuilt when the client reconnects
+    (its accessor's ``connection_marks`` change: new server INFO, failover)."""
 
-    __slots__ = ("inbox", "info", "server")
+    __slots__ = ("inbox", "marks")
 
-    def __init__(self, client: Any, keys: names.Keys) -> None:
-        super().__init__(attributes.connection_attributes(keys, client))
-        self.info = getattr(client, "_server_info", None)
-        self.server = getattr(client, "_current_server", None)
-        self.inbox = attributes.inbox_prefix(client)
+    def __init__(self, client: Any, keys: names.Keys, access: ClientAccess) -> None:
+        super().__init__(attributes.connection_attributes(keys, access, client))
+        self.marks = access.connection_marks(client)
+        self.inbox = access.inbox_prefix(client)
 
 
 class Clients:
     """The :class:`ClientState` of every live client; ``on_new`` is told of each client seen (metrics)."""
 
     def __init__(
-        self, keys: names.Keys, destinations: Destinations, on_new: Callable[[Any], None] | None = None
+        self, keys: names.Keys, destinations: Destinations, on_new: Callable[[Any, ClientAccess], None] | None = None
     ) -> None:
         self.keys = keys
         self.destinations = destinations
         self.on_new = on_new
         self._states: dict[int, tuple[ref[Any], ClientState]] = {}  # id(client) → (client, its state)
 
-    def state(self, client: Any) -> ClientState:
+    def state(self, client: Any, access: ClientAccess) -> ClientState:
         key = id(client)
         found = self._states.get(key)
-        if (
-            found is not None
-            and found[0]() is client
-            and found[1].info is getattr(client, "_server_info", None)
-            and found[1].server is getattr(client, "_current_server", None)
-        ):
-            return found[1]
-        state = ClientState(client, self.keys)
+        if found is not None and found[0]() is client and found[1].marks == access.connection_marks(client):
+            return found[1]  # (tuples of the same objects: compared by identity first)
+        state = ClientState(client, self.keys, access)
         try:
             self._states[key] = (ref(client, partial(self._forget, key)), state)
         except TypeError:  # not weak-referenceable: not cached
             return state
         if self.on_new is not None:
-            self.on_new(client)
+            self.on_new(client, access)
         return state
 
     def _forget(self, key: int, gone: ref[Any]) -> None:
@@ -74,7 +69,7 @@ class Clients:
 
     def entry(self, op: Operation) -> Entry:
         """The cached span name, span and metric attributes of ``op``'s destination (built on a miss)."""
-        state = self.state(op.client)
+        state = self.state(op.client, op.access)
         subject = op.subject
         key: tuple[Any, ...] = (op.op, subject, op.template, op.queue, op.name_dest)
         cached = None if op.op is names.RESPOND else state.recent.get(key)

@@ -12,11 +12,12 @@ import logging
 from collections.abc import Iterable
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
-from weakref import WeakKeyDictionary, WeakSet
+from weakref import WeakKeyDictionary
 
 from opentelemetry.metrics import CallbackOptions, Meter, NoOpMeter, Observation
 
-from opentelemetry.instrumentation.nats import attributes, names
+from opentelemetry.instrumentation.nats import names
+from opentelemetry.instrumentation.nats.access import ClientAccess
 from opentelemetry.instrumentation.nats.attributes import Attrs
 from opentelemetry.instrumentation.nats.names import Keys, Metric, Mode
 from opentelemetry.instrumentation.nats.subjects import is_wildcard
@@ -59,7 +60,7 @@ class NatsMetrics:
         self.system: Attrs = dict.fromkeys(keys.system, names.SYSTEM)  # every series carries it
         self.current = mode in (Mode.CURRENT, Mode.DUP)
         self.legacy = mode in (Mode.LEGACY, Mode.DUP)
-        self.clients: WeakSet[Any] = WeakSet()
+        self.clients: WeakKeyDictionary[Any, ClientAccess] = WeakKeyDictionary()  # → its family's accessor
         self.sub_dropped: WeakKeyDictionary[Any, int] = WeakKeyDictionary()
         self.any_dropped = False  # fast path: spans look up sub_dropped only once something was dropped
         self.js_pending: dict[tuple[str, str], int] = {}
@@ -198,11 +199,13 @@ class NatsMetrics:
 
     # --- observable state ------------------------------------------------------------------
 
-    def track(self, client: Any) -> None:
-        self.clients.add(client)
+    def track(self, client: Any, access: ClientAccess) -> None:
+        with suppress(TypeError):  # not weak-referenceable: not observed
+            self.clients[client] = access
 
     def untrack(self, client: Any) -> None:
-        self.clients.discard(client)
+        with suppress(TypeError):
+            self.clients.pop(client, None)
         for task in [t for t in self.tasks if getattr(t, "nats_client", None) is client]:
             task.cancel()
 
@@ -211,9 +214,9 @@ class NatsMetrics:
             task.cancel()
         self.tasks.clear()
 
-    def server_attributes(self, client: Any) -> Attrs:
+    def server_attributes(self, access: ClientAccess, client: Any) -> Attrs:
         """Metric attributes of a connection: system, server address and port."""
-        host, port = attributes.server_endpoint(client)
+        host, port = access.server_endpoint(client)
         attrs: Attrs = dict(self.system)
         for k in self.keys.server_address:
             if host:
@@ -223,29 +226,27 @@ class NatsMetrics:
                 attrs[k] = port
         return attrs
 
-    def subscription_attributes(self, client: Any, sub: Any) -> Attrs:
+    def subscription_attributes(self, access: ClientAccess, client: Any, subject: str, queue: str | None) -> Attrs:
         """Metric attributes of a subscription: its subject (a template when it has wildcards or
         matches ``subject_templates``; left out past the destination limit) and queue group."""
-        attrs = self.server_attributes(client)
-        subject = getattr(sub, "_subject", None)
-        if isinstance(subject, str) and subject:
+        attrs = self.server_attributes(access, client)
+        if subject:
             if self.destinations is not None:
                 keys, subject = self.destinations.subscription_keys(subject)
             else:
                 keys = self.keys.template if is_wildcard(subject) else self.keys.subject
             for k in keys:
                 attrs[k] = subject
-        queue = getattr(sub, "_queue", None)
-        if isinstance(queue, str) and queue:
+        if queue:
             for k in self.keys.consumer_group:
                 attrs[k] = queue
         return attrs
 
     def _observe_connections(self, options: CallbackOptions) -> Iterable[Observation]:
         counts: dict[tuple[tuple[str, Any], ...], int] = {}
-        for client in list(self.clients):
-            if getattr(client, "is_connected", False):
-                key = tuple(sorted(self.server_attributes(client).items()))
+        for client, access in list(self.clients.items()):
+            if access.is_connected(client):
+                key = tuple(sorted(self.server_attributes(access, client).items()))
                 counts[key] = counts.get(key, 0) + 1
         if not counts:
             return [Observation(0, dict(self.system))]
@@ -253,14 +254,10 @@ class NatsMetrics:
 
     def _observe_pending(self, options: CallbackOptions) -> Iterable[Observation]:
         totals: dict[tuple[tuple[str, Any], ...], int] = {}
-        for client in list(self.clients):
-            inbox = attributes.inbox_prefix(client)
-            for sub in list(getattr(client, "_subs", {}).values()):
-                subject = getattr(sub, "_subject", "")
-                if not isinstance(subject, str) or subject.startswith(inbox):
-                    continue  # internal response inboxes and JetStream deliver subjects
-                key = tuple(sorted(self.subscription_attributes(client, sub).items()))
-                totals[key] = totals.get(key, 0) + sub._pending_queue.qsize()
+        for client, access in list(self.clients.items()):
+            for sub in access.subscriptions(client):
+                key = tuple(sorted(self.subscription_attributes(access, client, sub.subject, sub.queue).items()))
+                totals[key] = totals.get(key, 0) + (sub.pending or 0)
         return [Observation(n, dict(key)) for key, n in totals.items()]
 
     def _observe_js_pending(self, options: CallbackOptions) -> Iterable[Observation]:

@@ -1,10 +1,9 @@
 """What a wrapper reads at its entry: the installed recorder, whether instrumentation is suppressed,
-the :class:`Operation` record it builds, and the marker of nats-py internals (:data:`ACTIVE`).
+the :class:`Operation` record it builds, and the marker of a client's internals (:data:`ACTIVE`).
 
 Fast paths: :func:`enabled` reads the two suppression keys from the current context directly (an
-empty context suppresses nothing); :class:`Operation` has slots, and wrappers pass its leading
-fields positionally (keywords cost more per message), so keep their order; the span kinds are
-module constants here (an ``Enum`` member lookup costs as much as a dict lookup per use).
+empty context suppresses nothing); :class:`Operation` has slots; the span kinds are module
+constants here (an ``Enum`` member lookup costs as much as a dict lookup per use).
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind
 
 from opentelemetry.instrumentation.nats import names
+from opentelemetry.instrumentation.nats.access import NO_ACCESS, ClientAccess
 from opentelemetry.instrumentation.nats.attributes import Attrs
 from opentelemetry.instrumentation.nats.names import Op
 from opentelemetry.instrumentation.nats.propagation import current_context
@@ -75,13 +75,13 @@ def entry() -> Recorder | None:
     return rec
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Operation:
-    """One user-visible NATS operation, as the patch functions saw it (leading fields positional:
-    keep their order)."""
+    """One user-visible NATS operation, as a client family's patch function saw it."""
 
     op: Op
     kind: SpanKind
+    access: ClientAccess  # the client family's accessor (what the recorder reads from ``client``)
     client: Any
     subject: str
     body_size: int | None = None
@@ -107,7 +107,7 @@ now = time.time_ns  # (an alias, not a function around it: one call less per ope
 
 # Marks nats-py internals that make no spans and inject nothing: the internals of an excluded
 # operation, nats.micro's own setup and verb handlers …
-INTERNAL = Operation(names.PROCESS, SpanKind.INTERNAL, None, "", inject=False)
+INTERNAL = Operation(op=names.PROCESS, kind=SpanKind.INTERNAL, access=NO_ACCESS, client=None, subject="", inject=False)
 
 
 async def untraced(wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -31,6 +31,7 @@ from opentelemetry.trace import Link, NoOpTracer, ProxyTracer, Span, Status, Sta
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.nats import attributes, names, propagation
+from opentelemetry.instrumentation.nats.access import ClientAccess
 from opentelemetry.instrumentation.nats.attributes import Attrs
 from opentelemetry.instrumentation.nats.clients import Clients
 from opentelemetry.instrumentation.nats.config import Hook, NatsConfig
@@ -130,16 +131,18 @@ class Recorder:
         if op.sid is not None:
             metrics = self.metrics
             dropped = metrics.sub_dropped if metrics is not None and metrics.any_dropped else None
-            attributes.subscription_attributes(op.client, op.sid, dropped, attrs)
+            attributes.subscription_attributes(op.sid, op.access.subscription(op.client, op.sid), dropped, attrs)
         if op.extra:
             attrs.update(op.extra)
         return name, attrs, metric_attrs
 
     def inject(
         self,
+        access: ClientAccess,
         client: Any,
         payload: Any,
         headers: Any,
+        *,
         span_current: bool = False,
         context: Context | None = None,
         span: Span | None = None,
@@ -152,12 +155,7 @@ class Recorder:
             if not span_current and propagation.nothing_to_inject():
                 return headers
             size = len(payload) if payload is not None else 0
-            info = getattr(client, "_server_info", None)  # nats-py: a dict and an int, no getter calls
-            if type(info) is not dict:
-                info = attributes.server_info(client)
-            limit = getattr(client, "_max_payload", None)
-            if type(limit) is not int:
-                limit = attributes.max_payload(client)
+            info, limit = access.server_info(client), access.max_payload(client)
             carrier = None if span is None else propagation.span_carrier(span, parent)
             out, skipped = propagation.inject(headers, size, info, limit, context, carrier)
             if skipped is not None and self.metrics is not None:
@@ -227,6 +225,7 @@ class Recorder:
         wrapped: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        *,
         parent: Context | None = None,
         links: list[Link] | None = None,
         inject: bool = False,
@@ -237,13 +236,15 @@ class Recorder:
         With ``inject``, ``args`` are ``Client.publish``'s ``(subject, payload, reply, headers)``: the
         message goes out with headers carrying the span's context (see :meth:`inject`). With ``then``,
         the span stays open after a successful call: ``then(span, op, result)`` ends it later."""
-        span = self.start(op, parent, links)
+        span = self.start(op, parent=parent, links=links)
         consumer = op.kind is CONSUMER or op.kind is SERVER
         try:
             if not self.hooks and not consumer:  # not made current (see the module's fast paths)
                 if inject:  # nothing instrumented inside a plain publish: not even the ACTIVE marker
                     subject, payload, reply, headers = args
-                    headers = self.inject(op.client, payload, headers, True, None, span, parent)
+                    headers = self.inject(
+                        op.access, op.client, payload, headers, span_current=True, span=span, parent=parent
+                    )
                     result = await wrapped(subject, payload, reply, headers)
                 else:
                     op.span, op.parent = span, parent
@@ -260,7 +261,8 @@ class Recorder:
                         await call_hook(self._hook_for(op), span, *op.hook_args)
                     if inject:
                         subject, payload, reply, headers = args
-                        args = (subject, payload, reply, self.inject(op.client, payload, headers, True))
+                        headers = self.inject(op.access, op.client, payload, headers, span_current=True)
+                        args = (subject, payload, reply, headers)
                     result = await wrapped(*args, **kwargs)
                 finally:
                     ACTIVE.reset(active)
@@ -284,6 +286,7 @@ class Recorder:
     def start(
         self,
         op: Operation,
+        *,
         parent: Context | None = None,
         links: list[Link] | None = None,
         start_time: int | None = None,
@@ -308,6 +311,7 @@ class Recorder:
         span: Span,
         op: Operation,
         result: Any = None,
+        *,
         error: BaseException | None = None,
         messages: int = 1,
         nbytes: int | None = None,
@@ -340,7 +344,7 @@ class Recorder:
         for msg in msgs:
             links += creation_links(self.producer_context(msg.headers, msg.subject, msg.data)) or ()
         span = self.start(op, links=links, start_time=start_time)
-        self.finish(span, op, msgs, error, messages=len(msgs), nbytes=sum(len(m.data) for m in msgs))
+        self.finish(span, op, msgs, error=error, messages=len(msgs), nbytes=sum(len(m.data) for m in msgs))
         if self.metrics is not None:
             for msg in msgs:
                 meta = attributes.jetstream_message_attributes(msg.reply)
@@ -365,7 +369,7 @@ class Recorder:
         """Record a receive span for a message handed to the application (started at ``start_time``):
         in the caller's current context, with a link to the message's creation context."""
         links = creation_links(self.producer_context(msg.headers, msg.subject, msg.data))
-        span = self.start(op, None, links, start_time)
+        span = self.start(op, links=links, start_time=start_time)
         if span.is_recording() and self.config.consume_hook is not None:
             await call_hook(self.config.consume_hook, span, msg)
         self.finish(span, op)

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from opentelemetry.instrumentation.nats.metrics import NatsMetrics
+from opentelemetry.instrumentation.nats.natspy import access
 from opentelemetry.instrumentation.nats.natspy.core import Args, Kwargs
 from opentelemetry.instrumentation.nats.operation import installed, untraced
 from opentelemetry.instrumentation.nats.recorder import Recorder
@@ -39,15 +40,18 @@ class ConnectionWatch:
             await cb(*args)
 
     async def error_cb(self, exc: Exception) -> None:
-        import nats.aio.client
         import nats.errors
 
         if isinstance(exc, nats.errors.SlowConsumerError):
             try:
-                self.metrics.dropped_message(self.metrics.subscription_attributes(self.client, exc.sub), exc.sub)
+                sub = exc.sub
+                subject, queue = access.subscription_subject(sub), access.subscription_queue(sub)
+                self.metrics.dropped_message(
+                    self.metrics.subscription_attributes(access.ACCESS, self.client, subject, queue), sub
+                )
             except Exception:
                 _LOG.debug("could not count a dropped message", exc_info=True)
-        cb = self.user.get("error_cb") or nats.aio.client._default_error_callback
+        cb = self.user.get("error_cb") or access.default_error_callback()
         await cb(exc)
 
     async def disconnected_cb(self) -> None:
@@ -56,7 +60,7 @@ class ConnectionWatch:
 
     async def reconnected_cb(self) -> None:
         try:
-            attrs = self.metrics.server_attributes(self.client)
+            attrs = self.metrics.server_attributes(access.ACCESS, self.client)
             self.metrics.reconnects.add(1, attrs)
             if self.down_since is not None:
                 self.metrics.disconnect_duration.record(time.monotonic() - self.down_since, attrs)
@@ -111,6 +115,6 @@ async def connect(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
     watch = ConnectionWatch(metrics, instance, user)
     chained = {name: getattr(watch, name) for name in CALLBACKS}
     result = await wrapped(*args, **{**kwargs, **chained})
-    metrics.track(instance)
+    metrics.track(instance, access.ACCESS)
     start_stream_polling(rec, instance)
     return result

@@ -24,6 +24,14 @@ from opentelemetry.trace import SpanKind
 
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.nats import attributes, names
+from opentelemetry.instrumentation.nats.natspy.access import (
+    ACCESS,
+    iterator_subscription,
+    message_client,
+    message_sid,
+    subscription_queue,
+    subscription_subject,
+)
 from opentelemetry.instrumentation.nats.operation import (
     ACTIVE,
     CLIENT,
@@ -92,7 +100,9 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
             return wrapped(*args, **kwargs)
     if active is not None:  # nats-py internals of request/respond/…: inject, no span of its own
         # (the operation's span - or, when that is None, its current span: never an empty context)
-        headers = rec.inject(instance, payload, headers, True, None, active.span, active.parent)
+        headers = rec.inject(
+            ACCESS, instance, payload, headers, span_current=True, span=active.span, parent=active.parent
+        )
         return wrapped(subject, payload, reply, headers)
     if (
         not isinstance(subject, str)
@@ -103,21 +113,23 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     # the caller's own creation context in the headers: sent unchanged, a CLIENT span linked to it
     links = caller_links(headers) if headers else None
     if not live:  # no SDK: the no-op span would only carry the current context
-        return wrapped(subject, payload, reply, headers if links else rec.inject(instance, payload, headers))
+        return wrapped(subject, payload, reply, headers if links else rec.inject(ACCESS, instance, payload, headers))
     op = Operation(
-        _PUBLISH,
-        PRODUCER if links is None else CLIENT,
-        instance,
-        subject,
-        len(payload) if type(payload) is bytes else size(payload),
-        reply,
-        headers,
-        (subject, payload, headers) if rec.hooks else (),
+        op=_PUBLISH,
+        kind=PRODUCER if links is None else CLIENT,
+        access=ACCESS,
+        client=instance,
+        subject=subject,
+        body_size=len(payload) if type(payload) is bytes else size(payload),
+        reply_to=reply,
+        headers=headers,
+        hook_args=(subject, payload, headers) if rec.hooks else (),
     )
     # the current context as the explicit parent: the SDK (and its sampler) need not look it up again
+    args = (subject, payload, reply, headers)
     if links is None:
-        return rec.run(op, wrapped, (subject, payload, reply, headers), _NO_KWARGS, ctx, None, True)
-    return rec.run(op, wrapped, (subject, payload, reply, headers), _NO_KWARGS, ctx, links)
+        return rec.run(op, wrapped, args, _NO_KWARGS, parent=ctx, inject=True)
+    return rec.run(op, wrapped, args, _NO_KWARGS, parent=ctx, links=links)
 
 
 def _request_args(
@@ -150,25 +162,25 @@ def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         return untraced(wrapped, args, kwargs)  # its inner publish/subscribe stay internal too
     links = caller_links(headers) if headers else None  # the caller's creation context: sent unchanged
     op = Operation(
-        names.REQUEST,
-        CLIENT,
-        instance,
-        subject,
-        len(payload) if type(payload) is bytes else size(payload),
-        None,
-        headers,
-        (subject, payload, headers) if rec.hooks else (),
+        op=names.REQUEST,
+        kind=CLIENT,
+        access=ACCESS,
+        client=instance,
+        subject=subject,
+        body_size=len(payload) if type(payload) is bytes else size(payload),
+        headers=headers,
+        hook_args=(subject, payload, headers) if rec.hooks else (),
         inject=links is None,
         on_result=attributes.response_attributes,
     )
-    return rec.run(op, wrapped, args, kwargs, current_context(), links)
+    return rec.run(op, wrapped, args, kwargs, parent=current_context(), links=links)
 
 
 def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``Msg.respond``: a PRODUCER span to the reply subject; the echoed ``traceparent`` is replaced."""
     rec = _Installed.recorder
     reply = getattr(instance, "reply", None)
-    client = getattr(instance, "_client", None)
+    client = message_client(instance)
     if rec is None or not reply or not client or ACTIVE.get() is not None or not enabled():
         return wrapped(*args, **kwargs)
     if rec.excluding is not None and (rec.excluded(reply) or rec.excluded(instance.subject)):
@@ -176,16 +188,15 @@ def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         return untraced(wrapped, args, kwargs)
     data = args[0] if args else kwargs.get("data")
     op = Operation(
-        names.RESPOND,
-        PRODUCER,
-        client,
-        reply,
-        len(data) if type(data) is bytes else size(data),
-        None,
-        None,
-        (reply, data, instance.headers) if rec.hooks else (),
+        op=names.RESPOND,
+        kind=PRODUCER,
+        access=ACCESS,
+        client=client,
+        subject=reply,
+        body_size=len(data) if type(data) is bytes else size(data),
+        hook_args=(reply, data, instance.headers) if rec.hooks else (),
     )
-    return rec.run(op, wrapped, args, kwargs, current_context())
+    return rec.run(op, wrapped, args, kwargs, parent=current_context())
 
 
 class TracedCallback(wrapt.ObjectProxy):  # type: ignore[type-arg]
@@ -225,25 +236,26 @@ class TracedCallback(wrapt.ObjectProxy):  # type: ignore[type-arg]
             reply = msg.reply
             jetstream = bool(reply) and reply.startswith(names.JS_ACK_PREFIX)
             kind = SERVER if reply and not jetstream else CONSUMER
-            data = msg.data
+            data, client = msg.data, message_client(msg)
             op = Operation(
-                names.PROCESS,
-                kind,
-                msg._client,
-                subject,
-                len(data) if type(data) is bytes else size(data),
-                reply,
-                msg.headers,
-                (msg,) if rec.hooks else (),
-                msg._sid,
-                self._self_template,
-                self._self_queue,
-                with_consumer(msg._client, attributes.ack_subject_attributes(reply)) if jetstream else None,
+                op=names.PROCESS,
+                kind=kind,
+                access=ACCESS,
+                client=client,
+                subject=subject,
+                body_size=len(data) if type(data) is bytes else size(data),
+                reply_to=reply,
+                headers=msg.headers,
+                hook_args=(msg,) if rec.hooks else (),
+                sid=message_sid(msg),
+                template=self._self_template,
+                queue=self._self_queue,
+                extra=with_consumer(client, attributes.ack_subject_attributes(reply)) if jetstream else None,
             )
         except Exception:
             _LOG.debug("not tracing an unusual message", exc_info=True)
             return wrapped(*args, **kwargs)
-        return rec.run(op, wrapped, args, kwargs, parent, links)
+        return rec.run(op, wrapped, args, kwargs, parent=parent, links=links)
 
 
 async def _in_context(ctx: Any, wrapped: Any, args: Args, kwargs: Kwargs) -> Any:
@@ -281,16 +293,17 @@ def message_operation(op: Any, kind: SpanKind, msg: Any, sub_subject: Any, queue
     """The consumer-side :class:`Operation` for a delivered message (receive spans, micro endpoints);
     ``sub_subject`` becomes the template when it has wildcards."""
     return Operation(
-        op,
-        kind,
-        msg._client,
-        msg.subject,
+        op=op,
+        kind=kind,
+        access=ACCESS,
+        client=message_client(msg),
+        subject=msg.subject,
         template=sub_subject if isinstance(sub_subject, str) and is_wildcard(sub_subject) else None,
         queue=queue or None,
         body_size=size(msg.data),
         reply_to=msg.reply,
         headers=msg.headers,
-        sid=msg._sid,
+        sid=message_sid(msg),
         hook_args=(msg,),
         extra=extra,
     )
@@ -309,8 +322,8 @@ async def _record_receive(sub: Any, msg: Any, start: int) -> None:
             names.RECEIVE,
             CLIENT,
             msg,
-            getattr(sub, "_subject", ""),
-            getattr(sub, "_queue", None),
+            subscription_subject(sub),
+            subscription_queue(sub),
             attributes.jetstream_message_attributes(msg.reply),
         )
         await rec.received(op, msg, start)
@@ -330,5 +343,5 @@ async def anext_msg(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> 
     """``async for msg in sub.messages``: a receive span per message."""
     start = now()
     msg = await wrapped(*args, **kwargs)
-    await _record_receive(instance._sub, msg, start)
+    await _record_receive(iterator_subscription(instance), msg, start)
     return msg

@@ -17,6 +17,14 @@ from opentelemetry.trace import Link, Span, SpanKind
 
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.names import Op
+from opentelemetry.instrumentation.nats.natspy.access import (
+    ACCESS,
+    jetstream_client,
+    jetstream_timeout,
+    message_client,
+    pull_subscription,
+    store,
+)
 from opentelemetry.instrumentation.nats.natspy.core import Args, Kwargs, size
 from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, entry, installed, now, untraced
 from opentelemetry.instrumentation.nats.propagation import caller_links, current_context
@@ -36,7 +44,7 @@ async def api_request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -
     stream and consumer configurations in its responses are kept (see streams.py)."""
     response = await untraced(wrapped, args, kwargs)
     if installed() is not None:
-        CONFIGS.seen(getattr(instance, "_nc", None), response)
+        CONFIGS.seen(jetstream_client(instance), response)
     return response
 
 
@@ -65,14 +73,14 @@ def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> tuple[Ope
         return None
     links = caller_links(headers) if headers else None
     op = Operation(
-        names.PUBLISH,
-        SpanKind.PRODUCER if links is None else SpanKind.CLIENT,
-        js._nc,
-        subject,
-        len(payload) if type(payload) is bytes else size(payload),
-        None,
-        headers,
-        (subject, payload, headers) if rec.hooks else (),
+        op=names.PUBLISH,
+        kind=SpanKind.PRODUCER if links is None else SpanKind.CLIENT,
+        access=ACCESS,
+        client=jetstream_client(js),
+        subject=subject,
+        body_size=len(payload) if type(payload) is bytes else size(payload),
+        headers=headers,
+        hook_args=(subject, payload, headers) if rec.hooks else (),
         extra={names.JS_SUBJECT: subject, names.JS_EXPECTED_STREAM: stream} if stream else {names.JS_SUBJECT: subject},
         inject=links is None,
         on_result=puback_result,
@@ -87,7 +95,7 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     if rec is None or described is None:
         return wrapped(*args, **kwargs)
     op, links = described
-    return rec.run(op, wrapped, args, kwargs, current_context(), links)
+    return rec.run(op, wrapped, args, kwargs, parent=current_context(), links=links)
 
 
 class _PendingAcks:
@@ -143,8 +151,7 @@ def publish_async(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
     if rec is None or described is None:
         return wrapped(*args, **kwargs)
     op, links = described
-    timeout = getattr(instance, "_timeout", None)
-    timeout = timeout if isinstance(timeout, (int, float)) and timeout > 0 else 5.0
+    timeout = jetstream_timeout(instance) or 5.0
 
     def track(span: Span, op: Operation, future: Any) -> None:
         PENDING_ACKS.track(rec, span, op, future, timeout)
@@ -175,18 +182,17 @@ async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     rec = entry()
     if rec is None:
         return await wrapped(*args, **kwargs)
-    stream = getattr(instance, "_stream", None) or ""
+    nc, stream, consumer = pull_subscription(instance)
     extra = {names.JS_STREAM: stream}
-    consumer = getattr(instance, "_consumer", None)
-    nc = getattr(getattr(instance, "_js", None), "_nc", None)
     if consumer:
         extra[names.JS_CONSUMER] = consumer
         with_consumer(nc, extra)
     op = Operation(
-        names.FETCH,
-        SpanKind.CLIENT,
-        nc,
-        stream,
+        op=names.FETCH,
+        kind=SpanKind.CLIENT,
+        access=ACCESS,
+        client=nc,
+        subject=stream,
         inject=False,
         extra=extra,
         name_dest=stream or None,
@@ -229,16 +235,18 @@ class Settle:
         reply = getattr(instance, "reply", None)
         if rec is None or not isinstance(reply, str) or not reply.startswith(names.JS_ACK_PREFIX):
             return await wrapped(*args, **kwargs)
-        extra = with_consumer(instance._client, attributes.ack_subject_attributes(reply))
+        client = message_client(instance)
+        extra = with_consumer(client, attributes.ack_subject_attributes(reply))
         if self.op is names.NAK:
             delay = args[0] if args else kwargs.get("delay")
             if isinstance(delay, (int, float)) and delay:
                 extra[names.JS_NAK_DELAY] = float(delay)
         op = Operation(
-            self.op,
-            SpanKind.CLIENT,
-            instance._client,
-            instance.subject,
+            op=self.op,
+            kind=SpanKind.CLIENT,
+            access=ACCESS,
+            client=client,
+            subject=instance.subject,
             inject=False,
             extra=extra,
             name_dest=extra.get(names.JS_STREAM),
@@ -263,17 +271,18 @@ class StoreCall:
         rec = entry()
         if rec is None:
             return await wrapped(*args, **kwargs)
-        bucket = getattr(instance, "_name", None) or ""
+        client, bucket = store(instance)
         key = args[0] if args else kwargs.get("key", kwargs.get("name"))
         extra: dict[str, Any] = {self.bucket_attr: bucket}
         if isinstance(key, str):
             extra[self.key_attr] = key
         value = args[1] if len(args) > 1 else kwargs.get("value", kwargs.get("data"))
         op = Operation(
-            self.op,
-            SpanKind.CLIENT,
-            getattr(getattr(instance, "_js", None), "_nc", None),
-            bucket,
+            op=self.op,
+            kind=SpanKind.CLIENT,
+            access=ACCESS,
+            client=client,
+            subject=bucket,
             body_size=size(value) if isinstance(value, (bytes, bytearray, str)) else None,
             inject=self.inject,
             extra=extra,

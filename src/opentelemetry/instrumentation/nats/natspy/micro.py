@@ -24,6 +24,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.nats import names
+from opentelemetry.instrumentation.nats.natspy.access import ACCESS, endpoint, message_client, request_message
 from opentelemetry.instrumentation.nats.natspy.core import Args, Kwargs, message_operation, size
 from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, entry, untraced
 
@@ -59,21 +60,14 @@ async def handle_request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs
         subject = msg.subject
         if rec.excluded(subject):
             return await wrapped(*args, **kwargs)
-        service = instance._service
-        endpoint_subject = instance._subject
-        extra = {
-            names.MICRO_SERVICE_NAME: service._name,
-            names.MICRO_SERVICE_VERSION: service._version,
-            names.MICRO_SERVICE_ID: service._id,
-            names.MICRO_ENDPOINT_NAME: instance._name,
-        }
+        extra, endpoint_subject, queue = endpoint(instance)
         parent, links = rec.consumer_parent(msg.headers, subject, msg.data)
         op = message_operation(
             names.PROCESS,
             SpanKind.SERVER,
             msg,
             endpoint_subject,
-            instance._queue_group,
+            queue,
             {k: v for k, v in extra.items() if isinstance(v, str) and v},
         )
     except Exception:
@@ -89,9 +83,9 @@ def _respond_args(data: bytes = b"", headers: dict[str, str] | None = None) -> t
 async def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``Request.respond``: a PRODUCER span to the reply inbox (its inner publish only injects)."""
     rec = entry()
-    msg = getattr(instance, "_msg", None)
+    msg = request_message(instance)
     reply = getattr(msg, "reply", None)
-    client = getattr(msg, "_client", None)
+    client = message_client(msg)
     if rec is None or not reply or client is None:
         return await wrapped(*args, **kwargs)
     if rec.excluded(reply) or rec.excluded(getattr(msg, "subject", None)):  # the reply to an excluded request
@@ -101,10 +95,11 @@ async def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> An
     except TypeError:
         return await wrapped(*args, **kwargs)
     op = Operation(
-        names.RESPOND,
-        SpanKind.PRODUCER,
-        client,
-        reply,
+        op=names.RESPOND,
+        kind=SpanKind.PRODUCER,
+        access=ACCESS,
+        client=client,
+        subject=reply,
         body_size=size(data),
         headers=headers,
         hook_args=(reply, data, headers),
@@ -135,7 +130,7 @@ async def respond_error(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs)
     """``Request.respond_error``: the endpoint span becomes an error (code, description, and the
     handler's exception when nats.micro answers for one); the reply itself goes through ``respond``."""
     current = _ENDPOINT.get()
-    if current is not None and current[1] is getattr(instance, "_msg", None) and current[0].is_recording():
+    if current is not None and current[1] is request_message(instance) and current[0].is_recording():
         try:
             _mark_error(current[0], args, kwargs)
         except Exception:

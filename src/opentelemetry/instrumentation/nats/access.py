@@ -1,0 +1,84 @@
+"""What the client-agnostic code (recorder, attributes, metrics) reads from a client: the interface
+each client family's accessor implements (:mod:`.natspy.access`, :mod:`.natscore.access`).
+
+Every read of a client's private state happens in its family's accessor module. An
+:class:`~.operation.Operation` carries its family's accessor; the metrics keep it with each client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple, Protocol
+
+DEFAULT_PORT = 4222
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+INBOX_PREFIX = "_INBOX."
+
+
+class SubscriptionState(NamedTuple):
+    """A subscription as spans and gauges show it."""
+
+    sub: Any  # the subscription object (the key of its slow-consumer drop count)
+    subject: str
+    queue: str | None
+    delivered: int | None
+    pending: int | None
+
+
+class ClientAccess(Protocol):
+    """Reads of one client family's connection and subscription state."""
+
+    def server_info(self, client: Any) -> Mapping[str, Any]:
+        """The INFO of the server the client is connected to (follows reconnects)."""
+
+    def server_endpoint(self, client: Any) -> tuple[str | None, int | None]:
+        """Host and port of the current server (never credentials)."""
+
+    def connection_marks(self, client: Any) -> tuple[Any, ...]:
+        """Objects the client replaces when it (re)connects: a cached view of the connection is
+        stale when they change."""
+
+    def inbox_prefix(self, client: Any) -> str:
+        """The client's inbox prefix with its trailing dot."""
+
+    def max_payload(self, client: Any) -> int:
+        """The server's maximum message size (headers and payload)."""
+
+    def is_connected(self, client: Any) -> bool: ...
+
+    def subscription(self, client: Any, sid: Any) -> SubscriptionState | None:
+        """The subscription ``sid`` of ``client`` (``None`` when it is gone)."""
+
+    def subscriptions(self, client: Any) -> Iterable[SubscriptionState]:
+        """The client's application subscriptions (not its internal inboxes)."""
+
+
+class NoAccess:
+    """The accessor of an operation that has no client (internal markers)."""
+
+    def server_info(self, client: Any) -> Mapping[str, Any]:
+        return {}
+
+    def server_endpoint(self, client: Any) -> tuple[str | None, int | None]:
+        return None, None
+
+    def connection_marks(self, client: Any) -> tuple[Any, ...]:
+        return ()
+
+    def inbox_prefix(self, client: Any) -> str:
+        return INBOX_PREFIX
+
+    def max_payload(self, client: Any) -> int:
+        return DEFAULT_MAX_PAYLOAD
+
+    def is_connected(self, client: Any) -> bool:
+        return False
+
+    def subscription(self, client: Any, sid: Any) -> SubscriptionState | None:
+        return None
+
+    def subscriptions(self, client: Any) -> Iterable[SubscriptionState]:
+        return ()
+
+
+NO_ACCESS = NoAccess()
