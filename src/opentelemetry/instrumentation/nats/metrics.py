@@ -16,7 +16,7 @@ from weakref import WeakKeyDictionary
 
 from opentelemetry.metrics import CallbackOptions, Meter, NoOpMeter, Observation
 
-from opentelemetry.instrumentation.nats import names
+from opentelemetry.instrumentation.nats import names, otel_private
 from opentelemetry.instrumentation.nats.access import ClientAccess
 from opentelemetry.instrumentation.nats.attributes import Attrs
 from opentelemetry.instrumentation.nats.names import Keys, Metric, Mode
@@ -117,7 +117,7 @@ class NatsMetrics:
     def idle(self) -> bool:
         """True while every instrument is a no-op: the API's no-op meter, or the global proxy meter
         before a meter provider is set (no SDK). Anything unknown counts as recording."""
-        return self.noop or getattr(self.meter, "_real_meter", False) is None
+        return self.noop or not otel_private.meter_resolved(self.meter)
 
     # --- per operation ---------------------------------------------------------------------
 

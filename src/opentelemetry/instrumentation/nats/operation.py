@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.context import Context
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind
 
-from opentelemetry.instrumentation.nats import names
+from opentelemetry.instrumentation.nats import names, otel_private
 from opentelemetry.instrumentation.nats.access import NO_ACCESS, ClientAccess
 from opentelemetry.instrumentation.nats.attributes import Attrs
 from opentelemetry.instrumentation.nats.names import Op
@@ -26,14 +25,6 @@ from opentelemetry.instrumentation.nats.propagation import current_context
 
 if TYPE_CHECKING:
     from opentelemetry.instrumentation.nats.recorder import Recorder
-
-try:  # what is_instrumentation_enabled() reads (tests/test_fast_paths.py checks that enabled() agrees)
-    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
-    from opentelemetry.instrumentation.utils import _SUPPRESS_INSTRUMENTATION_KEY_PLAIN
-
-    _SUPPRESS_KEYS: tuple[str, str] | None = (_SUPPRESS_INSTRUMENTATION_KEY, _SUPPRESS_INSTRUMENTATION_KEY_PLAIN)
-except ImportError:  # pragma: no cover - another opentelemetry-instrumentation: ask it
-    _SUPPRESS_KEYS = None
 
 CLIENT, PRODUCER, CONSUMER, SERVER = SpanKind.CLIENT, SpanKind.PRODUCER, SpanKind.CONSUMER, SpanKind.SERVER
 
@@ -57,13 +48,9 @@ def installed() -> Recorder | None:
 
 
 def enabled() -> bool:
-    """``is_instrumentation_enabled()`` (see the fast paths above)."""
+    """``is_instrumentation_enabled()`` (see the fast paths above; tests/test_fast_paths.py checks that they agree)."""
     ctx = current_context()
-    if not ctx:
-        return True
-    if _SUPPRESS_KEYS is None:
-        return is_instrumentation_enabled()
-    return not (ctx.get(_SUPPRESS_KEYS[0]) or ctx.get(_SUPPRESS_KEYS[1]))
+    return not ctx or not otel_private.suppressed(ctx)
 
 
 def entry() -> Recorder | None:

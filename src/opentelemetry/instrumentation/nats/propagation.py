@@ -14,14 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
-from contextvars import ContextVar
+from collections.abc import Mapping
 from typing import Any, cast
 
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.context import Context, get_current
-from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
-from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import (
     DEFAULT_TRACE_STATE,
@@ -34,45 +31,22 @@ from opentelemetry.trace import (
     get_current_span,
     set_span_in_context,
 )
-from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from opentelemetry import context as otel_context
 from opentelemetry import propagate
-
-_BAGGAGE_KEY: str | None
-try:
-    from opentelemetry.baggage import _BAGGAGE_KEY
-except ImportError:  # pragma: no cover - another opentelemetry-api: always ask the propagator
-    _BAGGAGE_KEY = None
+from opentelemetry.instrumentation.nats import otel_private
 
 _LOG = logging.getLogger(__name__)
 _EMPTY = Context()
 
-# get_current() without its two calls: the context variable of the default runtime context
-_RUNTIME: Any = getattr(otel_context, "_RUNTIME_CONTEXT", None)
-_VAR = getattr(_RUNTIME, "_current_context", None) if type(_RUNTIME) is ContextVarsRuntimeContext else None
-current_context: Callable[[], Context] = _VAR.get if isinstance(_VAR, ContextVar) else get_current
+current_context = otel_private.current_context  # (get_current() without its two calls)
+attach = otel_private.attach_context
+detach = otel_private.detach_context
 
 
 def with_span(span: Span, parent: Context | None) -> Context:
     """``set_span_in_context(span, parent)``: ``parent`` (default: the current context) with ``span``."""
-    values = dict(current_context() if parent is None else parent)
-    values[_SPAN_KEY] = span
-    return Context(values)
-
-
-def attach(ctx: Context) -> Any:
-    """``opentelemetry.context.attach`` (with the default runtime context: its context variable's ``set``)."""
-    return _VAR.set(ctx) if isinstance(_VAR, ContextVar) else otel_context.attach(ctx)
-
-
-def detach(token: Any) -> None:
-    """``opentelemetry.context.detach`` (which logs what it cannot reset)."""
-    try:
-        _VAR.reset(token)  # type: ignore[union-attr]
-    except Exception:
-        otel_context.detach(token)
+    return otel_private.context_with_span(span, current_context() if parent is None else parent)
 
 
 _W3C = TraceContextTextMapPropagator()  # the envelope's fields are W3C Trace Context by definition
@@ -144,7 +118,7 @@ def _plain_extract(headers: dict[Any, Any]) -> Context | None:
     if trace_id == "0" * 32 or span_id == "0" * 16:
         return None
     span_context = SpanContext(int(trace_id, 16), int(span_id, 16), True, TraceFlags(int(flags, 16)), None)
-    return Context({_SPAN_KEY: NonRecordingSpan(span_context)})  # (what set_span_in_context builds)
+    return otel_private.span_context(NonRecordingSpan(span_context))  # (what set_span_in_context builds)
 
 
 def extract(headers: Any) -> Context:
@@ -228,7 +202,7 @@ def _stock_parts() -> _Stock | None:
     textmap = propagate.get_global_textmap()
     checked, parts = _stock
     if checked is not textmap:
-        found = getattr(textmap, "_propagators", None) if isinstance(textmap, CompositePropagator) else [textmap]
+        found = otel_private.propagator_parts(textmap)
         ok = isinstance(found, (list, tuple)) and all(type(p) in _QUIET_WHEN_EMPTY for p in found)
         parts = tuple(cast(_Stock, found)) if ok and found is not None else None
         _stock = (textmap, parts)
@@ -280,7 +254,7 @@ def span_carrier(span: Span, parent: Context | None) -> dict[str, str]:
                     carrier["tracestate"] = state.to_header()
         else:  # baggage lives in the parent context
             ctx = current_context() if parent is None else parent
-            if _BAGGAGE_KEY is None or ctx.get(_BAGGAGE_KEY):
+            if otel_private.has_baggage(ctx):
                 part.inject(carrier, ctx)
     return carrier
 

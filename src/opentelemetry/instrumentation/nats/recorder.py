@@ -27,10 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, NoOpTracer, ProxyTracer, Span, Status, StatusCode
+from opentelemetry.trace import Link, Span, Status, StatusCode
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.nats import attributes, names, propagation
+from opentelemetry.instrumentation.nats import attributes, names, otel_private, propagation
 from opentelemetry.instrumentation.nats.access import ClientAccess
 from opentelemetry.instrumentation.nats.attributes import Attrs
 from opentelemetry.instrumentation.nats.clients import Clients
@@ -76,10 +76,8 @@ class Recorder:
         self._measuring = False  # an SDK meter was seen: measuring() is True from then on
         # a meter that may record later: the global proxy meter before a meter provider is set
         self._proxy_meter: Any = metrics.meter if metrics is not None and not metrics.noop and metrics.idle() else None
-        # idle() reads these instead of calling: the global proxy tracer before a tracer provider is set
-        proxied = isinstance(tracer, ProxyTracer) and hasattr(tracer, "_real_tracer")
-        self._proxy_tracer: Any = tracer if proxied and hasattr(trace, "_TRACER_PROVIDER") else None
-        self._noop_or_proxy = type(tracer) is NoOpTracer or self._proxy_tracer is not None
+        # what idle() asks first: True while no provider is set behind the tracer and that meter
+        self._no_sdk = otel_private.no_sdk_probe(tracer, self._proxy_meter)
         self.measuring()
 
     def measuring(self) -> bool:
@@ -90,24 +88,18 @@ class Recorder:
         if metrics is None or metrics.noop:
             return False
         # a global proxy meter records only once a meter provider is set (see NatsMetrics.idle)
-        self._measuring = getattr(metrics.meter, "_real_meter", False) is not None
+        self._measuring = otel_private.meter_resolved(metrics.meter)
         return self._measuring
 
     def idle(self) -> bool:
         """True while nothing can be recorded: no SDK tracer and no SDK meter (the API's no-op)."""
         if self.live:
             return False
-        proxy, meter = self._proxy_tracer, self._proxy_meter
-        if (
-            (proxy is None or (proxy._real_tracer is None and trace._TRACER_PROVIDER is None))
-            and self._noop_or_proxy
-            and not self._measuring
-            and (meter is None or meter._real_meter is None)
-        ):
-            return True  # (what the lines below find, from plain attributes)
+        probe = self._no_sdk
+        if probe is not None and not self._measuring and probe():
+            return True  # (what the lines below find, without their calls)
         # the API's no-op tracer, or the global proxy tracer before a provider is set: no SDK
-        tracer = getattr(self.tracer, "_tracer", self.tracer) if isinstance(self.tracer, ProxyTracer) else self.tracer
-        if isinstance(tracer, NoOpTracer) and not self.measuring():
+        if otel_private.tracer_is_noop(self.tracer) and not self.measuring():
             return True
         self.live = True
         return False
@@ -300,9 +292,7 @@ class Recorder:
         # no metric attributes (and so no metrics in finish()) while the meter is a no-op; a global
         # proxy meter is a plain attribute check, no call, until a meter provider is set
         proxy = self._proxy_meter
-        measuring = self._measuring or (
-            proxy is not None and getattr(proxy, "_real_meter", None) is not None and self.measuring()
-        )
+        measuring = self._measuring or (proxy is not None and otel_private.meter_resolved(proxy) and self.measuring())
         op.metric_attrs = metric_attrs if measuring else None
         return self.tracer.start_span(name, parent, op.kind, attrs, links, start)
 

@@ -31,7 +31,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from opentelemetry.instrumentation.nats import names
+from opentelemetry.instrumentation.nats import names, otel_private
 from opentelemetry.instrumentation.nats.names import SCHEMA_URL
 from opentelemetry.instrumentation.nats.server_trace import events, spans
 from opentelemetry.instrumentation.nats.version import __version__
@@ -97,7 +97,7 @@ class ServerTraceBridge:
         if self._sub is not None:
             return
         provider = self._base()
-        if not _shares_processors(provider):
+        if _shared(provider) is None:
             _LOG.warning(
                 "ServerTraceBridge: %s is not an OpenTelemetry SDK TracerProvider; server spans keep "
                 "its resource and later hops cannot find their parents",
@@ -176,15 +176,17 @@ class ServerTraceBridge:
             self._tracers.move_to_end(key)
             return tracer
         base = self._base()
-        if _shares_processors(base):
+        shared = _shared(base)
+        if shared is not None:
             assert isinstance(base, SdkTracerProvider)
+            processor, limits = shared
             provider: TracerProvider = SdkTracerProvider(
                 sampler=base.sampler,
                 resource=Resource.create(resource),
                 shutdown_on_exit=False,
-                active_span_processor=base._active_span_processor,
+                active_span_processor=processor,
                 id_generator=self._ids,
-                span_limits=getattr(base, "_span_limits", None),
+                span_limits=limits,
             )
         else:
             provider = base
@@ -195,5 +197,6 @@ class ServerTraceBridge:
         return tracer
 
 
-def _shares_processors(provider: Any) -> bool:
-    return isinstance(provider, SdkTracerProvider) and hasattr(provider, "_active_span_processor")
+def _shared(provider: Any) -> tuple[Any, Any] | None:
+    """The span processor and limits of an SDK provider, to share (see otel_private)."""
+    return otel_private.shared_pipeline(provider) if isinstance(provider, SdkTracerProvider) else None
