@@ -92,6 +92,30 @@ def _server_trace() -> list[str]:
     return out
 
 
+def _exception_events() -> list[str]:
+    """The exception events' section (``exception_events`` option)."""
+    out = [
+        "## Exception events (`exception_events`)",
+        "",
+        "Log records emitted through the OpenTelemetry Logs API when an operation fails, in the context of",
+        "its span (same trace id and span id). Off by default. Key-value and object-store operations emit none.",
+        "",
+        "| operation type | event name | severity |",
+        "| --- | --- | --- |",
+    ]
+    for op_type, event in names.EXCEPTION_EVENTS.items():
+        out.append(f"| {op_type} | `{event.name}` | {event.severity_text} ({event.severity_number}) |")
+    out += [
+        "",
+        f"Attributes: `{names.EXCEPTION_TYPE}` (fully qualified class name), `{names.EXCEPTION_MESSAGE}`,",
+        f"`{names.EXCEPTION_STACKTRACE}`, `{names.ERROR_TYPE}` (as on the span) and the operation's metric",
+        "attributes (system, operation, destination or template, server address and port, consumer group).",
+        f"With opentelemetry-api older than 1.35 the event name is the `{names.EVENT_NAME_ATTRIBUTE}` attribute.",
+        "",
+    ]
+    return out
+
+
 def render() -> str:
     out = [
         "# Reference: spans, attributes and metrics",
@@ -148,6 +172,7 @@ def render() -> str:
         "Histogram bucket advice (seconds): " + ", ".join(f"{b:g}" for b in names.DURATION_BUCKETS_S) + ".",
         "Millisecond histograms use the same boundaries times 1000.",
         "",
+        *_exception_events(),
         "## Environment variables",
         "",
     ]

@@ -22,6 +22,7 @@ from opentelemetry.metrics import get_meter
 from opentelemetry import trace
 from opentelemetry.instrumentation.nats import families, names, propagation
 from opentelemetry.instrumentation.nats.config import NatsConfig
+from opentelemetry.instrumentation.nats.exception_events import ExceptionEvents
 from opentelemetry.instrumentation.nats.metrics import NatsMetrics
 from opentelemetry.instrumentation.nats.names import SCHEMA_URL
 from opentelemetry.instrumentation.nats.operation import install, installed
@@ -70,7 +71,8 @@ class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             __name__, __version__, tracer_provider=kwargs.get("tracer_provider"), schema_url=SCHEMA_URL
         )
         meter = get_meter(__name__, __version__, meter_provider=kwargs.get("meter_provider"), schema_url=SCHEMA_URL)
-        install(Recorder(tracer, config, NatsMetrics(meter, config.mode, names.KEYS[config.mode])))
+        events = ExceptionEvents.create(kwargs.get("logger_provider"), __name__) if config.exception_events else None
+        install(Recorder(tracer, config, NatsMetrics(meter, config.mode, names.KEYS[config.mode]), events))
         found = families.installed()
         if not found:
             _LOG.warning("neither nats-py nor nats-core is installed: nothing to instrument")

@@ -22,7 +22,7 @@ _CONSUMER_PARENTS = ("parent", "link")
 
 # ``instrument()`` keywords that are not NatsConfig fields but are understood (by us or BaseInstrumentor).
 _OTHER_OPTIONS = frozenset(
-    {"semconv", "tracer_provider", "meter_provider", "skip_dep_check", "raise_exception_on_conflict"}
+    {"semconv", "tracer_provider", "meter_provider", "logger_provider", "skip_dep_check", "raise_exception_on_conflict"}
 )
 
 
@@ -135,6 +135,7 @@ class NatsConfig:
     response_hook: Hook | None = None
     jetstream_stream_metrics_interval: float | None = None
     empty_fetch_spans: bool = False
+    exception_events: bool = False
 
     @property
     def link_mode(self) -> bool:
@@ -171,6 +172,7 @@ class NatsConfig:
         parent, parent_var = opt("consumer_parent", names.ENV_CONSUMER_PARENT)
         empty_fetch, empty_fetch_var = opt("empty_fetch_spans", names.ENV_EMPTY_FETCH_SPANS)
         limit, limit_var = opt("max_destinations", names.ENV_MAX_DESTINATIONS)
+        exc_events, exc_events_var = opt("exception_events", names.ENV_EXCEPTION_EVENTS)
         return cls(
             mode=resolve_mode(options.get("semconv"), env),
             consumer_parent=(
@@ -194,6 +196,9 @@ class NatsConfig:
             jetstream_stream_metrics_interval=interval,
             empty_fetch_spans=(
                 _flag("empty_fetch_spans", empty_fetch, empty_fetch_var) if empty_fetch is not None else False
+            ),
+            exception_events=(
+                _flag("exception_events", exc_events, exc_events_var) if exc_events is not None else False
             ),
         )
 

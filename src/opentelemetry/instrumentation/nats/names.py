@@ -214,6 +214,30 @@ KEYS: dict[Mode, Keys] = {
     ),
 }
 
+# --- exception events (the exception_events option): log records through the Logs API ----------
+
+
+class ExceptionEvent(NamedTuple):
+    """A semantic-convention exception event: its name and severity (number and text)."""
+
+    name: str
+    severity_number: int
+    severity_text: str
+
+
+# per messaging operation type (Op.type): WARN (13) where the caller handles the error, ERROR (17)
+# where the application's handler raised
+EXCEPTION_EVENTS = {
+    "send": ExceptionEvent("messaging.send.exception", 13, "WARN"),
+    "receive": ExceptionEvent("messaging.receive.exception", 13, "WARN"),
+    "process": ExceptionEvent("messaging.process.exception", 17, "ERROR"),
+    "settle": ExceptionEvent("messaging.settle.exception", 13, "WARN"),
+}
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_STACKTRACE = "exception.stacktrace"
+EVENT_NAME_ATTRIBUTE = "event.name"  # the event name on opentelemetry-api < 1.35 (no event name field)
+
 # --- metrics -----------------------------------------------------------------------------------
 
 
@@ -275,6 +299,7 @@ ENV_ENVELOPE = "OTEL_PYTHON_NATS_ENVELOPE_SUBJECTS"
 ENV_EMPTY_FETCH_SPANS = "OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS"
 ENV_SUBJECT_TEMPLATES = "OTEL_PYTHON_NATS_SUBJECT_TEMPLATES"
 ENV_MAX_DESTINATIONS = "OTEL_PYTHON_NATS_MAX_DESTINATIONS"
+ENV_EXCEPTION_EVENTS = "OTEL_PYTHON_NATS_EXCEPTION_EVENTS"
 
 # --- server trace bridge (server_trace): spans from nats-server message-trace events (ADR-41) -------
 # One span per server a traced message passes through; its resource is the server.

@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, Status, StatusCode
@@ -40,6 +40,9 @@ from opentelemetry.instrumentation.nats.metrics import NatsMetrics, metric_attri
 from opentelemetry.instrumentation.nats.operation import ACTIVE, CONSUMER, SERVER, Operation, now
 from opentelemetry.instrumentation.nats.propagation import creation_links
 
+if TYPE_CHECKING:
+    from opentelemetry.instrumentation.nats.exception_events import ExceptionEvents
+
 _LOG = logging.getLogger(__name__)
 
 _ROOT = Context()  # the parent of a root span
@@ -52,9 +55,16 @@ Then = Callable[[Span, Operation, Any], None]
 class Recorder:
     """Starts/ends spans for :class:`Operation` records."""
 
-    def __init__(self, tracer: trace.Tracer, config: NatsConfig, metrics: NatsMetrics | None = None) -> None:
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        config: NatsConfig,
+        metrics: NatsMetrics | None = None,
+        events: ExceptionEvents | None = None,
+    ) -> None:
         self.tracer = tracer
         self.config = config
+        self.events = events  # exception events (the exception_events option), else None
         self.keys = names.KEYS[config.mode]
         self.metrics = metrics
         self.destinations = Destinations(
@@ -309,6 +319,8 @@ class Recorder:
         """End the span of ``op`` with the call's result or error, and record its metrics."""
         if error is not None:
             record_error(span, error)
+            if self.events is not None:
+                self.events.emit(self, span, op, error)
         elif op.on_result is not None and span.is_recording():
             try:
                 span.set_attributes(op.on_result(self.keys, result, op.client))
