@@ -11,6 +11,7 @@ from pathlib import Path
 
 from opentelemetry.instrumentation.nats import names
 from opentelemetry.instrumentation.nats.names import KEYS, Metric, Mode
+from opentelemetry.instrumentation.nats.otel_private import EVENT_NAME_ATTRIBUTE
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "reference.md"
 
@@ -110,7 +111,7 @@ def _exception_events() -> list[str]:
         f"Attributes: `{names.EXCEPTION_TYPE}` (fully qualified class name), `{names.EXCEPTION_MESSAGE}`,",
         f"`{names.EXCEPTION_STACKTRACE}`, `{names.ERROR_TYPE}` (as on the span) and the operation's metric",
         "attributes (system, operation, destination or template, server address and port, consumer group).",
-        f"With opentelemetry-api older than 1.35 the event name is the `{names.EVENT_NAME_ATTRIBUTE}` attribute.",
+        f"With opentelemetry-api older than 1.35 the event name is the `{EVENT_NAME_ATTRIBUTE}` attribute.",
         "",
     ]
     return out

@@ -72,7 +72,7 @@ class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         )
         meter = get_meter(__name__, __version__, meter_provider=kwargs.get("meter_provider"), schema_url=SCHEMA_URL)
         events = ExceptionEvents.create(kwargs.get("logger_provider"), __name__) if config.exception_events else None
-        install(Recorder(tracer, config, NatsMetrics(meter, config.mode, names.KEYS[config.mode]), events))
+        install(Recorder(tracer, config, NatsMetrics(meter, config.mode, names.KEYS[config.mode]), events=events))
         found = families.installed()
         if not found:
             _LOG.warning("neither nats-py nor nats-core is installed: nothing to instrument")

@@ -236,7 +236,6 @@ EXCEPTION_EVENTS = {
 EXCEPTION_TYPE = "exception.type"
 EXCEPTION_MESSAGE = "exception.message"
 EXCEPTION_STACKTRACE = "exception.stacktrace"
-EVENT_NAME_ATTRIBUTE = "event.name"  # the event name on opentelemetry-api < 1.35 (no event name field)
 
 # --- metrics -----------------------------------------------------------------------------------
 

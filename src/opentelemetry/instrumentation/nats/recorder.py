@@ -60,6 +60,7 @@ class Recorder:
         tracer: trace.Tracer,
         config: NatsConfig,
         metrics: NatsMetrics | None = None,
+        *,
         events: ExceptionEvents | None = None,
     ) -> None:
         self.tracer = tracer
