@@ -173,6 +173,10 @@ def render() -> str:
         "Histogram bucket advice (seconds): " + ", ".join(f"{b:g}" for b in names.DURATION_BUCKETS_S) + ".",
         "Millisecond histograms use the same boundaries times 1000.",
         "",
+        f"Bucket advice of `{names.M_JS_MESSAGE_AGE.name}` (seconds, in every mode): "
+        + ", ".join(f"{b:g}" for b in names.MESSAGE_AGE_BUCKETS_S)
+        + ".",
+        "",
         *_exception_events(),
         "## Environment variables",
         "",

@@ -242,12 +242,13 @@ def test_dashboard_structure() -> None:
         "Consumer pending (lag)",
         "Redeliveries",
         "Stream messages",
+        "Message age",
         "Stream bytes",
         "Propagation skipped",
     ):
         assert wanted in titles
     # latency panels show p50, p95 and p99
-    for title in ("Operation duration", "Process duration"):
+    for title in ("Operation duration", "Process duration", "Message age"):
         (panel,) = (p for p in graphs if p["title"] == title)
         quantiles = sorted(re.search(r"histogram_quantile\(([0-9.]+)", t["expr"]).group(1) for t in panel["targets"])
         assert quantiles == ["0.5", "0.95", "0.99"]

@@ -164,6 +164,22 @@ def jetstream_message_attributes(reply: Any) -> Attrs | None:
     return None
 
 
+def ack_timestamp(reply: Any) -> int | None:
+    """When the server stored a delivered JetStream message (nanoseconds since the epoch): the ``<tm>``
+    token of its ``$JS.ACK.…`` reply subject (see :func:`ack_subject_attributes`); ``None`` for other
+    messages and malformed subjects."""
+    if not isinstance(reply, str) or not reply.startswith(names.JS_ACK_PREFIX):
+        return None
+    tokens = reply.split(".")
+    n = len(tokens)
+    if n != 9 and n < 11:
+        return None
+    try:
+        return int(tokens[7 if n == 9 else 9])
+    except ValueError:
+        return None
+
+
 def puback_attributes(keys: Keys, ack: Any, client: Any = None) -> Attrs:
     """Stream, sequence, duplicate flag and domain from a JetStream ``PubAck``."""
     attrs: Attrs = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from weakref import WeakKeyDictionary
 
 from opentelemetry.metrics import CallbackOptions, Meter, NoOpMeter, Observation
 
-from opentelemetry.instrumentation.nats import names, otel_private
+from opentelemetry.instrumentation.nats import attributes, names, otel_private
 from opentelemetry.instrumentation.nats.access import ClientAccess
 from opentelemetry.instrumentation.nats.attributes import Attrs
 from opentelemetry.instrumentation.nats.names import Keys, Metric, Mode
@@ -104,6 +105,7 @@ class NatsMetrics:
         self.disconnect_duration = histogram(names.M_DISCONNECT_DURATION, s)
         self.propagation_skipped = counter(names.M_PROPAGATION_SKIPPED)
         self.redelivered = counter(names.M_JS_REDELIVERED)
+        self.message_age = histogram(names.M_JS_MESSAGE_AGE, names.MESSAGE_AGE_BUCKETS_S)
         meter.create_observable_up_down_counter(
             names.M_CONNECTIONS.name,
             callbacks=[self._observe_connections],
@@ -140,6 +142,11 @@ class NatsMetrics:
             self._consumed(attrs, messages, nbytes, seconds if kind is names.PROCESS else None)
             if op.extra and names.JS_NUM_DELIVERED in op.extra:
                 self.jetstream_message(op.extra, attrs)
+                stored = attributes.ack_timestamp(op.reply_to)
+                if stored is not None:  # delivered when its callback started, or (receive) now
+                    delivered = op.started if kind is names.PROCESS else time.time_ns()
+                    ordered = op.access.ordered_consumer(op.client, op.sid)
+                    self.jetstream_age(op.extra, stored, delivered, op.subject, ordered)
         elif kind is names.FETCH:  # per-message JetStream metadata: see Recorder.fetched
             if self.current:
                 self.op_duration.record(seconds, attrs)
@@ -183,6 +190,23 @@ class NatsMetrics:
             self.js_pending[(stream, consumer)] = meta[names.JS_NUM_PENDING]
         if meta.get(names.JS_NUM_DELIVERED, 1) > 1:
             self.redelivered.add(1, {**attrs, names.JS_STREAM: stream, names.JS_CONSUMER: consumer})
+
+    def jetstream_age(self, meta: Attrs, stored: int, delivered: int, subject: str, ordered: bool = False) -> None:
+        """The age of a delivered JetStream message: ``delivered - stored`` (nanoseconds since the epoch,
+        the client's clock and the server's), 0 when below zero (clock skew). By stream and consumer
+        (none for an ``ordered`` consumer: its name changes at every reset) and the ``subject_templates``
+        pattern the message's subject matches; never the subject itself."""
+        attrs = {**self.system, names.JS_STREAM: meta.get(names.JS_STREAM)}
+        consumer = meta.get(names.JS_CONSUMER)
+        if consumer and not ordered:
+            attrs[names.JS_CONSUMER] = consumer
+        templates = self.destinations.templates if self.destinations is not None else None
+        if templates:
+            template = templates.first(subject)
+            if template is not None:
+                for k in self.keys.subject_template:
+                    attrs[k] = template
+        self.message_age.record(max(0.0, (delivered - stored) / 1e9), attrs)
 
     def skipped(self, reason: str, client: Any) -> None:
         self.propagation_skipped.add(1, {**self.system, "reason": reason})

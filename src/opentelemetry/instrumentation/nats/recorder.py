@@ -342,6 +342,7 @@ class Recorder:
 
     def fetched(self, op: Operation, start_time: int, msgs: Any = None, error: BaseException | None = None) -> None:
         """Record a ``fetch`` that already happened: its links (one per message) are known only now."""
+        delivered = now()  # (the messages reach the application when fetch returns)
         msgs = msgs or []
         links: list[Link] = []
         for msg in msgs:
@@ -353,6 +354,9 @@ class Recorder:
                 meta = attributes.jetstream_message_attributes(msg.reply)
                 if meta:
                     self.metrics.jetstream_message(meta, op.metric_attrs or {})
+                    stored = attributes.ack_timestamp(msg.reply) if op.metric_attrs is not None else None
+                    if stored is not None:
+                        self.metrics.jetstream_age(meta, stored, delivered, msg.subject)
 
     def fetched_nothing(self, op: Operation, start_time: int, cancelled: bool) -> None:
         """Record a ``fetch`` that returned no messages (its ``TimeoutError``) or was cancelled while
