@@ -42,12 +42,14 @@ ACK = Op("ack", "settle", "ack")
 NAK = Op("nak", "settle", "nak")
 TERM = Op("term", "settle", "term")
 IN_PROGRESS = Op("in_progress", "settle", "in_progress")
+GET = Op("get", "receive", "receive")  # a stored message read from a stream (get_msg)
 KV_PUT = Op("kv.put", None, "kv.put")
 KV_GET = Op("kv.get", None, "kv.get")
 KV_CREATE = Op("kv.create", None, "kv.create")
 KV_UPDATE = Op("kv.update", None, "kv.update")
 KV_DELETE = Op("kv.delete", None, "kv.delete")
 KV_PURGE = Op("kv.purge", None, "kv.purge")
+KV_HISTORY = Op("kv.history", None, "kv.history")
 OBJECT_PUT = Op("object_store.put", None, "object_store.put")
 OBJECT_GET = Op("object_store.get", None, "object_store.get")
 OBJECT_DELETE = Op("object_store.delete", None, "object_store.delete")
@@ -77,12 +79,15 @@ SPANS: tuple[SpanSpec, ...] = (
     SpanSpec("Msg.nak", NAK, "CLIENT", "nak {stream}"),
     SpanSpec("Msg.term", TERM, "CLIENT", "term {stream}"),
     SpanSpec("Msg.in_progress", IN_PROGRESS, "CLIENT", "in_progress {stream}"),
+    SpanSpec("JetStreamManager.get_msg / get_last_msg", GET, "CLIENT", "get {stream}"),
     SpanSpec("KeyValue.put", KV_PUT, "CLIENT", "kv.put {bucket}"),
     SpanSpec("KeyValue.get", KV_GET, "CLIENT", "kv.get {bucket}"),
     SpanSpec("KeyValue.create", KV_CREATE, "CLIENT", "kv.create {bucket}"),
     SpanSpec("KeyValue.update", KV_UPDATE, "CLIENT", "kv.update {bucket}"),
     SpanSpec("KeyValue.delete", KV_DELETE, "CLIENT", "kv.delete {bucket}"),
     SpanSpec("KeyValue.purge", KV_PURGE, "CLIENT", "kv.purge {bucket}"),
+    SpanSpec("KeyValue.history", KV_HISTORY, "CLIENT", "kv.history {bucket}"),
+    SpanSpec("key-value watcher: updates(), async for", RECEIVE, "CLIENT", "receive {bucket}"),
     SpanSpec("ObjectStore.put", OBJECT_PUT, "CLIENT", "object_store.put {bucket}"),
     SpanSpec("ObjectStore.get", OBJECT_GET, "CLIENT", "object_store.get {bucket}"),
     SpanSpec("ObjectStore.delete", OBJECT_DELETE, "CLIENT", "object_store.delete {bucket}"),
@@ -142,6 +147,7 @@ JS_REPLAY_POLICY = "messaging.nats.jetstream.replay_policy"
 KV_BUCKET = "messaging.nats.kv.bucket"
 KV_KEY = "messaging.nats.kv.key"
 KV_REVISION = "messaging.nats.kv.revision"
+KV_OPERATION = "messaging.nats.kv.operation"  # a watcher update's KV-Operation: DEL or PURGE (none for a value)
 OBJECT_BUCKET = "messaging.nats.object_store.bucket"
 OBJECT_NAME = "messaging.nats.object_store.name"
 OBJECT_SIZE = "messaging.nats.object_store.size"

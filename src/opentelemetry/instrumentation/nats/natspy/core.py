@@ -17,6 +17,8 @@ binding.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import wrapt
@@ -53,6 +55,10 @@ _LOG = logging.getLogger(__name__)
 
 Args = tuple[Any, ...]
 Kwargs = dict[str, Any]
+
+# Wraps the callbacks of the subscriptions nats-py makes internally in this context (a key-value
+# watch's: see stored.py); they get no process span either way.
+TAP: ContextVar[Callable[[Any], Any] | None] = ContextVar("opentelemetry_nats_tap", default=None)
 
 
 def size(payload: Any) -> int | None:
@@ -274,19 +280,28 @@ def _bind_subscribe_cb(args: Args, kwargs: Kwargs) -> tuple[Any, str, str]:
 
 
 async def subscribe(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
-    """``Client.subscribe``: wrap the user's callback (internal subscriptions are left alone)."""
+    """``Client.subscribe``: wrap the user's callback (internal subscriptions are left alone, or
+    observed by :data:`TAP`)."""
     rec = entry()
     if rec is None:
+        tap = TAP.get()
+        if tap is not None and _Installed.recorder is not None:
+            cb = _bind_subscribe_cb(args, kwargs)[0]
+            if cb is not None:
+                args, kwargs = _with_cb(args, kwargs, tap(cb))
         return await wrapped(*args, **kwargs)
     cb, subject, queue = _bind_subscribe_cb(args, kwargs)
     if cb is None or type(cb) is TracedCallback or not isinstance(subject, str):
         return await wrapped(*args, **kwargs)
-    traced = TracedCallback(cb, subject, queue if isinstance(queue, str) else None)
-    if len(args) > 2:
-        args = (*args[:2], traced, *args[3:])
-    else:
-        kwargs = {**kwargs, "cb": traced}
+    args, kwargs = _with_cb(args, kwargs, TracedCallback(cb, subject, queue if isinstance(queue, str) else None))
     return await wrapped(*args, **kwargs)
+
+
+def _with_cb(args: Args, kwargs: Kwargs, cb: Any) -> tuple[Args, Kwargs]:
+    """``Client.subscribe``'s arguments with ``cb`` as the callback."""
+    if len(args) > 2:
+        return (*args[:2], cb, *args[3:]), kwargs
+    return args, {**kwargs, "cb": cb}
 
 
 def message_operation(op: Any, kind: SpanKind, msg: Any, sub_subject: Any, queue: Any, extra: Any) -> Operation:
