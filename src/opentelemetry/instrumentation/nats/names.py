@@ -87,7 +87,7 @@ SPANS: tuple[SpanSpec, ...] = (
     SpanSpec("KeyValue.delete", KV_DELETE, "CLIENT", "kv.delete {bucket}"),
     SpanSpec("KeyValue.purge", KV_PURGE, "CLIENT", "kv.purge {bucket}"),
     SpanSpec("KeyValue.history", KV_HISTORY, "CLIENT", "kv.history {bucket}"),
-    SpanSpec("key-value watcher: updates(), async for", RECEIVE, "CLIENT", "receive {bucket}"),
+    SpanSpec("KeyValue.KeyWatcher.updates, async for", RECEIVE, "CLIENT", "receive {bucket}"),
     SpanSpec("ObjectStore.put", OBJECT_PUT, "CLIENT", "object_store.put {bucket}"),
     SpanSpec("ObjectStore.get", OBJECT_GET, "CLIENT", "object_store.get {bucket}"),
     SpanSpec("ObjectStore.delete", OBJECT_DELETE, "CLIENT", "object_store.delete {bucket}"),
