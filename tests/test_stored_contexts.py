@@ -14,10 +14,12 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 import pytest
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.helpers import assert_child, assert_links, by_name, conn_attrs, wait_spans
 from tests.natsserver import NatsServer
+from tests.test_metrics import base, metrics, points
 from tests.trace_topology import disabled_headers, requires_msg_trace, traceparent
 
 
@@ -223,8 +225,6 @@ async def test_get_msg_not_found(telemetry: Any, js_server: Any, connect: Any, d
 
 
 async def test_get_msg_of_a_message_without_context(telemetry: Any, js_server: Any, connect: Any) -> None:
-    from opentelemetry.instrumentation.utils import suppress_instrumentation
-
     writer, reader, stream = await _stream(connect, js_server, telemetry)
     with suppress_instrumentation():
         await writer.jetstream().publish(f"{stream}.a", b"x", headers={"X-App": "1"})
@@ -379,8 +379,6 @@ async def test_kv_watcher_updates_are_receive_spans_linked_to_their_writers(
 
 
 async def test_kv_watcher_of_values_without_context(telemetry: Any, js_server: Any, connect: Any) -> None:
-    from opentelemetry.instrumentation.utils import suppress_instrumentation
-
     _, _, kv_w, kv_r = await _kv(connect, js_server, telemetry)
     watcher = await kv_r.watch("k")
     assert await watcher.updates(timeout=5) is None
@@ -510,3 +508,35 @@ async def test_stored_copies_with_trace_disabled_still_link(
         assert span.parent is None
         assert_links(span, put)
     assert by_name(spans, f"receive {bucket}").kind is SpanKind.CLIENT
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+async def test_stored_reads_metrics(telemetry: Any, js_server: Any, connect: Any) -> None:
+    """``get`` and ``kv.history`` record an operation duration; a watcher's receive also counts a
+    consumed message and its bytes (a ``get`` is no consumer delivery, like ``kv.get``)."""
+    _, reader, kv_w, kv_r = await _kv(connect, js_server, telemetry)
+    bucket = kv_w._name
+    await kv_w.put("k", b"abc")
+    watcher = await kv_r.watch("k")
+    assert (await watcher.updates(timeout=5)).value == b"abc"
+    await watcher.stop()
+    await kv_r.history("k")
+    await reader.jetstream().get_msg(f"KV_{bucket}", seq=1)
+    got = metrics(telemetry)
+    durations = {
+        (p.attributes["messaging.operation.name"], p.attributes.get("messaging.destination.name")): p.count
+        for p in points(got["messaging.client.operation.duration"])
+    }
+    assert durations == {
+        ("kv.put", bucket): 1,
+        ("receive", bucket): 1,
+        ("kv.history", bucket): 1,
+        ("get", f"KV_{bucket}"): 1,
+    }
+    receive = {**base(js_server, "receive", "receive"), "messaging.destination.name": bucket}
+    assert [(dict(p.attributes), p.value) for p in points(got["messaging.client.consumed.messages"])] == [(receive, 1)]
+    assert [(dict(p.attributes), p.value) for p in points(got["messaging.nats.client.received.bytes"])] == [
+        (receive, 3)
+    ]
