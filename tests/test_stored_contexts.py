@@ -43,6 +43,35 @@ def _kv_attrs(nc: Any, op: str, bucket: str, key: str, **extra: Any) -> dict[str
     }
 
 
+async def _entry(watcher: Any) -> Any:
+    """The next entry a key-value watcher hands over by ``updates()``, past "no more values" markers.
+
+    Where the marker comes is nats-py's timing: its watcher can signal "no more values" before values
+    still in flight (https://github.com/nats-io/nats.py/issues/842), so tests do not pin it."""
+    while (update := await watcher.updates(timeout=5)) is None:
+        pass
+    return update
+
+
+async def _iterated(watcher: Any) -> Any:
+    """The next entry ``async for`` hands over, past markers (nats-py 2.9 ends the loop at one)."""
+    while True:
+        async for update in watcher:
+            if update is not None:
+                return update
+
+
+async def _retried(read: Any) -> tuple[Any, int]:
+    """``await read()``, again after nats-py's spurious ``NoKeysError`` (its watcher's early "no more
+    values" marker, above); the result and how many attempts failed."""
+    for failed in range(10):
+        try:
+            return await read(), failed
+        except nats.js.errors.NoKeysError:
+            continue
+    raise AssertionError("NoKeysError ten times")
+
+
 def _error(span: Any, error_type: str) -> None:
     """``span`` records the exception as our spans do: ERROR status, ``error.type``, an exception event."""
     assert span.status.status_code is StatusCode.ERROR
@@ -315,20 +344,17 @@ async def test_kv_watcher_updates_are_receive_spans_linked_to_their_writers(
     tracer = _tracer(telemetry)
     with tracer.start_as_current_span("write a"):
         rev_a = await kv_w.put("a", b"1")
-    watcher = await kv_r.watchall()  # sees a (the last value per key), then the "no more values" marker
+    watcher = await kv_r.watchall()  # sees a (the last value per key) and a "no more values" marker
     with tracer.start_as_current_span("write b"):
         rev_b = await kv_w.put("b", b"22")
     with tracer.start_as_current_span("delete a"):
         await kv_w.delete("a")
     with tracer.start_as_current_span("reader"):
-        first = await watcher.updates(timeout=5)
-        marker = await watcher.updates(timeout=5)
-        second = await watcher.updates(timeout=5)
-    async for update in watcher:  # outside any span
-        third = update
-        break
+        first = await _entry(watcher)
+        second = await _entry(watcher)
+    third = await _iterated(watcher)  # outside any span
     await watcher.stop()
-    assert (first.key, first.revision, marker, second.key, second.revision) == ("a", rev_a, None, "b", rev_b)
+    assert (first.key, first.revision, second.key, second.revision) == ("a", rev_a, "b", rev_b)
     assert (third.key, third.operation) == ("a", "DEL")
     spans = await wait_spans(telemetry, 10)
     assert [(s.name, s.kind) for s in spans] == [
@@ -340,7 +366,7 @@ async def test_kv_watcher_updates_are_receive_spans_linked_to_their_writers(
         (f"kv.delete {bucket}", SpanKind.CLIENT),
         ("reader", SpanKind.INTERNAL),
         (f"receive {bucket}", SpanKind.CLIENT),
-        (f"receive {bucket}", SpanKind.CLIENT),  # none for the marker
+        (f"receive {bucket}", SpanKind.CLIENT),  # none for the marker(s)
         (f"receive {bucket}", SpanKind.CLIENT),
     ]
     _, put_a, _, put_b, _, delete_a, reader_span, recv_a, recv_b, recv_del = spans
@@ -400,9 +426,16 @@ async def test_kv_history_links_every_entry(telemetry: Any, js_server: Any, conn
             await kv_w.put("k", value)
     await kv_w.put("other", b"x")
     with tracer.start_as_current_span("reader"):
-        entries = await kv_r.history("k")
+        entries, failed = await _retried(lambda: kv_r.history("k"))
     assert [e.value for e in entries] == [b"1", b"2", b"3"]
-    spans = await wait_spans(telemetry, 9)
+    spans = await wait_spans(telemetry, 9 + failed)
+    for spurious in spans[8 : 8 + failed]:  # nats-py's NoKeysError: an error span without links
+        assert (spurious.name, spurious.attributes["error.type"], spurious.links) == (
+            f"kv.history {bucket}",
+            "NoKeysError",
+            (),
+        )
+    del spans[8 : 8 + failed]
     assert [(s.name, s.kind) for s in spans] == [
         ("write 1", SpanKind.INTERNAL),
         (f"kv.put {bucket}", SpanKind.CLIENT),
@@ -440,7 +473,8 @@ async def test_kv_keys_makes_no_spans(telemetry: Any, js_server: Any, connect: A
     _, _, kv_w, kv_r = await _kv(connect, js_server, telemetry)
     await kv_w.put("a", b"1")
     await kv_w.put("b", b"2")
-    assert sorted(await kv_r.keys()) == ["a", "b"]
+    keys, _ = await _retried(kv_r.keys)
+    assert sorted(keys) == ["a", "b"]
     await kv_w.put("c", b"3")
     spans = await wait_spans(telemetry, 3)
     assert [s.name for s in spans] == [f"kv.put {kv_w._name}"] * 3
@@ -491,7 +525,7 @@ async def test_stored_copies_with_trace_disabled_still_link(
     watcher = await kv.watch("k")
     entry = await kv.get("k")
     raw = await js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.k", direct=True)
-    watched = await watcher.updates(timeout=5)
+    watched = await _entry(watcher)
     await watcher.stop()
     assert (entry.value, watched.value) == (b"v", b"v")
     spans = await wait_spans(telemetry, 4)
@@ -520,20 +554,23 @@ async def test_stored_reads_metrics(telemetry: Any, js_server: Any, connect: Any
     bucket = kv_w._name
     await kv_w.put("k", b"abc")
     watcher = await kv_r.watch("k")
-    assert (await watcher.updates(timeout=5)).value == b"abc"
+    assert (await _entry(watcher)).value == b"abc"
     await watcher.stop()
-    await kv_r.history("k")
+    _, failed = await _retried(lambda: kv_r.history("k"))
     await reader.jetstream().get_msg(f"KV_{bucket}", seq=1)
     got = metrics(telemetry)
     durations = {
-        (p.attributes["messaging.operation.name"], p.attributes.get("messaging.destination.name")): p.count
+        (a["messaging.operation.name"], a["messaging.destination.name"], a.get("error.type")): p.count
         for p in points(got["messaging.client.operation.duration"])
+        for a in [p.attributes]
     }
+    spurious = {("kv.history", bucket, "NoKeysError"): failed} if failed else {}  # see _retried
     assert durations == {
-        ("kv.put", bucket): 1,
-        ("receive", bucket): 1,
-        ("kv.history", bucket): 1,
-        ("get", f"KV_{bucket}"): 1,
+        ("kv.put", bucket, None): 1,
+        ("receive", bucket, None): 1,
+        ("kv.history", bucket, None): 1,
+        ("get", f"KV_{bucket}", None): 1,
+        **spurious,
     }
     receive = {**base(js_server, "receive", "receive"), "messaging.destination.name": bucket}
     assert [(dict(p.attributes), p.value) for p in points(got["messaging.client.consumed.messages"])] == [(receive, 1)]
