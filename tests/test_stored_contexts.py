@@ -7,6 +7,7 @@ connections, and pins names, kinds, parents, links and attribute dicts.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.helpers import assert_child, assert_links, by_name, conn_attrs, wait_spans
 from tests.natsserver import NatsServer
+from tests.test_message_age import ages, assert_waited, by_stream
 from tests.test_metrics import base, metrics, points
 from tests.trace_topology import disabled_headers, requires_msg_trace, traceparent
 
@@ -577,3 +579,23 @@ async def test_stored_reads_metrics(telemetry: Any, js_server: Any, connect: Any
     assert [(dict(p.attributes), p.value) for p in points(got["messaging.nats.client.received.bytes"])] == [
         (receive, 3)
     ]
+
+
+async def test_kv_watcher_updates_record_their_age_when_taken(telemetry: Any, js_server: Any, connect: Any) -> None:
+    """A watcher entry's message age ends when the application takes it (as ``next_msg``'s does), by
+    stream only (an ordered consumer); ``get``, ``history`` and the watcher's own callback record none."""
+    _, reader, kv_w, kv_r = await _kv(connect, js_server, telemetry)
+    bucket = kv_w._name
+    await kv_w.put("k", b"v")
+    await asyncio.sleep(0.2)
+    watcher = await kv_r.watch("k")
+    await _retried(lambda: kv_r.history("k"))
+    await kv_r.get("k")
+    await reader.jetstream().get_msg(f"KV_{bucket}", seq=1)
+    await asyncio.sleep(0.2)  # delivered to the watcher by now, not yet taken
+    assert ages(telemetry) == []
+    assert (await _entry(watcher)).value == b"v"
+    await watcher.stop()
+    (point,) = ages(telemetry)
+    assert dict(point.attributes) == by_stream(f"KV_{bucket}")
+    assert_waited(point, 1, 0.4)

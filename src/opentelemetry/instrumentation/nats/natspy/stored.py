@@ -11,7 +11,8 @@ trace. The span of a read is recorded after the call, when its links are known (
   creation context goes to that read's span (:data:`READ`).
 - A key-value watcher's internal ordered-consumer callback makes no span; the creation context of
   each message it gets is kept by stream sequence (the entry's revision) until the application
-  takes the entry (``updates()``, ``async for``): a CLIENT span ``receive {bucket}`` then.
+  takes the entry (``updates()``, ``async for``): a CLIENT span ``receive {bucket}`` then, and
+  the message's age (``messaging.nats.jetstream.message.age``).
 - ``history()``: one ``kv.history {bucket}`` span with a link per entry.
 """
 
@@ -50,13 +51,15 @@ _KEPT = 1024  # creation contexts kept per read or watcher (a watcher's are drop
 
 
 class Stored:
-    """The creation contexts of the stored messages a read or a watcher met, by stream sequence."""
+    """The creation contexts of the stored messages a read or a watcher met, by stream sequence; for a
+    watcher, also when each was stored (stream, subject, time: its message age, once taken)."""
 
-    __slots__ = ("contexts", "rec")
+    __slots__ = ("contexts", "rec", "stored")
 
     def __init__(self, rec: Recorder) -> None:
         self.rec = rec
         self.contexts: dict[Any, SpanContext] = {}
+        self.stored: dict[Any, tuple[Any, str, int]] = {}
 
     def add(self, headers: Any, subject: Any, data: Any, seq: Any) -> None:
         """Keep the creation context of a stored message (none: nothing kept)."""
@@ -81,15 +84,29 @@ class Stored:
 
         async def captured(msg: Any) -> Any:
             try:
-                rec = self.rec
-                if msg.headers and (rec.live or not rec.idle()):
-                    seq = (attributes.jetstream_message_attributes(msg.reply) or {}).get(names.JS_SEQUENCE)
-                    self.add(msg.headers, msg.subject, msg.data, seq)
+                self._seen(msg)
             except Exception:
                 _LOG.debug("could not read the creation context of a watched message", exc_info=True)
             return await cb(msg)
 
         return captured
+
+    def _seen(self, msg: Any) -> None:
+        rec = self.rec
+        traced = bool(msg.headers) and (rec.live or not rec.idle())
+        measured = rec.metrics is not None and rec.measuring()
+        if not traced and not measured:
+            return
+        reply = msg.reply
+        meta = attributes.jetstream_message_attributes(reply) or {}
+        seq = meta.get(names.JS_SEQUENCE)
+        if traced:
+            self.add(msg.headers, msg.subject, msg.data, seq)
+        stored = attributes.ack_timestamp(reply) if measured and seq is not None else None
+        if stored is not None:
+            self.stored[seq] = (meta.get(names.JS_STREAM), msg.subject, stored)
+            if len(self.stored) > _KEPT:
+                del self.stored[next(iter(self.stored))]
 
     def links(self, seqs: Iterable[Any] | None = None) -> list[Link] | None:
         """Links to the kept contexts (of ``seqs`` only, in their order, when given)."""
@@ -103,6 +120,15 @@ class Stored:
         """The link to the context kept for ``seq``, forgotten from now on."""
         span_ctx = self.contexts.pop(seq, None)
         return [Link(span_ctx)] if span_ctx is not None else None
+
+    def aged(self, seq: Any, op: Operation) -> None:
+        """Record the message age of ``seq``, taken by the application now (as an ordered consumer's:
+        by stream, no consumer), when ``op`` was measured."""
+        found = self.stored.pop(seq, None)
+        metrics = self.rec.metrics
+        if found is not None and metrics is not None and op.metric_attrs is not None:
+            stream, subject, stored = found
+            metrics.jetstream_age({names.JS_STREAM: stream}, stored, now(), subject, ordered=True)
 
 
 # The stored messages read inside a key-value or object-store read (its ``get_msg`` calls, its watch).
@@ -283,6 +309,7 @@ async def taken(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         op = _update_operation(watch, update)
         revision = getattr(update, "revision", None)
         _record(rec, op, start, lambda: watch.stored.take(revision))
+        watch.stored.aged(revision, op)
     except Exception:
         _LOG.debug("could not record a key-value watcher receive span", exc_info=True)
     return update
