@@ -21,9 +21,11 @@ import pytest
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from faststream.opentelemetry import Baggage, CurrentBaggage
 from opentelemetry.trace import StatusCode
 
-from opentelemetry import trace
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.nats import message_context
 from tests.helpers import Row, Telemetry, expected_forest, forest
 
@@ -47,6 +49,7 @@ class App:
     handled: list[str] = field(default_factory=list)
     outcome: dict[str, Any] = field(default_factory=dict)
     current: dict[str, str | None] = field(default_factory=dict)  # body → span current in its handler
+    baggage: dict[str, Any] = field(default_factory=dict)  # what handlers saw of the baggage
 
     def broker(self) -> NatsBroker:
         broker = NatsBroker(self.url, middlewares=self.middlewares, logger=None)
@@ -171,38 +174,153 @@ def forward(broker: NatsBroker, app: App) -> Drive:
     return drive
 
 
+FORWARD_OURS = [
+    ("publish app.in", P, None, ()),
+    ("process app.in", C, "publish app.in", ("publish app.in",)),
+    ("publish app.out", P, "process app.in", ()),
+    ("process app.out", C, "publish app.out", ("publish app.out",)),
+]
+# The middleware makes a create span and puts its context in the headers; our publish keeps it (a
+# CLIENT span with a link to it). Its forward carries the first message's creation context again,
+# so everything after it hangs under "app.in create".
+FORWARD_BOTH = [
+    ("app.in create", P, None, ()),
+    ("app.in publish", P, "app.in create", ()),
+    ("publish app.in", CL, "app.in publish", ("app.in create",)),
+    ("process app.in", C, "app.in create", ("app.in create",)),
+    ("app.in process", C, "app.in create", ()),
+    ("app.out publish", P, "app.in process", ()),
+    ("publish app.out", CL, "app.out publish", ("app.in create",)),
+    ("process app.out", C, "app.in create", ("app.in create",)),
+    ("app.out process", C, "app.in create", ()),
+]
+
+
 @MODES
 async def test_pubsub_with_publisher_forward(js_server: Any, connect: Any, mode: str) -> None:
     app, _, traces = await traced(js_server, connect, forward, mode)
     assert app.handled == ["hi", "hi!"]
     if mode == "ours":
-        assert traces == expected_forest(
-            [
-                ("publish app.in", P, None, ()),
-                ("process app.in", C, "publish app.in", ("publish app.in",)),
-                ("publish app.out", P, "process app.in", ()),
-                ("process app.out", C, "publish app.out", ("publish app.out",)),
-            ]
-        )
+        assert traces == expected_forest(FORWARD_OURS)
         assert app.current == {"hi": f"process {app.tag}.in", "hi!": f"process {app.tag}.out"}
     else:
-        # The middleware makes a create span and puts its context in the headers; our publish keeps
-        # it (a CLIENT span with a link to it). Its forward carries the first message's creation
-        # context again, so everything after it hangs under "app.in create".
-        assert traces == expected_forest(
-            [
-                ("app.in create", P, None, ()),
-                ("app.in publish", P, "app.in create", ()),
-                ("publish app.in", CL, "app.in publish", ("app.in create",)),
-                ("process app.in", C, "app.in create", ("app.in create",)),
-                ("app.in process", C, "app.in create", ()),
-                ("app.out publish", P, "app.in process", ()),
-                ("publish app.out", CL, "app.out publish", ("app.in create",)),
-                ("process app.out", C, "app.in create", ("app.in create",)),
-                ("app.out process", C, "app.in create", ()),
-            ]
-        )
+        assert traces == expected_forest(FORWARD_BOTH)
         assert app.current == {"hi": f"{app.tag}.in process", "hi!": f"{app.tag}.out process"}
+
+
+SENT_BAGGAGE = {"tenant": "t1", "region": "eu"}
+
+
+def baggage_forward(change: Callable[[Any], None]) -> Scenario:
+    """The producer sends baggage (FastStream's ``Baggage(...).to_headers()``, as FastStream's docs do);
+    a handler calls ``change`` on its ``CurrentBaggage`` and an ``@publisher`` forwards its result. What
+    the second handler gets is part of the app's outcome: it must be the same as without us."""
+
+    def scenario(broker: NatsBroker, app: App) -> Drive:
+        @broker.subscriber(f"{app.tag}.in")
+        @broker.publisher(f"{app.tag}.out")
+        async def step(body: str, current: CurrentBaggage) -> str:
+            app.seen(body)
+            change(current)
+            return f"{body}!"
+
+        @broker.subscriber(f"{app.tag}.out")
+        async def end(body: str, current: CurrentBaggage, msg: NatsMessage) -> None:
+            app.seen(body)
+            app.outcome["forwarded"] = {
+                "CurrentBaggage": current.get_all(),
+                "header": (msg.raw_message.headers or {}).get("baggage"),
+            }
+
+        async def drive() -> None:
+            await broker.publish("hi", f"{app.tag}.in", headers=Baggage(SENT_BAGGAGE).to_headers())
+            await until(lambda: len(app.handled) == 2)
+
+        return drive
+
+    return scenario
+
+
+def _set(current: Any) -> None:
+    current.set("step", "2")
+    current.set("region", "us")
+
+
+def _remove(current: Any) -> None:
+    current.remove("tenant")
+
+
+def _clear(current: Any) -> None:
+    current.clear()
+
+
+@pytest.mark.parametrize(
+    ("change", "forwarded"),
+    [
+        (
+            _set,
+            {"CurrentBaggage": {"tenant": "t1", "region": "us", "step": "2"}, "header": "tenant=t1,region=us,step=2"},
+        ),
+        (_remove, {"CurrentBaggage": {"region": "eu"}, "header": "region=eu"}),
+        (_clear, {"CurrentBaggage": {}, "header": None}),
+        (lambda current: None, {"CurrentBaggage": SENT_BAGGAGE, "header": "tenant=t1,region=eu"}),
+    ],
+    ids=["set", "remove", "clear", "unchanged"],
+)
+async def test_current_baggage_changes_are_what_the_publisher_forwards(
+    js_server: Any, connect: Any, change: Callable[[Any], None], forwarded: dict[str, Any]
+) -> None:
+    """FastStream's ``CurrentBaggage`` (the middleware's) is the baggage the ``@publisher`` forward
+    carries: our process span's context, current around FastStream's whole handling of the message,
+    does not hold the message's baggage, so FastStream's forward (built on the current context's
+    baggage) gets only its own. ``traced`` checks that the outcome is the same without us."""
+    app, _, traces = await traced(js_server, connect, baggage_forward(change), "both")
+    assert app.handled == ["hi", "hi!"]
+    assert app.outcome["forwarded"] == forwarded
+    assert traces == expected_forest(FORWARD_BOTH)
+
+
+def baggage_relay(broker: NatsBroker, app: App) -> Drive:
+    """Without the middleware: the producer sends baggage from its current context; a handler's
+    result is forwarded by an ``@publisher``."""
+
+    @broker.subscriber(f"{app.tag}.in")
+    @broker.publisher(f"{app.tag}.out")
+    async def step(body: str, msg: NatsMessage) -> str:
+        app.seen(body)
+        app.baggage[body] = {
+            "current": dict(baggage.get_all()),
+            "message_context": dict(baggage.get_all(message_context(msg.raw_message))),
+        }
+        return f"{body}!"
+
+    @broker.subscriber(f"{app.tag}.out")
+    async def end(body: str, msg: NatsMessage) -> None:
+        app.seen(body)
+        app.baggage[body] = {"header": (msg.raw_message.headers or {}).get("baggage")}
+
+    async def drive() -> None:
+        token = otel_context.attach(baggage.set_baggage("region", "eu", baggage.set_baggage("tenant", "t1")))
+        try:
+            await broker.publish("hi", f"{app.tag}.in")
+        finally:
+            otel_context.detach(token)
+        await until(lambda: len(app.handled) == 2)
+
+    return drive
+
+
+async def test_publisher_forward_carries_the_message_baggage(js_server: Any, connect: Any) -> None:
+    """With this instrumentation alone the producer's baggage (its current context's: FastStream
+    without the middleware sends none itself) reaches the handler's ``@publisher`` forward. It is not
+    in the handler's current context (see the test above): ``message_context`` has it."""
+    app, _, traces = await traced(js_server, connect, baggage_relay, "ours")
+    assert app.handled == ["hi", "hi!"]
+    assert app.baggage == {
+        "hi": {"current": {}, "message_context": SENT_BAGGAGE},
+        "hi!": {"header": "tenant=t1,region=eu"},
+    }
+    assert traces == expected_forest(FORWARD_OURS)
 
 
 def request_reply(broker: NatsBroker, app: App) -> Drive:
