@@ -4,7 +4,8 @@
 Every scenario runs its app twice: without this instrumentation (FastStream alone; with the
 middleware in "both") and with it. The app must behave the same (messages handled, replies,
 JetStream consumer state), the instrumented run must give exactly the expected traces, and in
-"both" the middleware's own spans must keep the parents and links they have without us.
+"both" the middleware's own spans must keep the parents and links they have without us - except
+where a context of ours reaches them (the last test shows where).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import nats
 import pytest
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
@@ -706,3 +708,136 @@ async def test_broker_start_and_stop_make_no_spans(js_server: Any, connect: Any,
     app, _, traces = await traced(js_server, connect, lifecycle, mode)
     assert app.outcome == {"stopped within 2 s": True}
     assert traces == []  # no ERROR span, no span of the cancelled fetch
+
+
+def producer_without_middleware(broker: NatsBroker, app: App) -> Drive:
+    """A subscriber with the middleware gets a message that a broker without it sent."""
+    plain = NatsBroker(app.url, logger=None)
+    app.brokers.append(plain)
+
+    @broker.subscriber(f"{app.tag}.in")
+    async def handle(body: str) -> None:
+        app.seen(body)
+
+    async def drive() -> None:
+        await plain.publish("hi", f"{app.tag}.in")
+        await until(lambda: len(app.handled) == 1)
+
+    return drive
+
+
+def publish_from_a_callback(broker: NatsBroker, app: App) -> Drive:
+    """A plain nats-py subscription's callback publishes through the broker with the middleware."""
+
+    @broker.subscriber(f"{app.tag}.out")
+    async def handle(body: str) -> None:
+        app.seen(body)
+
+    async def drive() -> None:
+        async def relay(msg: Any) -> None:
+            await broker.publish(msg.data.decode(), f"{app.tag}.out")
+
+        nc = await nats.connect(app.url)
+        try:
+            await nc.subscribe(f"{app.tag}.in", cb=relay)
+            await nc.publish(f"{app.tag}.in", b"hi")
+            await until(lambda: len(app.handled) == 1)
+        finally:
+            await nc.close()
+
+    return drive
+
+
+def batch_without_middleware(broker: NatsBroker, app: App) -> Drive:
+    """A batch pull subscriber with the middleware gets a message that a broker without it sent."""
+    plain = NatsBroker(app.url, logger=None)
+    app.brokers.append(plain)
+    stream = app.stream("BATCH")
+
+    @broker.subscriber(f"{app.tag}.batch", stream=stream, durable="workers", pull_sub=PullSub(timeout=0.1, batch=True))
+    async def handle(bodies: list[str]) -> None:
+        app.handled.extend(bodies)
+
+    async def drive() -> None:
+        await plain.publish("hi", f"{app.tag}.batch", stream=stream.name)
+        await until(lambda: len(app.handled) == 1)
+        await app.settled(stream.name, 1)
+
+    return drive
+
+
+async def both_runs(js_server: Any, connect: Any, scenario: Scenario) -> tuple[list[list[Row]], list[list[Row]]]:
+    """The traces of ``scenario`` with the middleware, without and with this instrumentation (the app
+    behaves the same)."""
+    js = (await connect(js_server.url)).jetstream()
+    base, base_tel = await run(js_server.url, js, scenario, ours=False, middleware=True)
+    app, tel = await run(js_server.url, js, scenario, ours=True, middleware=True)
+    assert app.handled == base.handled == ["hi"]
+    assert app.outcome == base.outcome
+    return forest(base_tel.spans(), rename=base.rename), forest(tel.spans(), rename=app.rename)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "alone", "together"),
+    [
+        # the message carries our publish span's context: the middleware parents its process span on
+        # it instead of making a consumer-side create span
+        (
+            producer_without_middleware,
+            [[("app.in create", C, None, ()), ("app.in process", C, "app.in create", ())]],
+            [
+                [
+                    ("publish app.in", P, None, ()),
+                    ("process app.in", C, "publish app.in", ("publish app.in",)),
+                    ("app.in process", C, "publish app.in", ()),
+                ]
+            ],
+        ),
+        # a batch's create span is a root either way; it links to the messages' contexts: ours
+        (
+            batch_without_middleware,
+            [[("app.batch create", C, None, ()), ("app.batch process", C, "app.batch create", ())]],
+            [
+                [
+                    ("publish app.batch", P, None, ()),
+                    ("ack app_BATCH", CL, "publish app.batch", ("publish app.batch",)),
+                ],
+                [
+                    ("app.batch create", C, None, ("publish app.batch",)),
+                    ("app.batch process", C, "app.batch create", ()),
+                ],
+                [("fetch app_BATCH", CL, None, ("publish app.batch",))],
+            ],
+        ),
+        # the middleware's create span is made in the current context: our process span
+        (
+            publish_from_a_callback,
+            [
+                [
+                    ("app.out create", P, None, ()),
+                    ("app.out publish", P, "app.out create", ()),
+                    ("app.out process", C, "app.out create", ()),
+                ]
+            ],
+            [
+                [
+                    ("publish app.in", P, None, ()),
+                    ("process app.in", C, "publish app.in", ("publish app.in",)),
+                    ("app.out create", P, "process app.in", ()),
+                    ("app.out publish", P, "app.out create", ()),
+                    ("publish app.out", CL, "app.out publish", ("app.out create",)),
+                    ("process app.out", C, "app.out create", ("app.out create",)),
+                    ("app.out process", C, "app.out create", ()),
+                ]
+            ],
+        ),
+    ],
+    ids=["producer without the middleware", "batch from a producer without it", "publish in a plain callback"],
+)
+async def test_where_the_middleware_spans_get_ours_as_parent_or_link(
+    js_server: Any, connect: Any, scenario: Scenario, alone: list[list[Row]], together: list[list[Row]]
+) -> None:
+    """The middleware's spans keep their parents and links (the tests above) except where a context
+    of ours reaches them: a message sent without the middleware (it carries our publish span's
+    context) and a middleware publish made while a span of ours is current."""
+    assert await both_runs(js_server, connect, scenario) == (expected_forest(*alone), expected_forest(*together))
