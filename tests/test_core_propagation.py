@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry import baggage, propagate
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.nats import message_context
-from tests.helpers import assert_child, by_name, collect, expected_forest, forest, responder, wait_spans
+from tests.helpers import assert_child, by_name, collect, expected_forest, forest, new_stream, responder, wait_spans
 from tests.natsserver import NatsServer
 
 
@@ -279,4 +279,36 @@ async def test_reply_carries_the_request_baggage(telemetry: Any, server: Any, co
             ]
         ]
         * 2
+    )
+
+
+async def test_callback_requests_and_jetstream_publishes_carry_the_message_baggage(
+    telemetry: Any, js_server: Any, connect: Any
+) -> None:
+    """The message's baggage also goes on with a request and a JetStream publish made in a callback."""
+    nc = await connect(js_server.url)
+    js, stream = await new_stream(nc, telemetry, "BAG")
+    requests = await responder(nc, "bag.req")
+    stored = await collect(nc, f"{stream}.x")  # (a core subscriber sees what the stream stores)
+
+    async def relay(msg: Any) -> None:
+        await nc.request("bag.req", b"", timeout=5)
+        await js.publish(f"{stream}.x", b"")
+
+    await nc.subscribe("bag.relay", cb=relay)
+    with current_baggage(tenant="t1"):
+        await nc.publish("bag.relay", b"")
+    stored_headers = (await asyncio.wait_for(stored.get(), 5)).headers
+    assert (requests[0]["baggage"], stored_headers["baggage"]) == ("tenant=t1", "tenant=t1")
+    spans = await wait_spans(telemetry, 7)
+    assert forest(spans, rename=lambda name: name.replace(stream, "BAG")) == expected_forest(
+        [
+            ("publish bag.relay", "PRODUCER", None, ()),
+            ("process bag.relay", "CONSUMER", "publish bag.relay", ("publish bag.relay",)),
+            ("request bag.req", "CLIENT", "process bag.relay", ()),
+            ("process bag.req", "SERVER", "request bag.req", ("request bag.req",)),
+            ("publish", "PRODUCER", "process bag.req", ()),
+            ("publish BAG.x", "PRODUCER", "process bag.relay", ()),
+            ("process BAG.x", "SERVER", "publish BAG.x", ("publish BAG.x",)),  # (it has the PubAck inbox)
+        ]
     )
