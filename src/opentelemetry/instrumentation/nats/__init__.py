@@ -46,7 +46,9 @@ def message_context(msg: Any) -> Context:
 
         with tracer.start_as_current_span("handle", context=message_context(msg)): ...
 
-    Returns an empty context (→ a root span) when the message carries none.
+    It holds the message's baggage too, which a callback's current context keeps aside (what the
+    callback sends carries it on). Returns an empty context (→ a root span) when the message
+    carries none.
     """
     headers = getattr(msg, "headers", None)
     rec = installed()

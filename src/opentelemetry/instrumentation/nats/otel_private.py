@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from time import time_ns
 from typing import Any
@@ -55,8 +55,11 @@ def detach_context(token: Any) -> None:
 # --- context keys ----------------------------------------------------------------------------------
 # SPAN_KEY: the key ``set_span_in_context`` stores the span under. A context holding a span is built
 # as a plain ``Context({SPAN_KEY: span})`` (one dict, no call). Without it: ``set_span_in_context``.
-# BAGGAGE_KEY: tells whether a context has baggage before asking the baggage propagator to write it.
-# Without it: the propagator is always asked.
+# BAGGAGE_KEY: tells whether a context has baggage before asking the baggage propagator to write it,
+# and moves a processed message's baggage out of a callback's current context (see
+# propagation.callback_context). Without it: the propagator is always asked, and the message's
+# baggage stays in the callback's current context (FastStream's CurrentBaggage cannot remove entries
+# from what an @publisher forwards then).
 # SUPPRESS_KEYS: what ``is_instrumentation_enabled()`` reads, checked without its call per message
 # (only in a non-empty context). Without them: ``is_instrumentation_enabled()``.
 
@@ -82,12 +85,39 @@ except ImportError:  # pragma: no cover
     SUPPRESS_KEYS = None
 
 
-def context_with_span(span: Span, parent: Context) -> Context:
-    """``set_span_in_context(span, parent)``."""
+def context_with_span(span: Span, parent: Context, baggage_to: str | None = None) -> Context:
+    """``set_span_in_context(span, parent)``; with ``baggage_to``, the baggage moved under that key
+    (see :func:`baggage_moved`)."""
     if SPAN_KEY is None:  # pragma: no cover
-        return set_span_in_context(span, parent)
+        ctx = set_span_in_context(span, parent)
+        return ctx if baggage_to is None else baggage_moved(ctx, baggage_to)
     values = dict(parent)
     values[SPAN_KEY] = span
+    if baggage_to is not None and BAGGAGE_KEY in values:  # (None never is: the keys are strings)
+        moved = values.pop(BAGGAGE_KEY)
+        if moved:
+            values[baggage_to] = moved
+    return Context(values)
+
+
+def baggage_moved(ctx: Context, to: str) -> Context:
+    """``ctx`` with its baggage moved under the key ``to``, where the baggage API does not see it
+    (``ctx`` itself when it has none, or when the baggage key is unknown)."""
+    if BAGGAGE_KEY not in ctx:
+        return ctx
+    values = dict(ctx)
+    moved = values.pop(BAGGAGE_KEY)  # type: ignore[arg-type]
+    if moved:
+        values[to] = moved
+    return Context(values)
+
+
+def context_with_baggage(ctx: Context, entries: Mapping[str, object]) -> Context:
+    """``ctx`` with exactly ``entries`` as its baggage (what ``set_baggage`` builds, in one step)."""
+    if BAGGAGE_KEY is None:  # pragma: no cover - nothing is ever moved then (baggage_moved)
+        return ctx
+    values = dict(ctx)
+    values[BAGGAGE_KEY] = dict(entries)
     return Context(values)
 
 

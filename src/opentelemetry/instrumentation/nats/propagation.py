@@ -33,7 +33,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from opentelemetry import propagate
+from opentelemetry import baggage, propagate
+from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.nats import otel_private
 
 _LOG = logging.getLogger(__name__)
@@ -47,6 +48,38 @@ detach = otel_private.detach_context
 def with_span(span: Span, parent: Context | None) -> Context:
     """``set_span_in_context(span, parent)``: ``parent`` (default: the current context) with ``span``."""
     return otel_private.context_with_span(span, current_context() if parent is None else parent)
+
+
+# A callback's context keeps the baggage of the message it processes under a key of ours, out of the
+# baggage API's sight: frameworks that manage baggage themselves (FastStream's CurrentBaggage) build
+# what they send on top of the current context's baggage, so a current message baggage would bring
+# back the entries a handler removed. What the callback sends carries it all the same
+# (outgoing_context).
+_MESSAGE_BAGGAGE = otel_context.create_key("nats-message-baggage")
+
+
+def callback_context(span: Span | None, parent: Context) -> Context:
+    """The context a callback runs in: ``parent`` (the message's context) with ``span`` (``None``:
+    no span of ours), the message's baggage set aside (see :func:`outgoing_context`)."""
+    if span is None:
+        return otel_private.baggage_moved(parent, _MESSAGE_BAGGAGE)
+    return otel_private.context_with_span(span, parent, _MESSAGE_BAGGAGE)
+
+
+def outgoing_context(ctx: Context, headers: Any = None) -> Context:
+    """``ctx`` with the baggage a message sent in it carries: in a callback's context (see
+    :func:`callback_context`), the processed message's baggage under the context's own (entries the
+    callback set win). With no baggage of the context's own, ``headers`` (the caller's) that have a
+    ``baggage`` header already keep it: the application, or a framework, wrote the baggage itself."""
+    kept = ctx.get(_MESSAGE_BAGGAGE)
+    if not isinstance(kept, Mapping) or not kept:
+        return ctx
+    own = baggage.get_all(ctx)
+    if own:
+        kept = {**kept, **own}
+    elif headers and any(type(k) is str and k.lower() == "baggage" for k in headers):
+        return ctx
+    return otel_private.context_with_baggage(ctx, kept)
 
 
 _W3C = TraceContextTextMapPropagator()  # the envelope's fields are W3C Trace Context by definition
@@ -232,16 +265,17 @@ def traceparent(span_context: SpanContext) -> str:
     return f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{span_context.trace_flags:02x}"
 
 
-def span_carrier(span: Span, parent: Context | None) -> dict[str, str]:
+def span_carrier(span: Span, parent: Context | None, headers: Any = None) -> dict[str, str]:
     """The headers the global propagator writes for ``span`` as a child of ``parent`` (default: the
-    current context): what ``propagate.inject`` writes for that context, built directly from the
-    span context by the stock W3C propagators (see the module's fast paths)."""
+    current context): what ``propagate.inject`` writes for that context (see :func:`outgoing_context`
+    for ``headers``, the caller's), built directly from the span context by the stock W3C
+    propagators (see the module's fast paths)."""
     checked, parts = _stock
     if checked is not propagate.get_global_textmap():
         parts = _stock_parts()
     if parts is None:
         carrier: dict[str, str] = {}
-        propagate.inject(carrier, set_span_in_context(span, parent))
+        propagate.inject(carrier, outgoing_context(set_span_in_context(span, parent), headers))
         return carrier
     carrier = {}
     for part in parts:
@@ -254,6 +288,8 @@ def span_carrier(span: Span, parent: Context | None) -> dict[str, str]:
                     carrier["tracestate"] = state.to_header()
         else:  # baggage lives in the parent context
             ctx = current_context() if parent is None else parent
+            if _MESSAGE_BAGGAGE in ctx:  # a callback's context: the message's baggage goes on
+                ctx = outgoing_context(ctx, headers)
             if otel_private.has_baggage(ctx):
                 part.inject(carrier, ctx)
     return carrier
@@ -277,7 +313,8 @@ def inject(
     """
     if carrier is None:
         carrier = {}
-        propagate.inject(carrier, context)
+        ctx = current_context() if context is None else context
+        propagate.inject(carrier, outgoing_context(ctx, headers) if _MESSAGE_BAGGAGE in ctx else ctx)
     # (a message over max_payload: nats-py refuses it itself with MaxPayloadError, nothing is skipped)
     if not carrier or payload_size > max_payload:
         return headers, None

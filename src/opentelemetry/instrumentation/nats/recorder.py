@@ -159,7 +159,7 @@ class Recorder:
                 return headers
             size = len(payload) if payload is not None else 0
             info, limit = access.server_info(client), access.max_payload(client)
-            carrier = None if span is None else propagation.span_carrier(span, parent)
+            carrier = None if span is None else propagation.span_carrier(span, parent, headers)
             out, skipped = propagation.inject(headers, size, info, limit, context, carrier)
             if skipped is not None and self.metrics is not None:
                 self.metrics.skipped(skipped, client)
@@ -257,7 +257,10 @@ class Recorder:
                     finally:
                         ACTIVE.reset(active)
             else:
-                token = propagation.attach(propagation.with_span(span, parent))
+                if consumer and parent is not None:  # the message's baggage set aside (see callback_context)
+                    token = propagation.attach(propagation.callback_context(span, parent))
+                else:
+                    token = propagation.attach(propagation.with_span(span, parent))
                 active = ACTIVE.set(None if consumer else op)
                 try:
                     if self.hooks and op.hook_args and span.is_recording():

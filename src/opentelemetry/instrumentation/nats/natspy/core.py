@@ -47,7 +47,13 @@ from opentelemetry.instrumentation.nats.operation import (
     now,
     untraced,
 )
-from opentelemetry.instrumentation.nats.propagation import caller_links, current_context, nothing_to_inject
+from opentelemetry.instrumentation.nats.otel_private import BAGGAGE_KEY
+from opentelemetry.instrumentation.nats.propagation import (
+    callback_context,
+    caller_links,
+    current_context,
+    nothing_to_inject,
+)
 from opentelemetry.instrumentation.nats.streams import with_consumer
 from opentelemetry.instrumentation.nats.subjects import is_wildcard
 
@@ -237,6 +243,8 @@ class TracedCallback(wrapt.ObjectProxy):  # type: ignore[type-arg]
         if idle:  # no SDK: the callback just runs in the producer's context
             if not parent and not current_context():  # (empty already: nothing to switch)
                 return wrapped(*args, **kwargs)
+            if BAGGAGE_KEY in parent:  # (its baggage set aside, see callback_context)
+                parent = callback_context(None, parent)
             return _in_context(parent, wrapped, args, kwargs)
         try:
             reply = msg.reply
