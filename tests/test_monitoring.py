@@ -271,16 +271,22 @@ def test_dashboard_covers_every_current_metric() -> None:
 # --- promtool (required in CI) ---------------------------------------------------------------------------
 
 
+def prometheus_program(name: str) -> str:
+    """The path of Prometheus's ``name`` (``promtool``, ``prometheus``). Where it is missing the test is
+    skipped, except with ``CI=true``: CI must run these tests, so there it fails."""
+    path = shutil.which(name)
+    if path is None:
+        missing = f"{name} is not installed (Debian package prometheus; scripts/test.sh installs it when CI=true)"
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"{missing}: CI must run the tests that need it", pytrace=False)
+        pytest.skip(missing)
+    return path
+
+
 @pytest.fixture
 def promtool() -> Callable[..., None]:
-    """``promtool(*args, cwd=None)`` runs promtool and asserts it succeeded. Without promtool the test
-    is skipped, except with ``CI=true``: CI must run these tests, so there it fails."""
-    path = shutil.which("promtool")
-    if path is None:
-        missing = "promtool is not installed (Debian package prometheus; scripts/test.sh installs it when CI=true)"
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail(f"{missing}: CI must run the promtool tests", pytrace=False)
-        pytest.skip(missing)
+    """``promtool(*args, cwd=None)`` runs promtool and asserts it succeeded (see prometheus_program)."""
+    path = prometheus_program("promtool")
 
     def run(*args: str, cwd: Path | None = None) -> None:
         proc = subprocess.run([path, *args], capture_output=True, text=True, cwd=cwd, timeout=60, check=False)
