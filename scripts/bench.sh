@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmarks (SPEC §8). Installs what is missing (nats-server, a .venv with this package, the
+# The benchmarks and their performance bounds. Installs what is missing (nats-server, a .venv with this package, the
 # OpenTelemetry SDK and matplotlib), then runs, each with its own nats-server on a free loopback port:
 #   suite  benchmarks/run.py: per-message cost against raw nats-py and hand-written instrumentation
 #          (writes benchmarks/results/results.md and paths.png)

@@ -161,7 +161,7 @@ def render() -> str:
     out += ["", "## Metrics", ""]
     sections = (
         ("`current` and `dup` modes", "M_", lambda n: not n.startswith("M_LEGACY_")),
-        ("`legacy` and `dup` modes (the seed's names)", "M_LEGACY_", lambda n: True),
+        ("`legacy` and `dup` modes (the original NATS metric names)", "M_LEGACY_", lambda n: True),
     )
     for title, prefix, keep in sections:
         out += [f"### {title}", "", "| metric | unit | description |", "| --- | --- | --- |"]

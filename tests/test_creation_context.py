@@ -1,4 +1,4 @@
-"""A creation context the caller already put in the headers is kept (semconv 1.44, issue 11 item 4).
+"""A creation context the caller already put in the headers is kept (semconv 1.44).
 
 The headers go out exactly as given (nothing injected, not even baggage), the send span is CLIENT in
 the current context with a link to the caller's context; ``Msg.respond`` still replaces the context

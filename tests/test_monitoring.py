@@ -1,4 +1,4 @@
-"""The monitoring assets (SPEC §7): Prometheus alert rules and a Grafana dashboard under ``monitoring/``.
+"""The monitoring assets: Prometheus alert rules and a Grafana dashboard under ``monitoring/``.
 
 Both are checked for structure, and every metric and label they query is checked against what the
 instrumentation really exposes: real traffic through an instrumented nats-py against real nats-servers,
@@ -187,7 +187,7 @@ def test_alert_rules_file_structure() -> None:
 
 
 def test_alert_thresholds() -> None:
-    """The seed's four alerts: disconnected > 1 min, latency > 5 s, pending > 10 000, error rate > 1 %."""
+    """The four alerts: disconnected > 1 min, latency > 5 s, pending > 10 000, error rate > 1 %."""
     alerts = alert_rules()
 
     disconnected = alerts["NatsClientDisconnected"]

@@ -43,7 +43,7 @@ def test_options_are_read() -> None:
             "consumer_parent": " Link ",
             "excluded_subjects": ["health.>", " _INBOX.* ", ""],
             "captured_headers": ("X-Request-Id", "Tenant"),
-            "envelope_subjects": "legacy.>,seed.*.events",
+            "envelope_subjects": "legacy.>,envelope.*.events",
             "publish_hook": hook,
             "consume_hook": hook,
             "request_hook": hook,
@@ -57,7 +57,7 @@ def test_options_are_read() -> None:
     assert cfg.link_mode
     assert cfg.excluded_subjects.patterns == ("health.>", "_INBOX.*")
     assert cfg.captured_headers.patterns == ("x-request-id", "tenant")
-    assert cfg.envelope_subjects.patterns == ("legacy.>", "seed.*.events")
+    assert cfg.envelope_subjects.patterns == ("legacy.>", "envelope.*.events")
     assert (cfg.publish_hook, cfg.consume_hook, cfg.request_hook, cfg.response_hook) == (hook, hook, hook, hook)
     assert cfg.jetstream_stream_metrics_interval == 30.0
     assert cfg.empty_fetch_spans is True
@@ -69,7 +69,7 @@ def test_environment_variables_fill_options_not_given() -> None:
         "OTEL_PYTHON_NATS_CONSUMER_PARENT": "LINK",
         "OTEL_PYTHON_NATS_EXCLUDED_SUBJECTS": "health.>, metrics.*",
         "OTEL_PYTHON_NATS_CAPTURED_HEADERS": "X-Request-Id,Tenant",
-        "OTEL_PYTHON_NATS_ENVELOPE_SUBJECTS": "seed.>",
+        "OTEL_PYTHON_NATS_ENVELOPE_SUBJECTS": "envelope.>",
         "OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS": "TRUE",
     }
     cfg = NatsConfig.from_options({}, env=env)
@@ -77,7 +77,7 @@ def test_environment_variables_fill_options_not_given() -> None:
     assert cfg.consumer_parent == "link"
     assert cfg.excluded_subjects.patterns == ("health.>", "metrics.*")
     assert cfg.captured_headers.patterns == ("x-request-id", "tenant")
-    assert cfg.envelope_subjects.patterns == ("seed.>",)
+    assert cfg.envelope_subjects.patterns == ("envelope.>",)
     assert cfg.empty_fetch_spans is True
     # an option beats its environment variable, even an empty list or False
     cfg = NatsConfig.from_options(

@@ -40,7 +40,8 @@ unwrap_envelope = propagation.unwrap_envelope
 
 
 def message_context(msg: Any) -> Context:
-    """The producer context a received message carries (headers, else a configured seed envelope).
+    """The producer context a received message carries: its headers, else (on ``envelope_subjects``)
+    a JSON envelope ``{"traceparent", "tracestate", "data"}`` in its payload.
 
     Use it to parent the application's own processing span::
 

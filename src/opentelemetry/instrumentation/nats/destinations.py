@@ -1,4 +1,4 @@
-"""Low-cardinality destinations (SPEC §2, §5, §6): subject templates, the bounded set of distinct
+"""Low-cardinality destinations: subject templates, the bounded set of distinct
 destination names, and each connection's bounded cache of span names and attributes per subject.
 
 Span names and metric attributes show a destination only when it has low cardinality: the pattern

@@ -1,4 +1,4 @@
-"""Metric instruments and recording, per semantic-convention mode (SPEC §5).
+"""Metric instruments and recording, per semantic-convention mode.
 
 :class:`NatsMetrics` is owned by the :class:`~.recorder.Recorder`, which calls :meth:`NatsMetrics.record`
 when an operation ends; connection health comes from :class:`ConnectionWatch` (chained to the

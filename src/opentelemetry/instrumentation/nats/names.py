@@ -25,7 +25,8 @@ class Mode(str, Enum):
 
 
 class Op(NamedTuple):
-    """A NATS operation: its span-name verb, semconv type and the seed's (legacy) name."""
+    """A NATS operation: its span-name verb, semconv type and its name in the original NATS
+    attribute names (legacy mode)."""
 
     name: str
     type: str | None
@@ -192,8 +193,8 @@ _LEGACY = Keys(
     system=(MESSAGING_SYSTEM,),
     subject=(DESTINATION_NAME, "messaging.nats.subject"),
     template=("messaging.nats.subscription.subject",),
-    # the seed has no key for a subject template (its subscription subject is a consumer's, not a
-    # producer's): legacy writes the semconv key, as it writes messaging.destination.name beside its own
+    # the original names have no key for a subject template (their subscription subject is a consumer's,
+    # not a producer's): legacy writes the semconv key, as it writes messaging.destination.name beside its own
     subject_template=(DESTINATION_TEMPLATE,),
     server_address=("net.peer.name",),
     server_port=("net.peer.port",),
@@ -291,7 +292,7 @@ M_JS_MESSAGE_AGE = Metric(
 )
 M_JS_STREAM_MESSAGES = Metric("messaging.nats.jetstream.stream.messages", "{message}", "Messages stored in a stream")
 M_JS_STREAM_BYTES = Metric("messaging.nats.jetstream.stream.bytes", "By", "Bytes stored in a stream")
-# legacy mode (the seed's names and units)
+# legacy mode (the original NATS metric names and units)
 M_LEGACY_PUBLISH_DURATION = Metric("messaging.nats.publish.duration", "ms", "Publish duration")
 M_LEGACY_PUBLISH_MESSAGES = Metric("messaging.nats.publish.messages", "{message}", "Messages published")
 M_LEGACY_PUBLISH_BYTES = Metric("messaging.nats.publish.bytes", "By", "Payload bytes published")

@@ -1,4 +1,4 @@
-"""Context propagation through NATS headers, and the seed's JSON envelope.
+"""Context propagation through NATS headers, and the JSON envelope that carries a context in the payload.
 
 Fast paths: with the stock W3C propagators (trace context and/or baggage, the default) a span's
 headers are written here directly from its span context (:func:`span_carrier`: what the
@@ -337,11 +337,14 @@ def inject(
     return out, None
 
 
-# --- the seed's JSON envelope (seed §5.1) ------------------------------------------------------
+# --- the JSON envelope: {"traceparent", "tracestate", "data"} as the payload ----------------------
 
 
 def wrap_envelope(data: Any, context: Context | None = None) -> bytes:
-    """Encode ``data`` in the seed's envelope ``{"traceparent", "tracestate", "data"}`` (JSON bytes).
+    """Encode ``data`` in a JSON envelope ``{"traceparent", "tracestate", "data"}`` (JSON bytes).
+
+    This is the format of hand-written instrumentation that carries the trace context inside the
+    payload instead of in NATS headers; use it to keep such consumers working while they migrate.
 
     The envelope's fields are W3C Trace Context whatever propagator is configured globally.
     ``context`` defaults to the current one; without a valid span the envelope has only ``data``.
@@ -360,7 +363,7 @@ _ENVELOPE_KEYS = frozenset(("traceparent", "tracestate", "data"))
 
 
 def unwrap_envelope(payload: Any) -> tuple[Context | None, Any]:
-    """Decode a seed envelope: ``(context, data)``.
+    """Decode a JSON envelope ``{"traceparent", "tracestate", "data"}``: ``(context, data)``.
 
     An envelope is a JSON object with a ``data`` member and no members other than ``traceparent``,
     ``tracestate`` and ``data``. Its context is the one ``traceparent``/``tracestate`` carry, ``None``

@@ -175,8 +175,8 @@ class Recorder:
         return excluding is not None and subject in excluding
 
     def producer_context(self, headers: Any, subject: str, data: Any) -> Context:
-        """The producer context a message carries: its headers, else (for ``envelope_subjects``) a seed
-        JSON envelope in its payload; an empty context when there is none."""
+        """The producer context a message carries: its headers, else (for ``envelope_subjects``) a JSON
+        envelope ``{"traceparent", "tracestate", "data"}`` in its payload; an empty context when there is none."""
         ctx = propagation.extract(headers)
         if self.envelopes and not propagation.has_span(ctx) and subject in self.config.envelope_subjects:
             env_ctx, _ = propagation.unwrap_envelope(data)
