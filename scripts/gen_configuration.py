@@ -58,20 +58,26 @@ def render() -> str:
         "```python",
         "from opentelemetry.instrumentation.nats import NatsInstrumentor",
         "",
-        'NatsInstrumentor().instrument(subject_templates=["orders.*.created"], captured_headers=["x-request-id"])',
+        "NatsInstrumentor().instrument(",
+        '    subject_templates=["orders.*.created"], captured_headers=["x-request-id"]',
+        ")",
         "```",
         "",
         "```sh",
-        "OTEL_PYTHON_NATS_SUBJECT_TEMPLATES='orders.*.created' OTEL_PYTHON_NATS_CAPTURED_HEADERS=x-request-id \\",
-        "  opentelemetry-instrument python app.py",
+        "export OTEL_PYTHON_NATS_SUBJECT_TEMPLATES='orders.*.created'",
+        "export OTEL_PYTHON_NATS_CAPTURED_HEADERS=x-request-id",
+        "opentelemetry-instrument python app.py",
         "```",
         "",
         "## Options",
         "",
-        "| option | environment variable | default | effect |",
-        "| --- | --- | --- | --- |",
+        "| option | environment variable | default |",
+        "| --- | --- | --- |",
     ]
-    out += [f"| `{o.name}` | {_env(o)} | {o.default} | {o.doc} |" for o in OPTIONS]
+    out += [f"| [`{o.name}`](#{o.name}) | {_env(o)} | {o.default} |" for o in OPTIONS]
+    for o in OPTIONS:
+        out += ["", f"### `{o.name}`", "", o.doc, ""]
+        out.append(f"Default: {o.default}. " + (f"Environment variable: {_env(o)}." if o.env else "Keyword only."))
     out += [
         "",
         "## Values",

@@ -1,12 +1,13 @@
 """OpenTelemetry instrumentation for NATS: nats-py and the next-generation nats-core family.
 
-Usage::
+Usage:
 
     from opentelemetry.instrumentation.nats import NatsInstrumentor
 
     NatsInstrumentor().instrument()
 
-or run the application under ``opentelemetry-instrument``. See the README for every option.
+or run the application under ``opentelemetry-instrument``. The documentation's configuration page
+(docs/configuration.md) lists every option and environment variable.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ def message_context(msg: Any) -> Context:
     """The producer context a received message carries: its headers, else (on ``envelope_subjects``)
     a JSON envelope ``{"traceparent", "tracestate", "data"}`` in its payload.
 
-    Use it to parent the application's own processing span::
+    Use it to parent the application's own processing span, for instance around a message that
+    ``fetch`` returned:
 
-        with tracer.start_as_current_span("handle", context=message_context(msg)): ...
+        with tracer.start_as_current_span("handle", context=message_context(msg)):
+            ...
 
     It holds the message's baggage too, which a callback's current context keeps aside (what the
     callback sends carries it on). Returns an empty context (→ a root span) when the message
@@ -59,8 +62,16 @@ def message_context(msg: Any) -> Context:
 
 
 class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Traces nats-py and the nats-core family, whichever is installed (both when both are):
-    see ``instrument()`` keyword options in the README."""
+    """Traces nats-py and the nats-core family, whichever is installed (both when both are).
+
+    ``instrument(**options)`` patches the clients and records through the given (or the global)
+    tracer, meter and logger providers; ``uninstrument()`` restores the clients exactly. Options
+    are keywords of ``instrument()`` or, when not given, environment variables; the documentation's
+    configuration page (docs/configuration.md) lists them. ``opentelemetry-instrument`` loads this
+    class through the ``nats`` entry point of the ``opentelemetry_instrumentor`` group.
+
+        NatsInstrumentor().instrument(subject_templates=["orders.*.created"])
+    """
 
     def instrumentation_dependencies(self) -> Collection[str]:
         """The requirements of the installed client families: either family satisfies the

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 
 # Under the SDK's default of 2 000 series per metric with room to spare: a metric stream has a
-# series per destination *and* operation, error type, server and queue group (see the README).
+# series per destination *and* operation, error type, server and queue group (docs/high-cardinality.md).
 DEFAULT_MAX_DESTINATIONS = 100
 CACHE_SIZE = 1024  # entries per generation of a connection's per-subject cache
 SHAPES_SIZE = 256  # entries per generation of a connection's per-shape cache
