@@ -83,6 +83,8 @@ class Operation:
     name_dest: str | None = None  # destination shown in the span name instead of the subject
     # attributes read from the call's result: on_result(keys, result, client)
     on_result: Callable[[names.Keys, Any, Any], Attrs] | None = None
+    # an error the call returned rather than raised (a status reply given back as a message)
+    result_error: Callable[[Any], BaseException | None] | None = None
     started: int = 0  # time_ns() when the operation started (set by the recorder)
     metric_attrs: Attrs | None = None  # cached low-cardinality metric attributes (set by the recorder)
     span: Any = None  # the span its internals inject, as a child of ``parent``, when it is not current (see run)

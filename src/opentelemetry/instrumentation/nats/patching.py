@@ -1,4 +1,4 @@
-"""How a patch table entry is installed and removed: :class:`Wrapt` or :class:`Plain`.
+"""How a patch table entry is installed and removed: :class:`Wrapt`, :class:`Plain` or :class:`WraptClassMethod`.
 
 A client family's patch table (``natspy.PATCHES``, ``natscore.PATCHES``) lists one entry per patched
 attribute; the entry's class says how it is patched. Wrappers are called as wrapt calls them,
@@ -13,6 +13,9 @@ attribute; the entry's class says how it is patched. Wrappers are called as wrap
   docstring and ``__wrapped__``, and is marked as a coroutine function where Python has a marker
   (asyncio's; ``inspect.markcoroutinefunction`` from Python 3.12). An attribute that is not a
   coroutine function is patched with wrapt instead.
+- :class:`WraptClassMethod`: a ``classmethod`` wrapped by a ``wrapt.FunctionWrapper``; removal puts
+  the ``classmethod`` object itself back into the class's ``__dict__``
+  (``opentelemetry.instrumentation.utils.unwrap`` would leave a method bound to the class there).
 """
 
 from __future__ import annotations
@@ -98,4 +101,19 @@ def _plain(original: Any, wrapper: Wrapper) -> Any:
     return mark(patched) if mark is not None else patched
 
 
-Patch = Wrapt  # (every entry is a Wrapt, or its subclass Plain)
+@dataclass(frozen=True)
+class WraptClassMethod(Wrapt):
+    """A ``classmethod`` wrapped by a ``wrapt.FunctionWrapper`` (the wrapper's ``instance`` is the
+    class), restored exactly on removal."""
+
+    def remove(self) -> None:
+        try:
+            owner, name = _owner(self.module, self.attribute)
+        except (AttributeError, ImportError):
+            return
+        current = owner.__dict__.get(name)
+        if isinstance(current, wrapt.FunctionWrapper) and isinstance(current.__wrapped__, classmethod):
+            setattr(owner, name, current.__wrapped__)
+
+
+Patch = Wrapt  # (every entry is a Wrapt, or one of its subclasses)
