@@ -9,6 +9,7 @@ import nats
 import pytest
 
 from opentelemetry.instrumentation.nats.server_trace import ServerTraceBridge
+from tests import families
 from tests import trace_topology as topo
 from tests.helpers import Telemetry
 from tests.natsserver import NatsServer, nats_server_binary, nats_server_version, server_skip_reason
@@ -92,6 +93,18 @@ async def connect() -> AsyncIterator[Any]:
     for nc in conns:
         if not nc.is_closed:
             await nc.close()
+
+
+@pytest.fixture(params=families.NAMES)
+async def family(request: pytest.FixtureRequest) -> AsyncIterator[families.Family]:
+    """Each client family in turn (tests/families.py): skipped where it is not installed; its
+    connections are closed at the end of the test."""
+    reason = families.skip_reason(request.param)
+    if reason is not None:
+        pytest.skip(reason)
+    fam = families.FAMILIES[request.param]()
+    yield fam
+    await fam.close_all()
 
 
 @pytest.fixture

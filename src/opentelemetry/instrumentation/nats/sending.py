@@ -140,7 +140,6 @@ def request_wrapper(calls: Calls) -> Wrapper:
     access, bind, keywords = calls.access, calls.bind_request, calls.request_keywords
     text, view, result_error = calls.text, calls.view, calls.result_error
 
-
     def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         rec = _Installed.recorder
         if rec is None or ACTIVE.get() is not None or not enabled():
