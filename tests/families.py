@@ -21,6 +21,7 @@ come from.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import importlib.util
 from collections.abc import Callable
@@ -120,10 +121,8 @@ class Family:
 
     async def close_all(self) -> None:
         for conn in self.conns:
-            try:
+            with contextlib.suppress(Exception):  # (closed already, or its server is gone)
                 await conn.close()
-            except Exception:
-                pass
 
     def headers(self, msg: Any) -> dict[str, str]:
         raise NotImplementedError

@@ -18,7 +18,6 @@ from opentelemetry.trace import SpanKind, StatusCode, get_current_span
 
 from opentelemetry.instrumentation.nats import families as instrumented_families
 from opentelemetry.instrumentation.nats import message_context, wrap_envelope
-from opentelemetry.instrumentation.nats.operation import installed
 from tests.families import Conn, Family
 from tests.helpers import Telemetry, assert_child, assert_links, by_name, wait_spans
 
@@ -457,9 +456,7 @@ async def test_suppressed_instrumentation_makes_no_spans(telemetry: Telemetry, s
     assert telemetry.spans() == []
 
 
-async def test_client_connected_before_instrument_is_traced(
-    make_telemetry: Any, server: Any, family: Family
-) -> None:
+async def test_client_connected_before_instrument_is_traced(make_telemetry: Any, server: Any, family: Family) -> None:
     conn = await family.connect(server)
     telemetry = make_telemetry()
     await conn.on("early.client", lambda msg: None)
@@ -626,7 +623,12 @@ async def test_slow_consumer_drops_are_counted(telemetry: Telemetry, server: Any
     (dropped,) = points(m["messaging.nats.client.dropped.messages"])
     assert (dropped.value, dict(dropped.attributes)) == (
         dropped_now,
-        {**BASE, "server.address": "127.0.0.1", "server.port": server.port, "messaging.destination.name": "slow.metrics"},
+        {
+            **BASE,
+            "server.address": "127.0.0.1",
+            "server.port": server.port,
+            "messaging.destination.name": "slow.metrics",
+        },
     )
     pending = {
         p.attributes.get("messaging.destination.name"): p.value

@@ -62,13 +62,21 @@ class Wrapt:
         """Patch (``AttributeError``/``ImportError`` when the attribute does not exist)."""
         wrapt.wrap_function_wrapper(self.module, self.attribute, self.wrapper)
 
-    def remove(self) -> None:
-        """Undo :meth:`apply` (nothing when the attribute is not patched or does not exist)."""
+    def patched(self) -> tuple[Any, str, Any] | None:
+        """The owner, name and current value (from the owner's ``__dict__``) of the attribute;
+        ``None`` when it does not exist."""
         try:
             owner, name = _owner(self.module, self.attribute)
         except (AttributeError, ImportError):
+            return None
+        return owner, name, owner.__dict__.get(name)
+
+    def remove(self) -> None:
+        """Undo :meth:`apply` (nothing when the attribute is not patched or does not exist)."""
+        found = self.patched()
+        if found is None:
             return
-        current = owner.__dict__.get(name)
+        owner, name, current = found
         if getattr(current, _MARK, False):
             setattr(owner, name, current.__wrapped__)
         else:
@@ -107,11 +115,10 @@ class WraptClassMethod(Wrapt):
     class), restored exactly on removal."""
 
     def remove(self) -> None:
-        try:
-            owner, name = _owner(self.module, self.attribute)
-        except (AttributeError, ImportError):
+        found = self.patched()
+        if found is None:
             return
-        current = owner.__dict__.get(name)
+        owner, name, current = found
         if isinstance(current, wrapt.FunctionWrapper) and isinstance(current.__wrapped__, classmethod):
             setattr(owner, name, current.__wrapped__)
 

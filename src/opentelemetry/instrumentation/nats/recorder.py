@@ -187,6 +187,21 @@ class Recorder:
             return _ROOT, links
         return ctx, links
 
+    def delivery(self, subject: str, headers: Any, data: Any) -> tuple[Context, list[Link] | None, bool] | None:
+        """How a subscription callback runs for a delivered message: ``None`` when untouched (an
+        excluded subject; no SDK and no context to carry or to switch from), else the parent and
+        links of its process span and whether it is idle (no SDK: the callback just runs in the
+        parent context, no span). ``headers``: the message's headers as the family reads them."""
+        if self.excluding is not None and self.excluded(subject):
+            return None
+        idle = not self.live and self.idle()
+        if idle and not headers and not self.envelopes and not propagation.current_context():
+            return None
+        parent, links = self.consumer_parent(headers, subject, data, idle)
+        if idle and not parent and not propagation.current_context():  # (empty already: nothing to switch)
+            return None
+        return parent, links, idle
+
     def settle_parent(self, msg: Any) -> tuple[Context | None, list[Link] | None]:
         """Parent and links of a settle span (ack …) for ``msg``: the current span when there is one,
         else the message's creation context (an ack outside any span joins the producer's trace);

@@ -29,6 +29,7 @@ from opentelemetry.instrumentation.nats.operation import (
     Operation,
     _Installed,
     enabled,
+    size,
     untraced,
 )
 from opentelemetry.instrumentation.nats.propagation import caller_links, current_context, nothing_to_inject
@@ -40,13 +41,6 @@ Wrapper = Callable[[Any, Any, Args, Kwargs], Any]
 _NO_KWARGS: Kwargs = {}  # (never mutated: callees unpack it)
 _PUBLISH_KEYWORDS = frozenset(("reply", "headers"))
 _PUBLISH, _REQUEST, _JS_PREFIX = names.PUBLISH, names.REQUEST, names.JS_PREFIX
-
-
-def size(payload: Any) -> int | None:
-    try:
-        return len(payload)
-    except TypeError:
-        return None
 
 
 @dataclass(frozen=True)

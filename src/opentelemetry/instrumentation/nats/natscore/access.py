@@ -127,12 +127,13 @@ class NatsCoreAccess:
 
 
 def _state(sub: Any) -> SubscriptionState:
+    subject, queue = getattr(sub, "subject", ""), getattr(sub, "queue", "")
     pending = getattr(sub, "_pending_messages", None)
     dropped = getattr(sub, "_dropped_messages", None)
     return SubscriptionState(
         sub,
-        subscription_subject(sub),
-        subscription_queue(sub),
+        subject if isinstance(subject, str) else "",
+        queue if isinstance(queue, str) and queue else None,
         None,  # (nats-core does not count deliveries)
         pending if type(pending) is int else None,
         dropped if type(dropped) is int else None,
@@ -152,16 +153,6 @@ def header_view(headers: Any) -> Any:
         return headers
     data = getattr(headers, "_data", None)
     return data if type(data) is dict else headers
-
-
-def subscription_subject(sub: Any) -> str:
-    subject = getattr(sub, "_subject", "")
-    return subject if isinstance(subject, str) else ""
-
-
-def subscription_queue(sub: Any) -> str | None:
-    queue = getattr(sub, "_queue", None)
-    return queue if isinstance(queue, str) and queue else None
 
 
 def subscription_client(sub: Any) -> Any:

@@ -22,8 +22,6 @@ from opentelemetry.instrumentation.nats.natscore.access import (
     client_subscription,
     remember_info,
     subscription_dropped,
-    subscription_queue,
-    subscription_subject,
 )
 from opentelemetry.instrumentation.nats.operation import installed
 from opentelemetry.instrumentation.nats.sending import Args, Kwargs
@@ -64,8 +62,7 @@ class ConnectionWatch:
         try:
             sub = client_subscription(self.client, sid)
             if sub is not None:
-                subject, queue = subscription_subject(sub), subscription_queue(sub)
-                attrs = metrics.subscription_attributes(ACCESS, self.client, subject, queue)
+                attrs = metrics.subscription_attributes(ACCESS, self.client, sub.subject, sub.queue or None)
                 metrics.dropped_total(attrs, sub, subscription_dropped(sub))
         except Exception:
             _LOG.debug("could not count dropped messages", exc_info=True)

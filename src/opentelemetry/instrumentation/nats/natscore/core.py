@@ -30,26 +30,22 @@ from opentelemetry.instrumentation.nats.natscore.access import (
     ACCESS,
     header_view,
     subscription_client,
-    subscription_queue,
     subscription_sid,
-    subscription_subject,
 )
 from opentelemetry.instrumentation.nats.operation import (
     ACTIVE,
     CLIENT,
-    CONSUMER,
-    SERVER,
     Operation,
     _Installed,
+    delivered,
     enabled,
     entry,
     now,
 )
 from opentelemetry.instrumentation.nats.propagation import attach, current_context, detach
 from opentelemetry.instrumentation.nats.recorder import Recorder
-from opentelemetry.instrumentation.nats.sending import Args, Calls, Kwargs, publish_wrapper, request_wrapper, size
-from opentelemetry.instrumentation.nats.streams import with_consumer
-from opentelemetry.instrumentation.nats.subjects import is_wildcard
+from opentelemetry.instrumentation.nats.sending import Args, Calls, Kwargs, publish_wrapper, request_wrapper
+from opentelemetry.instrumentation.nats.streams import process_kind
 
 _LOG = logging.getLogger(__name__)
 
@@ -104,22 +100,18 @@ request = request_wrapper(_CALLS)
 request.__doc__ = """``Client.request``: see :func:`..sending.request_wrapper`."""
 
 
-def delivered(op: names.Op, kind: Any, sub: Any, msg: Any, headers: Any, extra: Any = None) -> Operation:
+def _operation(op: names.Op, kind: Any, sub: Any, msg: Any, headers: Any, extra: Any = None) -> Operation:
     """The consumer-side :class:`Operation` for ``msg``, which ``sub`` delivered (``headers``: its view)."""
-    subject = subscription_subject(sub)
-    return Operation(
-        op=op,
-        kind=kind,
-        access=ACCESS,
-        client=subscription_client(sub),
-        subject=msg.subject,
-        template=subject if is_wildcard(subject) else None,
-        queue=subscription_queue(sub),
-        body_size=size(msg.data),
-        reply_to=msg.reply,
+    return delivered(
+        op,
+        kind,
+        ACCESS,
+        subscription_client(sub),
+        msg,
         headers=headers,
         sid=subscription_sid(sub),
-        hook_args=(msg,),
+        sub_subject=sub.subject,
+        queue=sub.queue,
         extra=extra,
     )
 
@@ -140,7 +132,7 @@ async def _receive(rec: Recorder, wrapped: Any, sub: Any, args: Args, kwargs: Kw
     try:
         if rec.excluding is None or not rec.excluded(msg.subject):
             extra = attributes.jetstream_message_attributes(msg.reply)
-            await rec.received(delivered(names.RECEIVE, CLIENT, sub, msg, header_view(msg.headers), extra), msg, start)
+            await rec.received(_operation(names.RECEIVE, CLIENT, sub, msg, header_view(msg.headers), extra), msg, start)
     except Exception:
         _LOG.debug("could not record a receive span", exc_info=True)
     return msg
@@ -161,31 +153,19 @@ class TracedCallback(wrapt.ObjectProxy):  # type: ignore[type-arg]
         if rec is None or msg is None or (current_context() and not enabled()):
             return wrapped(*args, **kwargs)
         try:
-            subject = msg.subject
-            if rec.excluding is not None and rec.excluded(subject):
+            headers = header_view(msg.headers)
+            found = rec.delivery(msg.subject, headers, msg.data)
+            if found is None:
                 return wrapped(*args, **kwargs)
-            headers = msg.headers
-            idle = not rec.live and rec.idle()
-            if idle and headers is None and not rec.envelopes and not current_context():
-                return wrapped(*args, **kwargs)  # no SDK and no context to carry or to switch from
-            headers = header_view(headers)
-            parent, links = rec.consumer_parent(headers, subject, msg.data, idle)
-            if idle:  # no SDK: the callback just runs in the producer's context
-                op = None
-            else:
-                reply = msg.reply
-                jetstream = bool(reply) and reply.startswith(names.JS_ACK_PREFIX)
-                extra = attributes.ack_subject_attributes(reply) if jetstream else None
-                kind = SERVER if reply and not jetstream else CONSUMER
-                op = delivered(names.PROCESS, kind, self._self_sub, msg, headers, extra)
-                if extra is not None:
-                    op.extra = with_consumer(op.client, extra)
+            parent, links, idle = found
+            if not idle:
+                sub = self._self_sub
+                kind, extra = process_kind(msg.reply, subscription_client(sub))
+                op = _operation(names.PROCESS, kind, sub, msg, headers, extra)
         except Exception:
             _LOG.debug("not tracing an unusual message", exc_info=True)
             return wrapped(*args, **kwargs)
-        if op is None:
-            if not parent and not current_context():  # (empty already: nothing to switch)
-                return wrapped(*args, **kwargs)
+        if idle:  # no SDK: the callback just runs in the producer's context
             token = attach(parent)
             try:
                 return wrapped(*args, **kwargs)

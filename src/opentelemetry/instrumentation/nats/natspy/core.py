@@ -30,19 +30,19 @@ from opentelemetry.instrumentation.nats.natspy.access import (
 from opentelemetry.instrumentation.nats.operation import (
     ACTIVE,
     CLIENT,
-    CONSUMER,
     PRODUCER,
-    SERVER,
     Operation,
     _Installed,
+    delivered,
     enabled,
     entry,
     now,
+    size,
     untraced,
 )
 from opentelemetry.instrumentation.nats.propagation import current_context
-from opentelemetry.instrumentation.nats.sending import Args, Calls, Kwargs, publish_wrapper, request_wrapper, size
-from opentelemetry.instrumentation.nats.streams import with_consumer
+from opentelemetry.instrumentation.nats.sending import Args, Calls, Kwargs, publish_wrapper, request_wrapper
+from opentelemetry.instrumentation.nats.streams import process_kind
 from opentelemetry.instrumentation.nats.subjects import is_wildcard
 
 _LOG = logging.getLogger(__name__)
@@ -121,31 +121,20 @@ class TracedCallback(wrapt.ObjectProxy):  # type: ignore[type-arg]
         if rec is None or msg is None or (current_context() and not enabled()):
             return wrapped(*args, **kwargs)
         try:
-            subject = msg.subject
-            if rec.excluding is not None and rec.excluded(subject):
+            found = rec.delivery(msg.subject, msg.headers, msg.data)
+            if found is None:
                 return wrapped(*args, **kwargs)
-            idle = not rec.live and rec.idle()
-            if idle and not msg.headers and not rec.envelopes and not current_context():
-                return wrapped(*args, **kwargs)  # no SDK and no context to carry or to switch from
-            parent, links = rec.consumer_parent(msg.headers, subject, msg.data, idle)
-        except Exception:
-            _LOG.debug("not tracing an unusual message", exc_info=True)
-            return wrapped(*args, **kwargs)
-        if idle:  # no SDK: the callback just runs in the producer's context
-            if not parent and not current_context():  # (empty already: nothing to switch)
-                return wrapped(*args, **kwargs)
-            return _in_context(parent, wrapped, args, kwargs)
-        try:
-            reply = msg.reply
-            jetstream = bool(reply) and reply.startswith(names.JS_ACK_PREFIX)
-            kind = SERVER if reply and not jetstream else CONSUMER
-            data, client = msg.data, message_client(msg)
+            parent, links, idle = found
+            if idle:  # no SDK: the callback just runs in the producer's context
+                return _in_context(parent, wrapped, args, kwargs)
+            reply, data, client = msg.reply, msg.data, message_client(msg)
+            kind, extra = process_kind(reply, client)
             op = Operation(
                 op=names.PROCESS,
                 kind=kind,
                 access=ACCESS,
                 client=client,
-                subject=subject,
+                subject=msg.subject,
                 body_size=len(data) if type(data) is bytes else size(data),
                 reply_to=reply,
                 headers=msg.headers,
@@ -153,7 +142,7 @@ class TracedCallback(wrapt.ObjectProxy):  # type: ignore[type-arg]
                 sid=message_sid(msg),
                 template=self._self_template,
                 queue=self._self_queue,
-                extra=with_consumer(client, attributes.ack_subject_attributes(reply)) if jetstream else None,
+                extra=extra,
             )
         except Exception:
             _LOG.debug("not tracing an unusual message", exc_info=True)
@@ -193,21 +182,17 @@ async def subscribe(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> 
 
 
 def message_operation(op: Any, kind: SpanKind, msg: Any, sub_subject: Any, queue: Any, extra: Any) -> Operation:
-    """The consumer-side :class:`Operation` for a delivered message (receive spans, micro endpoints);
-    ``sub_subject`` becomes the template when it has wildcards."""
-    return Operation(
-        op=op,
-        kind=kind,
-        access=ACCESS,
-        client=message_client(msg),
-        subject=msg.subject,
-        template=sub_subject if isinstance(sub_subject, str) and is_wildcard(sub_subject) else None,
-        queue=queue or None,
-        body_size=size(msg.data),
-        reply_to=msg.reply,
+    """The consumer-side :class:`Operation` for a delivered message (receive spans, micro endpoints)."""
+    return delivered(
+        op,
+        kind,
+        ACCESS,
+        message_client(msg),
+        msg,
         headers=msg.headers,
         sid=message_sid(msg),
-        hook_args=(msg,),
+        sub_subject=sub_subject,
+        queue=queue,
         extra=extra,
     )
 
