@@ -36,6 +36,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "auto_instrumentation: runs an app under opentelemetry-instrument in a subprocess "
         "(tests.helpers.instrumented_command); scripts/check_dist.py reruns these against the built wheel",
     )
+    config.addinivalue_line(
+        "markers",
+        "nats_core: an auto_instrumentation test of a nats-core app (scripts/check_dist.py runs it with the "
+        "wheel's nats-core extra on Python 3.13)",
+    )
 
 
 @pytest.fixture(scope="session")
