@@ -73,6 +73,7 @@ class Recorder:
         self.envelopes = bool(config.envelope_subjects)
         self.hooks = any((config.publish_hook, config.consume_hook, config.request_hook, config.response_hook))
         self._link_mode = config.link_mode
+        self._warned_hooks: set[int] = set()  # coroutine-function hooks a synchronous call could not run
         self.live = False  # an SDK tracer or meter was seen: idle() is False from then on (no call needed)
         self._measuring = False  # an SDK meter was seen: measuring() is True from then on
         # a meter that may record later: the global proxy meter before a meter provider is set
@@ -308,7 +309,7 @@ class Recorder:
             tokens = self._make_current(span, op, parent, op.kind is CONSUMER or op.kind is SERVER)
             try:
                 if self.hooks and op.hook_args and span.is_recording():
-                    call_hook_sync(self._hook_for(op), span, *op.hook_args)
+                    call_hook_sync(self._hook_for(op), span, *op.hook_args, warned=self._warned_hooks)
                 result = wrapped(*args, **kwargs)
             finally:
                 _restore(tokens)
@@ -446,21 +447,18 @@ def _restore(tokens: tuple[Any, Any]) -> None:
     propagation.detach(tokens[0])
 
 
-class _Warned:
-    hooks: set[int] = set()  # ids of coroutine-function hooks a synchronous call could not run
-
-
-def call_hook_sync(hook: Hook | None, *args: Any) -> None:
+def call_hook_sync(hook: Hook | None, *args: Any, warned: set[int] | None = None) -> None:
     """Call a user hook from a synchronous call: its exceptions are logged and swallowed; a coroutine
-    it returns cannot be awaited there, so it is closed unrun (logged once per hook)."""
+    it returns cannot be awaited there, so it is closed unrun (logged once per hook in ``warned``)."""
     if hook is None:
         return
     try:
         result = hook(*args)
         if inspect.iscoroutine(result):
             result.close()
-            if id(hook) not in _Warned.hooks:
-                _Warned.hooks.add(id(hook))
+            if warned is None or id(hook) not in warned:
+                if warned is not None:
+                    warned.add(id(hook))
                 _LOG.warning(
                     "OpenTelemetry NATS hook %r is a coroutine function: it cannot run inside a synchronous "
                     "callback (nats-core's subscription callbacks), so it is not called there; use a plain function",
