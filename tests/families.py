@@ -49,9 +49,10 @@ def skip_reason(name: str) -> str | None:
 class Sub:
     """A subscription: the family's own object and its id as spans show it."""
 
-    def __init__(self, native: Any, sid: str) -> None:
+    def __init__(self, native: Any, sid: str, release: asyncio.Event | None = None) -> None:
         self.native = native
         self.sid = sid
+        self.release = release  # (a slow consumer's: lets its stuck callback go on)
 
 
 class Conn:
@@ -86,6 +87,10 @@ class Conn:
         """The next message of ``async for msg in …`` (the family's iterator form)."""
         raise NotImplementedError
 
+    async def consume_pending(self, sub: Sub) -> None:
+        """Let a slow consumer (``subscribe(limit=…)``) take the messages it holds."""
+        raise NotImplementedError
+
     def new_inbox(self) -> str:
         return str(self.native.new_inbox())
 
@@ -107,6 +112,9 @@ class Family:
     name: str
     no_responders: str  # the error type a request without responders raises
     legacy_reply_operation: str  # a reply's messaging.operation in legacy mode
+    # a callback runs in the context its subscription was made in (nats-py: a task per subscription),
+    # else in the context the connection was made in (nats-core: the read loop)
+    callbacks_in_subscribers_context: bool
 
     def __init__(self) -> None:
         self.conns: list[Conn] = []
@@ -205,6 +213,8 @@ class _PyConn(Conn):
                 await release.wait()
 
             sub = await self.native.subscribe(subject, queue=queue or "", cb=stuck, pending_msgs_limit=limit)
+            await self.synced()
+            return Sub(sub, str(sub._id), release)
         await self.synced()
         return Sub(sub, str(sub._id))
 
@@ -216,6 +226,13 @@ class _PyConn(Conn):
             return msg
         raise AssertionError("the subscription ended")
 
+    async def consume_pending(self, sub: Sub) -> None:
+        assert sub.release is not None
+        sub.release.set()
+        while sub.native.pending_msgs:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.02)
+
     async def synced(self) -> None:
         # nats-py may still hold a SUB in its pending buffer when flush()'s PING goes out
         await self.native._flush_pending(force_flush=True)
@@ -226,6 +243,7 @@ class NatsPy(Family):
     name = "nats-py"
     no_responders = "NoRespondersError"
     legacy_reply_operation = "reply"
+    callbacks_in_subscribers_context = True
 
     async def _connect(self, server: NatsServer, reconnect: bool) -> Conn:
         import nats
@@ -322,11 +340,16 @@ class _CoreConn(Conn):
             return msg
         raise AssertionError("the subscription ended")
 
+    async def consume_pending(self, sub: Sub) -> None:
+        while sub.native.pending[0]:
+            await sub.native.next(timeout=5)
+
 
 class NatsCore(Family):
     name = "nats-core"
     no_responders = "NoRespondersError"
     legacy_reply_operation = "publish"  # (no respond(): a reply is a publish)
+    callbacks_in_subscribers_context = False
 
     async def _connect(self, server: NatsServer, reconnect: bool) -> Conn:
         import nats.client

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import wrapt
+from opentelemetry.trace import SpanKind
 
 from opentelemetry.instrumentation.nats import families as instrumented_families
 from tests.families import Conn, Family
@@ -183,3 +184,6 @@ async def test_slow_consumer_drops_are_counted(telemetry: Telemetry, server: Any
         for p in points(m["messaging.nats.subscription.pending.messages"])
     }
     assert pending["slow.metrics"] == family.pending(sub) > 0
+    await conn.consume_pending(sub)
+    consumed = [s for s in telemetry.spans() if s.name.endswith(" slow.metrics") and s.kind != SpanKind.PRODUCER]
+    assert consumed[-1].attributes["messaging.nats.dropped_messages"] == dropped_now

@@ -120,6 +120,19 @@ async def test_attribute_modes(make_telemetry: Any, server: Any, family: Family,
     assert legacy_op == family.legacy_reply_operation
 
 
+async def test_semconv_from_the_environment(
+    make_telemetry: Any, server: Any, family: Family, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_NATS_SEMCONV", "legacy")
+    telemetry = make_telemetry()
+    conn = await family.connect(server)
+    await conn.publish("env.mode", b"")
+    (span,) = await wait_spans(telemetry, 1)
+    assert span.attributes["messaging.operation"] == "publish"
+    assert "messaging.operation.name" not in span.attributes
+    assert span.attributes["net.peer.port"] == server.port
+
+
 async def test_envelope_subjects_parent_the_consumer(make_telemetry: Any, server: Any, family: Family) -> None:
     telemetry = make_telemetry(envelope_subjects=["legacy.>"])
     conn = await family.connect(server)
