@@ -181,3 +181,21 @@ async def test_connection_callbacks_do_nothing_after_uninstrument(
     assert [type(e).__name__ for e in errors] == ["SlowConsumerError"]
     assert [r.getMessage() for r in caplog.records if r.name.startswith("opentelemetry")] == []
     assert not [r for r in caplog.records if r.name.startswith("nats.client") and r.levelno >= logging.ERROR]
+
+
+def test_plain_patches_look_like_the_originals(telemetry: Telemetry) -> None:
+    import inspect
+
+    import nats.client
+    import nats.client.subscription
+
+    for owner, name in (
+        (nats.client.Client, "publish"),
+        (nats.client.Client, "request"),
+        (nats.client.Subscription, "next"),
+    ):
+        patched = owner.__dict__[name]
+        assert patched.__wrapped__.__name__ == patched.__name__ == name
+        assert patched.__doc__ == patched.__wrapped__.__doc__
+        assert inspect.iscoroutinefunction(patched)
+    assert nats.client.subscription.Subscription is nats.client.Subscription
