@@ -34,6 +34,13 @@ CLIENT, PRODUCER, CONSUMER, SERVER = SpanKind.CLIENT, SpanKind.PRODUCER, SpanKin
 # inject the operation's context instead.
 ACTIVE: ContextVar[Operation | None] = ContextVar("opentelemetry_nats_active", default=None)
 
+# Set by an operation that reads JetStream messages through a client's internals and records them
+# itself (a key-value read, watcher or history: the writer's context of each stored message becomes
+# a link on the operation's span). While it is set, the internals that deliver a JetStream message
+# (a batch's or stream's ``__anext__``, a stored-message get) hand each message to it and record no
+# span of their own.
+COLLECT: ContextVar[Callable[[Any], None] | None] = ContextVar("opentelemetry_nats_collect", default=None)
+
 
 class _Installed:
     recorder: Recorder | None = None
