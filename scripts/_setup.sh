@@ -8,6 +8,8 @@
 #                         installed into .venv. Needs ensure_venv first.
 #   ensure_promtool     - with CI=true, install Prometheus's promtool and server (Debian package prometheus)
 #                         unless both are there; elsewhere only say which monitoring tests will be skipped
+#   find_python313      - print the directory of a working python3.13 (PATH, then pyenv's versions),
+#                         or nothing; the next-generation clients (nats-core …) need Python 3.13
 #
 # Debian packages are installed only when something is missing, with sudo when not root.
 
@@ -118,4 +120,16 @@ ensure_venv() {
         python3 -m venv .venv
     fi
     .venv/bin/python -m pip install --quiet --upgrade pip
+}
+
+find_python313() {
+    local candidate
+    for candidate in "$(command -v python3.13 2>/dev/null)" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3.13; do
+        if [ -n "$candidate" ] && [ -x "$candidate" ] \
+            && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1; then
+            dirname "$candidate"
+            return 0
+        fi
+    done
+    return 0
 }

@@ -117,6 +117,17 @@ def _exception_events() -> list[str]:
     return out
 
 
+def _span_table(title: str, spans: tuple[names.SpanSpec, ...]) -> list[str]:
+    rows = [
+        f"| {title} | span name | kind | `messaging.operation.type` | `messaging.operation.name` "
+        "| legacy `messaging.operation` |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in spans:
+        rows.append(f"| `{s.call}` | `{s.name}` | {s.kind} | {s.op.type or '—'} | `{s.op.name}` | `{s.op.legacy}` |")
+    return rows
+
+
 def render() -> str:
     out = [
         "# Reference: spans, attributes and metrics",
@@ -126,12 +137,13 @@ def render() -> str:
         "",
         "## Spans",
         "",
-        "| nats-py call | span name | kind | `messaging.operation.type` | `messaging.operation.name` "
-        "| legacy `messaging.operation` |",
-        "| --- | --- | --- | --- | --- | --- |",
+        *_span_table("nats-py call", names.SPANS),
+        "",
+        "The next-generation clients: nats-core (`nats.client`, Python 3.13 and newer). A reply is a",
+        "`Client.publish` to the message's reply subject.",
+        "",
+        *_span_table("nats-core call", names.CORE_SPANS),
     ]
-    for s in names.SPANS:
-        out.append(f"| `{s.call}` | `{s.name}` | {s.kind} | {s.op.type or '—'} | `{s.op.name}` | `{s.op.legacy}` |")
     out += [
         "",
         "`{dest}` is the subscription subject when a wildcard subscription received the message, else the",

@@ -63,46 +63,6 @@ async def test_no_sdk_is_idle(no_sdk: None) -> None:
     assert rec is not None and rec.idle()
 
 
-async def test_no_sdk_publish_outside_any_span_sends_no_headers(no_sdk: None, server: NatsServer, connect: Any) -> None:
-    nc = await connect(server.url)
-    sub = await nc.subscribe("fast.plain")
-    await nc.publish("fast.plain", b"x")
-    await nc.publish("fast.plain", b"y", headers={"k": "v"})
-    first, second = await _next(sub), await _next(sub)
-    assert first.headers is None
-    assert second.headers == {"k": "v"}
-
-
-async def test_no_sdk_publish_carries_the_current_context(no_sdk: None, server: NatsServer, connect: Any) -> None:
-    nc = await connect(server.url)
-    sub = await nc.subscribe("fast.ctx")
-    token = attach(set_baggage("tenant", "t1", _producer_context()))
-    try:
-        await nc.publish("fast.ctx", b"x")
-    finally:
-        detach(token)
-    msg = await _next(sub)
-    assert msg.headers["traceparent"] == TRACEPARENT
-    assert msg.headers["baggage"] == "tenant=t1"
-
-
-async def test_no_sdk_callback_runs_in_the_producer_context(no_sdk: None, server: NatsServer, connect: Any) -> None:
-    """A service without an SDK still passes the trace on: the callback's publishes carry it."""
-    nc = await connect(server.url)
-    seen: asyncio.Queue[Any] = asyncio.Queue()
-
-    async def relay(msg: Any) -> None:
-        await seen.put(get_current_span().get_span_context())
-        await nc.publish("fast.out", msg.data)
-
-    out = await nc.subscribe("fast.out")
-    await nc.subscribe("fast.in", cb=relay)
-    await nc.publish("fast.in", b"x", headers={"traceparent": TRACEPARENT})
-    span_ctx = await asyncio.wait_for(seen.get(), 2)
-    assert format(span_ctx.trace_id, "032x") == TRACEPARENT.split("-")[1]
-    assert (await _next(out)).headers["traceparent"] == TRACEPARENT
-
-
 async def test_no_sdk_callback_sends_carry_the_message_baggage(no_sdk: None, server: NatsServer, connect: Any) -> None:
     """The callback's context has the producer's trace context but not the message's baggage (kept
     aside, as with an SDK); its publishes carry both, and keep a ``baggage`` header of their own."""
@@ -387,6 +347,19 @@ def test_extract_reads_what_the_propagators_read(textmap: TextMapPropagator, hea
     with _global_textmap(textmap):
         expected = propagate.extract(headers, context=Context(), getter=propagation._GETTER)
         assert _extracted(propagation.extract(headers)) == _extracted(expected)
+
+
+@pytest.mark.parametrize("textmap", [_STOCK, _REVERSED, _TRACE_ONLY])
+@pytest.mark.parametrize("headers", _HEADER_CASES)
+def test_extract_reads_list_values_as_the_propagators_read_the_first(
+    textmap: TextMapPropagator, headers: dict[str, Any]
+) -> None:
+    """nats-core's header form: every value a list of strings."""
+    listed = {k: [v, "second"] if k.lower() == "traceparent" else [v] for k, v in headers.items()}
+    with _global_textmap(textmap):
+        expected = propagate.extract(headers, context=Context(), getter=propagation._GETTER)
+        assert _extracted(propagation.extract(listed)) == _extracted(expected)
+        assert _extracted(propagation.extract({k: [v] for k, v in headers.items()})) == _extracted(expected)
 
 
 def test_extract_asks_other_propagators() -> None:

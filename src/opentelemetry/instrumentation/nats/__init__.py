@@ -74,9 +74,10 @@ class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        """The requirements of the installed client families: either family satisfies the
-        dependency check (nats-py's requirement when neither is installed)."""
-        found = tuple(f.requirement for f in families.installed())
+        """The requirements of the client families found: the installed ones in a supported version,
+        else the installed ones (so that the conflict is reported), else nats-py's. Either family
+        satisfies the dependency check."""
+        found = tuple(f.requirement for f in families.instrumented())
         return found or _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
@@ -87,7 +88,7 @@ class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         meter = get_meter(__name__, __version__, meter_provider=kwargs.get("meter_provider"), schema_url=SCHEMA_URL)
         events = ExceptionEvents.create(kwargs.get("logger_provider"), __name__) if config.exception_events else None
         install(Recorder(tracer, config, NatsMetrics(meter, config.mode, names.KEYS[config.mode]), events=events))
-        found = families.installed()
+        found = families.instrumented()
         if not found:
             _LOG.warning("neither nats-py nor nats-core is installed: nothing to instrument")
         for family in found:

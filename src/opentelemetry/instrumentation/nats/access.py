@@ -23,6 +23,7 @@ class SubscriptionState(NamedTuple):
     queue: str | None
     delivered: int | None
     pending: int | None
+    dropped: int | None = None  # slow-consumer drops, where the client counts them itself (nats-core)
 
 
 class ClientAccess(Protocol):

@@ -12,6 +12,7 @@ from typing import Any
 from opentelemetry.instrumentation.nats import names
 from opentelemetry.instrumentation.nats.access import ClientAccess, SubscriptionState
 from opentelemetry.instrumentation.nats.names import Keys, Op
+from opentelemetry.instrumentation.nats.propagation import as_mapping
 from opentelemetry.instrumentation.nats.subjects import SubjectSet
 
 Attrs = dict[str, Any]
@@ -85,25 +86,38 @@ def span_name(op: Op, destination: str | None) -> str:
 
 
 def header_attributes(headers: Any, captured: SubjectSet) -> Attrs:
-    """``messaging.message.id`` from ``Nats-Msg-Id``, and the opted-in captured headers."""
+    """``messaging.message.id`` from ``Nats-Msg-Id``, and the opted-in captured headers (of a header
+    with several values, the first, as nats-core's ``Headers.get`` reads it)."""
     attrs: Attrs = {}
-    if not headers or (type(headers) is not dict and not isinstance(headers, Mapping)):  # fast path: a dict
+    if not headers:
         return attrs
-    msg_id = headers.get(MSG_ID_HEADER)
+    if type(headers) is not dict and not isinstance(headers, Mapping):  # (fast path: a dict)
+        headers = as_mapping(headers)
+        if not headers:
+            return attrs
+    msg_id = _first(headers.get(MSG_ID_HEADER))
     if isinstance(msg_id, str) and msg_id:
         attrs[names.MESSAGE_ID] = msg_id
     if captured:
         for k, v in headers.items():
-            if isinstance(k, str) and isinstance(v, str) and k.lower() in captured:
-                attrs[names.NATS_HEADER_PREFIX + k.lower()] = v
+            if isinstance(k, str) and k.lower() in captured:
+                v = _first(v)
+                if isinstance(v, str):
+                    attrs[names.NATS_HEADER_PREFIX + k.lower()] = v
     return attrs
+
+
+def _first(value: Any) -> Any:
+    """A header's value: a list's (nats-core) first item."""
+    return (value[0] if value else None) if type(value) is list else value
 
 
 def subscription_attributes(
     sid: Any, state: SubscriptionState | None, dropped: Mapping[Any, int] | None = None, attrs: Attrs | None = None
 ) -> Attrs:
     """Subscription id and its delivered/pending counters, when the subscription is known; its
-    slow-consumer drops (from ``dropped``, counted by the connection watch) once there are any.
+    slow-consumer drops once there are any (the client's own count, else ``dropped``, counted by
+    the connection watch).
 
     Added to ``attrs`` when given (fast path: no intermediate dict per message)."""
     if attrs is None:
@@ -116,7 +130,9 @@ def subscription_attributes(
             attrs[names.NATS_DELIVERED] = state.delivered
         if state.pending is not None:
             attrs[names.NATS_PENDING] = state.pending
-        if dropped:
+        if state.dropped:
+            attrs[names.NATS_DROPPED] = state.dropped
+        elif dropped:
             n = dropped.get(state.sub)
             if n:
                 attrs[names.NATS_DROPPED] = n

@@ -216,10 +216,33 @@ class NatsMetrics:
         with suppress(TypeError):  # not weak-referenceable
             self.sub_dropped[sub] = self.sub_dropped.get(sub, 0) + 1
             self.any_dropped = True
+        self._count_dropped(1, attrs)
+
+    def dropped_total(self, attrs: Attrs, sub: Any, total: int) -> None:
+        """``sub`` has dropped ``total`` messages in all (a client that counts them itself): count
+        the ones not counted yet."""
+        try:
+            new = total - self.sub_dropped.get(sub, 0)
+            if new <= 0:
+                return
+            self.sub_dropped[sub] = total
+        except TypeError:  # not weak-referenceable: not counted
+            return
+        self.any_dropped = True
+        self._count_dropped(new, attrs)
+
+    def _count_dropped(self, n: int, attrs: Attrs) -> None:
         if self.current:
-            self.dropped.add(1, attrs)
+            self.dropped.add(n, attrs)
         if self.legacy:
-            self.l_dropped.add(1, attrs)
+            self.l_dropped.add(n, attrs)
+
+    def reconnected(self, access: ClientAccess, client: Any, down_since: float | None) -> None:
+        """``client`` reconnected; it lost its connection at ``down_since`` (``time.monotonic()``)."""
+        attrs = self.server_attributes(access, client)
+        self.reconnects.add(1, attrs)
+        if down_since is not None:
+            self.disconnect_duration.record(time.monotonic() - down_since, attrs)
 
     # --- observable state ------------------------------------------------------------------
 
@@ -280,7 +303,10 @@ class NatsMetrics:
         totals: dict[tuple[tuple[str, Any], ...], int] = {}
         for client, access in list(self.clients.items()):
             for sub in access.subscriptions(client):
-                key = tuple(sorted(self.subscription_attributes(access, client, sub.subject, sub.queue).items()))
+                attrs = self.subscription_attributes(access, client, sub.subject, sub.queue)
+                if sub.dropped:  # (a client that counts its drops: the ones since the last look)
+                    self.dropped_total(attrs, sub.sub, sub.dropped)
+                key = tuple(sorted(attrs.items()))
                 totals[key] = totals.get(key, 0) + (sub.pending or 0)
         return [Observation(n, dict(key)) for key, n in totals.items()]
 

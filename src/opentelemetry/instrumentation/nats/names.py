@@ -57,7 +57,7 @@ OBJECT_DELETE = Op("object_store.delete", None, "object_store.delete")
 
 
 class SpanSpec(NamedTuple):
-    """One row of the span model: the nats-py call, its operation, span kind(s) and name pattern."""
+    """One row of the span model: the client call, its operation, span kind(s) and name pattern."""
 
     call: str
     op: Op
@@ -93,6 +93,17 @@ SPANS: tuple[SpanSpec, ...] = (
     SpanSpec("ObjectStore.get", OBJECT_GET, "CLIENT", "object_store.get {bucket}"),
     SpanSpec("ObjectStore.delete", OBJECT_DELETE, "CLIENT", "object_store.delete {bucket}"),
     SpanSpec("nats.micro endpoint handler", PROCESS, "SERVER", "process {endpoint subject}"),
+)
+
+# The next-generation clients: nats-core (``nats.client``). A reply is a ``Client.publish`` to the
+# message's reply subject (``publish``, a temporary destination).
+CORE_SPANS: tuple[SpanSpec, ...] = (
+    SpanSpec("Client.publish", PUBLISH, _SEND_KIND, "publish {subject}"),
+    SpanSpec("Client.request", REQUEST, "CLIENT", "request {subject}"),
+    SpanSpec(
+        "Subscription.add_callback callback", PROCESS, "CONSUMER, SERVER when the message has a reply", "process {dest}"
+    ),
+    SpanSpec("Subscription.next, async for, .messages", RECEIVE, "CLIENT", "receive {dest}"),
 )
 
 

@@ -7,6 +7,12 @@ propagators write, without building a context for them), and a plain ``tracepare
 propagators extract, without their generic steps); nothing is injected when the context is
 empty and the propagators would write nothing (:func:`nothing_to_inject`); headers without the
 names the propagator writes are not parsed (:func:`carried_context`); a dict is read as a dict.
+
+Header forms: nats-py's ``dict[str, str]``; nats-core's ``dict[str, list[str]]`` (its wrappers hand
+over the dict its ``Headers`` object holds, without a copy) or a caller's dict whose values may be
+strings or lists of strings; any other object with an ``items()`` of such pairs (nats-core's
+``Headers`` given by a caller) is read through a copy (:func:`as_mapping`). A list's first item is
+the value, as for ``Headers.get``.
 """
 
 from __future__ import annotations
@@ -102,7 +108,8 @@ _RENAMED_TRACEPARENT = "Xraceparent"
 
 
 class _HeaderGetter(Getter[Mapping[str, Any]]):
-    """Reads NATS headers case-insensitively; tolerates ``None`` and non-string values.
+    """Reads NATS headers case-insensitively; tolerates ``None`` and non-string values; a list value
+    (nats-core) is returned as its string items.
 
     ``traceparent`` falls back to the ``Xraceparent`` of servers that rename it (above): one more
     dict lookup, and only when there is no ``traceparent``."""
@@ -118,7 +125,11 @@ class _HeaderGetter(Getter[Mapping[str, Any]]):
             else:
                 if key == _TRACEPARENT:
                     value = carrier.get(_RENAMED_TRACEPARENT)
-        return [value] if isinstance(value, str) else None
+        if isinstance(value, str):
+            return [value]
+        if type(value) is list:
+            return [v for v in value if isinstance(v, str)] or None
+        return None
 
     def keys(self, carrier: Mapping[str, Any]) -> list[str]:
         return [k for k in carrier if isinstance(k, str)]
@@ -137,6 +148,8 @@ def _plain_extract(headers: dict[Any, Any]) -> Context | None:
     """What the stock W3C propagators extract from ``headers`` when they hold a plain ``traceparent``
     and no ``tracestate`` or ``baggage`` (see the module's fast paths), else ``None``."""
     value = headers.get(_TRACEPARENT)
+    if type(value) is list and len(value) == 1:  # (nats-core)
+        value = value[0]
     if type(value) is not str or len(value) != 55:
         return None
     parts = _stock_parts()
@@ -154,10 +167,28 @@ def _plain_extract(headers: dict[Any, Any]) -> Context | None:
     return otel_private.span_context(NonRecordingSpan(span_context))  # (what set_span_in_context builds)
 
 
+def as_mapping(headers: Any) -> Mapping[str, Any] | None:
+    """``headers`` as a mapping: a dict or ``Mapping`` as it is; another object with an ``items()`` of
+    ``(name, value)`` pairs (nats-core's ``Headers``) copied into a dict; ``None`` for anything else."""
+    if type(headers) is dict or isinstance(headers, Mapping):
+        return headers
+    items = getattr(headers, "items", None)
+    if not callable(items):
+        return None
+    try:
+        return dict(items())
+    except Exception:  # not pairs
+        return None
+
+
 def extract(headers: Any) -> Context:
     """The context carried by message headers; an empty context (→ root span) when there is none."""
-    if not headers or (type(headers) is not dict and not isinstance(headers, Mapping)):
+    if not headers:
         return _EMPTY
+    if type(headers) is not dict and not isinstance(headers, Mapping):
+        headers = as_mapping(headers)
+        if not headers:
+            return _EMPTY
     try:
         if type(headers) is dict:
             plain = _plain_extract(headers)
@@ -196,7 +227,9 @@ def carried_context(headers: Any) -> SpanContext | None:
     global propagator extracts from them (whatever propagator is configured), else ``None``
     (callers skip ``None`` and empty headers before calling)."""
     if type(headers) is not dict and not isinstance(headers, Mapping):
-        return None
+        headers = as_mapping(headers)
+        if not headers:
+            return None
     try:
         textmap = propagate.get_global_textmap()
         fields = _propagator_fields(textmap)
@@ -296,17 +329,19 @@ def span_carrier(span: Span, parent: Context | None, headers: Any = None) -> dic
 
 
 def inject(
-    headers: dict[str, str] | None,
+    headers: Any,
     payload_size: int,
     server_info: Mapping[str, Any],
     max_payload: int,
     context: Context | None = None,
     carrier: dict[str, str] | None = None,
-) -> tuple[dict[str, str] | None, str | None]:
+) -> tuple[Any, str | None]:
     """Headers to send: a copy of ``headers`` with ``context`` (default: the current one) injected,
     or with ``carrier`` (what the propagator wrote already, see :func:`span_carrier`).
 
-    Returns ``(headers, skip_reason)``. The caller's dict is never mutated. Nothing is injected
+    ``headers``: ``None``, a dict (values strings, or lists of strings for nats-core), or an object
+    with such an ``items()`` (nats-core's ``Headers``); the copy is a dict.
+    Returns ``(headers, skip_reason)``. The caller's object is never mutated. Nothing is injected
     (and the caller's headers are returned as they are) when the propagator writes nothing, when
     the server does not support headers, or when the headers would push the message over
     ``max_payload``; the latter two return a skip reason.
@@ -330,6 +365,9 @@ def inject(
     for k, v in out.items():
         if type(k) is str and type(v) is str and k.isascii() and v.isascii():
             size += _HEADER_LINE_OVERHEAD + len(k) + len(v)
+        elif type(v) is list:  # one line per item (nats-core)
+            key_size = _HEADER_LINE_OVERHEAD + len(str(k).encode())
+            size += sum(key_size + len(str(item).encode()) for item in v)
         else:
             size += _HEADER_LINE_OVERHEAD + len(str(k).encode()) + len(str(v).encode())
     if size > max_payload:
