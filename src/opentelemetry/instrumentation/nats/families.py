@@ -5,7 +5,8 @@
   ``nats.jetstream``, ``nats.key_value``; Python 3.13 and newer): :mod:`.natscore`.
 
 Both can be installed in one environment (they share the ``nats`` namespace); then both are traced.
-A family is found by its distribution's metadata and ``importlib.util.find_spec`` of a module, never by importing ``nats``.
+A family is found by its distribution's metadata and ``importlib.util.find_spec`` of a module, never
+by importing ``nats``.
 """
 
 from __future__ import annotations
