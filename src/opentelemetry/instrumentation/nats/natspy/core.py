@@ -25,6 +25,7 @@ import wrapt
 from opentelemetry.trace import SpanKind
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.natspy.access import (
     ACCESS,
@@ -111,6 +112,8 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         except TypeError:
             return wrapped(*args, **kwargs)
     if active is not None:  # nats-py internals of request/respond/…: inject, no span of its own
+        if headers:
+            _record_features(active, headers)
         # (the operation's span - or, when that is None, its current span: never an empty context)
         headers = rec.inject(
             ACCESS, instance, payload, headers, span_current=True, span=active.span, parent=active.parent
@@ -137,11 +140,34 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         headers=headers,
         hook_args=(subject, payload, headers) if rec.hooks else (),
     )
+    if headers:
+        op.extra = attributes.feature_header_attributes(headers)
     # the current context as the explicit parent: the SDK (and its sampler) need not look it up again
     args = (subject, payload, reply, headers)
     if links is None:
         return rec.run(op, wrapped, args, _NO_KWARGS, parent=ctx, inject=True)
     return rec.run(op, wrapped, args, _NO_KWARGS, parent=ctx, links=links)
+
+
+# Operations whose span records the JetStream message features in the headers their nats-py
+# internals send (JetStream publish: with the Nats-TTL of ``msg_ttl=``; key-value writes)
+_FEATURE_OPS = (names.PUBLISH, names.REQUEST, names.KV_PUT, names.KV_CREATE, names.KV_UPDATE)
+
+
+def _record_features(active: Operation, headers: Any) -> None:
+    """Record on ``active``'s span the JetStream message features (TTL, atomic batch, counter,
+    schedule) of the headers its nats-py internals send (see :func:`.attributes.feature_header_attributes`)."""
+    try:
+        if active.op not in _FEATURE_OPS:
+            return
+        # the operation's span, or when that is not set (Recorder.run with hooks) the current one: its span
+        span = active.span if active.span is not None else trace.get_current_span()
+        if span.is_recording():
+            found = attributes.feature_header_attributes(headers)
+            if found is not None:
+                span.set_attributes(found)
+    except Exception:
+        _LOG.debug("could not record the JetStream features of a message", exc_info=True)
 
 
 def _request_args(
