@@ -442,7 +442,9 @@ async def test_schedule_refused_by_the_stream(telemetry: Any, js_server: Any, co
     )
 
 
-@requires_server("2.12", below="2.14", why="2.12 has no batch end without a stored message, nor interval schedules")
+@requires_server(
+    "2.12", below="2.14", why="2.12 has no batch end without a stored message, and of the schedules only @at"
+)
 async def test_features_of_2_14_refused_by_2_12(telemetry: Any, js_server: Any, connect: Any) -> None:
     nc = await connect(js_server.url)
     js = nc.jetstream()
