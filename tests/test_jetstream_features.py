@@ -119,7 +119,8 @@ async def test_ttl_from_msg_ttl(telemetry: Any, js_server: Any, connect: Any) ->
     kv = await js.create_key_value(bucket=bucket)  # (nats-py turns allow_msg_ttl on)
     telemetry.clear()
     revision = await kv.create("session", b"token", msg_ttl=60)
-    (create,) = await wait_spans(telemetry, 1)
+    await kv.purge("session", msg_ttl=120)  # (its marker's TTL)
+    create, purge = await wait_spans(telemetry, 2)
     assert (create.name, create.kind) == (f"kv.create {bucket}", SpanKind.CLIENT)
     assert dict(create.attributes) == {
         "messaging.system.name": "nats",
@@ -132,6 +133,7 @@ async def test_ttl_from_msg_ttl(telemetry: Any, js_server: Any, connect: Any) ->
         ttl: "60",
         **conn_attrs(nc),
     }
+    assert (purge.name, purge.attributes[ttl]) == (f"kv.purge {bucket}", "120")
 
 
 @requires_server("2.12", why="counters (allow_msg_counter), per-message TTL")

@@ -31,8 +31,8 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
+from opentelemetry.instrumentation.nats.natspy.jetstream import PENDING_ACKS
 from opentelemetry.instrumentation.nats.operation import installed
-from opentelemetry.instrumentation.nats.patches.jetstream import PENDING_ACKS
 from opentelemetry.instrumentation.nats.propagation import traceparent
 from tests.helpers import by_name, collect, conn_attrs, responder, stored_headers, synced, wait_spans
 from tests.natsserver import requires_server

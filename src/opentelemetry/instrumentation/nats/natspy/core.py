@@ -150,8 +150,8 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
 
 
 # Operations whose span records the JetStream message features in the headers their nats-py
-# internals send (JetStream publish: with the Nats-TTL of ``msg_ttl=``; key-value writes)
-_FEATURE_OPS = (names.PUBLISH, names.REQUEST, names.KV_PUT, names.KV_CREATE, names.KV_UPDATE)
+# internals send (JetStream publish: with the Nats-TTL of ``msg_ttl=``; key-value writes and purges)
+_FEATURE_OPS = (names.PUBLISH, names.REQUEST, names.KV_PUT, names.KV_CREATE, names.KV_UPDATE, names.KV_PURGE)
 
 
 def _record_features(active: Operation, headers: Any) -> None:
