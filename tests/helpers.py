@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import sys
 import uuid
@@ -129,6 +131,15 @@ async def new_stream(nc: Any, telemetry: Any, prefix: str) -> tuple[Any, str]:
     await js.add_stream(name=stream, subjects=[f"{stream}.>"])
     telemetry.clear()
     return js, stream
+
+
+async def stored_headers(nc: Any, stream: str, **query: Any) -> dict[str, str]:
+    """The headers of a message stored in ``stream`` (``seq=…`` or ``last_by_subj=…``), read through
+    the JetStream API itself (no span: JetStream API traffic makes none)."""
+    reply = await nc.request(f"$JS.API.STREAM.MSG.GET.{stream}", json.dumps(query).encode(), timeout=5)
+    message = json.loads(reply.data)["message"]
+    lines = base64.b64decode(message.get("hdrs", "")).decode().split("\r\n")[1:]
+    return dict(line.split(": ", 1) for line in lines if line)
 
 
 def load_script(name: str) -> Any:

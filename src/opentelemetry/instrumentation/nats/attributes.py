@@ -197,7 +197,8 @@ def ack_timestamp(reply: Any) -> int | None:
 
 
 def puback_attributes(keys: Keys, ack: Any, client: Any = None) -> Attrs:
-    """Stream, sequence, duplicate flag and domain from a JetStream ``PubAck``."""
+    """Stream, sequence, duplicate flag and domain from a JetStream ``PubAck``; an atomic batch's
+    id and size (on its commit) and a counter's value after the increment, when it has them."""
     attrs: Attrs = {}
     stream, seq, domain = getattr(ack, "stream", None), getattr(ack, "seq", None), getattr(ack, "domain", None)
     if stream is not None and stream != "":  # (one per JetStream publish: the checks of _put, inline)
@@ -207,7 +208,56 @@ def puback_attributes(keys: Keys, ack: Any, client: Any = None) -> Attrs:
     if domain is not None and domain != "":
         attrs[names.JS_DOMAIN] = domain
     attrs[names.JS_DUPLICATE] = bool(getattr(ack, "duplicate", False))
+    batch, value = getattr(ack, "batch_id", None), getattr(ack, "val", None)  # (nats-py 2.16)
+    if batch:
+        attrs[names.JS_BATCH_ID] = str(batch)
+        size = getattr(ack, "batch_size", None)
+        if type(size) is int:
+            attrs[names.BATCH_COUNT] = size
+    if value is not None:
+        attrs[names.JS_COUNTER_VALUE] = str(value)
     return attrs
+
+
+# JetStream message features that a published message asks for in its headers (the names the
+# server reads, which are case-sensitive), and the span attribute that records each header's value.
+JS_FEATURE_HEADERS: Mapping[str, str] = {
+    "Nats-TTL": names.JS_MESSAGE_TTL,
+    "Nats-Batch-Id": names.JS_BATCH_ID,
+    "Nats-Batch-Sequence": names.JS_BATCH_SEQUENCE,
+    "Nats-Batch-Commit": names.JS_BATCH_COMMIT,
+    "Nats-Incr": names.JS_COUNTER_INCREMENT,
+    "Nats-Schedule": names.JS_SCHEDULE,
+    "Nats-Schedule-Target": names.JS_SCHEDULE_TARGET,
+    "Nats-Schedule-Source": names.JS_SCHEDULE_SOURCE,
+    "Nats-Schedule-TTL": names.JS_SCHEDULE_TTL,
+    "Nats-Schedule-Time-Zone": names.JS_SCHEDULE_TIME_ZONE,
+    "Nats-Schedule-Rollup": names.JS_SCHEDULE_ROLLUP,
+}
+_FEATURE_HEADER_NAMES = frozenset(JS_FEATURE_HEADERS)
+
+
+def feature_header_attributes(headers: Any) -> Attrs | None:
+    """The JetStream message features (per-message TTL, atomic batch, counter, schedule) that
+    outgoing ``headers`` ask for, as span attributes; ``None`` when they ask for none (the usual
+    case: one set operation) or are not a mapping. Values are recorded as sent (stripped, as
+    nats-py sends them); the batch sequence as an int, left out when it is not one."""
+    try:
+        if _FEATURE_HEADER_NAMES.isdisjoint(headers):
+            return None
+        attrs: Attrs = {}
+        for header, key in JS_FEATURE_HEADERS.items():
+            value = headers.get(header)
+            if type(value) is list and value:  # (list-valued headers: the value sent first)
+                value = value[0]
+            if isinstance(value, str):
+                attrs[key] = value.strip()
+        sequence = attrs.pop(names.JS_BATCH_SEQUENCE, None)
+        if sequence is not None and sequence.isascii() and sequence.isdigit():
+            attrs[names.JS_BATCH_SEQUENCE] = int(sequence)
+        return attrs or None
+    except Exception:  # not a mapping of headers (nats-py fails on it itself)
+        return None
 
 
 def batch_attributes(keys: Keys, msgs: Any, client: Any = None) -> Attrs:

@@ -80,6 +80,16 @@ class Templates:
         return self.patterns[found.lastindex - 1] if found is not None and found.lastindex else None
 
 
+# What nats-py (2.16) refuses in a subject before sending (BadSubjectError), the NATS protocol's separators
+_BAD_SUBJECT = re.compile(r"[ \t\r\n]")
+
+
+def valid_subject(subject: str) -> bool:
+    """False for a subject nats-py refuses (or, with ``skip_subject_validation``, that the protocol
+    splits): it never names a span or a metric series, nor takes a place among ``max_destinations``."""
+    return _BAD_SUBJECT.search(subject) is None
+
+
 def _regex(pattern: str) -> str:
     """A (valid) NATS pattern as a regular expression: ``*`` one token, a final ``>`` one or more."""
     return r"\.".join("[^.]+" if t == "*" else ".+" if t == ">" else re.escape(t) for t in pattern.split("."))
@@ -112,11 +122,14 @@ class Destinations:
         self.metric_keys = metric_keys
 
     def admit(self, subject: str) -> bool:
-        """True when ``subject`` may be shown: shown before, or still under the limit."""
+        """True when ``subject`` may be shown: shown before, or still under the limit (and valid: see
+        :func:`valid_subject`)."""
         shown = self.shown
         if subject in shown:
             return True
         if len(shown) < self.max_destinations:
+            if not valid_subject(subject):
+                return False
             shown.add(subject)
             return True
         if not self.warned:

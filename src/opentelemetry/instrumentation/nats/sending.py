@@ -16,10 +16,12 @@ through. The installed recorder is read from its holder directly, and the usual 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.access import ClientAccess
 from opentelemetry.instrumentation.nats.operation import (
@@ -33,6 +35,8 @@ from opentelemetry.instrumentation.nats.operation import (
     untraced,
 )
 from opentelemetry.instrumentation.nats.propagation import caller_links, current_context, nothing_to_inject
+
+_LOG = logging.getLogger(__name__)
 
 Args = tuple[Any, ...]
 Kwargs = dict[str, Any]
@@ -93,6 +97,8 @@ def publish_wrapper(calls: Calls) -> Wrapper:
             except TypeError:
                 return wrapped(*args, **kwargs)
         if active is not None:  # internals of request/respond/…: inject, no span of its own
+            if headers:
+                _record_features(active, headers if view is None else view(headers))
             # (the operation's span - or, when that is None, its current span: never an empty context)
             headers = rec.inject(
                 access, instance, payload, headers, span_current=True, span=active.span, parent=active.parent
@@ -119,6 +125,8 @@ def publish_wrapper(calls: Calls) -> Wrapper:
             headers=readable,
             hook_args=(subject, payload, headers) if rec.hooks else (),
         )
+        if readable:
+            op.extra = attributes.feature_header_attributes(readable)
         # the current context as the explicit parent: the SDK (and its sampler) need not look it up again
         args = (subject, payload, reply, headers)
         if links is None:
@@ -126,6 +134,27 @@ def publish_wrapper(calls: Calls) -> Wrapper:
         return rec.run(op, wrapped, args[:2], {"reply": reply, "headers": headers}, parent=ctx, links=links)
 
     return publish
+
+
+# Operations whose span records the JetStream message features in the headers their client
+# internals send (JetStream publish: with the Nats-TTL of ``msg_ttl=``; key-value writes and purges)
+_FEATURE_OPS = (names.PUBLISH, names.REQUEST, names.KV_PUT, names.KV_CREATE, names.KV_UPDATE, names.KV_PURGE)
+
+
+def _record_features(active: Operation, headers: Any) -> None:
+    """Record on ``active``'s span the JetStream message features (TTL, atomic batch, counter,
+    schedule) of the headers its client internals send (see :func:`.attributes.feature_header_attributes`)."""
+    try:
+        if active.op not in _FEATURE_OPS:
+            return
+        # the operation's span, or when that is not set (Recorder.run with hooks) the current one: its span
+        span = active.span if active.span is not None else trace.get_current_span()
+        if span.is_recording():
+            found = attributes.feature_header_attributes(headers)
+            if found is not None:
+                span.set_attributes(found)
+    except Exception:
+        _LOG.debug("could not record the JetStream features of a message", exc_info=True)
 
 
 def request_wrapper(calls: Calls) -> Wrapper:
