@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import nats.errors
@@ -19,11 +18,9 @@ import nats.js.errors
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tests.helpers import assert_child, assert_links, by_name, conn_attrs, wait_spans
-from tests.natsserver import NatsServer
+from tests.helpers import assert_child, assert_links, conn_attrs, wait_spans
 from tests.test_message_age import ages, assert_waited, by_stream
 from tests.test_metrics import base, metrics, points
-from tests.trace_topology import disabled_headers, requires_msg_trace, traceparent
 
 
 def _name(prefix: str) -> str:
@@ -217,60 +214,6 @@ async def test_kv_watcher_timeout_makes_no_span(telemetry: Any, js_server: Any, 
         await watcher.updates(timeout=0.05)
     await watcher.stop()
     assert telemetry.spans() == []
-
-
-# --- servers that rename traceparent on stored copies ------------------------------------------------
-
-TRACED_ACCOUNT = """
-accounts {
-  TRACED {
-    jetstream: enabled
-    users: [{user: traced, password: traced}]
-    msg_trace { dest: "trace.events", sampling: 100 }
-  }
-}
-"""
-
-
-@pytest.fixture(scope="module")
-def tracing_server() -> Iterator[NatsServer]:
-    srv = NatsServer(jetstream=True, extra=TRACED_ACCOUNT).start()
-    yield srv
-    srv.cleanup()
-
-
-@requires_msg_trace
-async def test_stored_copies_with_trace_disabled_still_link(
-    telemetry: Any, tracing_server: NatsServer, connect: Any
-) -> None:
-    """With account message tracing on, nats-server 2.11-2.12.11 store ``Xraceparent`` instead of
-    ``traceparent`` (later ones add ``Nats-Trace-Dest: trace disabled``): readers link all the same."""
-    nc = await connect(tracing_server.url, user="traced", password="traced")
-    js = nc.jetstream()
-    bucket = _name("kv")
-    kv = await js.create_key_value(bucket=bucket, direct=True)
-    telemetry.clear()
-    await kv.put("k", b"v")
-    watcher = await kv.watch("k")
-    entry = await kv.get("k")
-    raw = await js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.k", direct=True)
-    watched = await _entry(watcher)
-    await watcher.stop()
-    assert (entry.value, watched.value) == (b"v", b"v")
-    spans = await wait_spans(telemetry, 4)
-    assert [s.name for s in spans] == [
-        f"kv.put {bucket}",
-        f"kv.get {bucket}",
-        f"get KV_{bucket}",
-        f"receive {bucket}",
-    ]
-    put = spans[0]
-    stored = {k: v for k, v in raw.headers.items() if not k.startswith("Nats-") or k == "Nats-Trace-Dest"}
-    assert stored == disabled_headers(traceparent(put))  # the server really disabled the stored copy's trace
-    for span in spans[1:]:
-        assert span.parent is None
-        assert_links(span, put)
-    assert by_name(spans, f"receive {bucket}").kind is SpanKind.CLIENT
 
 
 # --- metrics -------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from tests.families_js import Js, jetstream
 from tests.helpers import Telemetry, assert_child, assert_links, wait_spans
 from tests.matrix.expect import RECEIVE
 from tests.natsserver import NatsServer
+from tests.trace_topology import disabled_headers, requires_msg_trace, traceparent
 
 GET = {
     "messaging.system.name": "nats",
@@ -359,3 +361,56 @@ async def test_keys_make_no_spans(telemetry: Telemetry, js_server: NatsServer, f
     await asyncio.sleep(0.05)
     spans = await wait_spans(telemetry, 3)
     assert [s.name for s in spans] == [f"kv.put {bucket}"] * 3
+
+
+# --- servers that rename traceparent on stored copies ------------------------------------------------
+
+TRACED_ACCOUNT = """
+accounts {
+  TRACED {
+    jetstream: enabled
+    users: [{user: traced, password: traced}]
+    msg_trace { dest: "trace.events", sampling: 100 }
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def tracing_server() -> Iterator[NatsServer]:
+    srv = NatsServer(jetstream=True, extra=TRACED_ACCOUNT).start()
+    yield srv
+    srv.cleanup()
+
+
+@requires_msg_trace
+async def test_stored_copies_with_trace_disabled_still_link(
+    telemetry: Telemetry, tracing_server: NatsServer, family: Family
+) -> None:
+    """With account message tracing on, nats-server 2.11-2.12.11 store ``Xraceparent`` instead of
+    ``traceparent`` (later ones add ``Nats-Trace-Dest: trace disabled``): readers link all the same."""
+    conn = await family.connect(tracing_server, user="traced", password="traced")
+    js = jetstream(conn)
+    bucket = _name("kv")
+    kv = await js.kv_create(bucket, direct=True)
+    telemetry.clear()
+    await kv.put("k", b"v")
+    watcher = await js.watch(kv, "k")
+    entry = await kv.get("k")
+    raw = await js.get(f"KV_{bucket}", subject=f"$KV.{bucket}.k", direct=True)
+    watched = await js.next_entry(watcher)
+    await watcher.stop()
+    assert (entry.value, watched.value) == (b"v", b"v")
+    spans = await wait_spans(telemetry, 4)
+    assert [(s.name, s.kind) for s in spans] == [
+        (f"kv.put {bucket}", SpanKind.CLIENT),
+        (f"kv.get {bucket}", SpanKind.CLIENT),
+        (f"get KV_{bucket}", SpanKind.CLIENT),
+        (f"receive {bucket}", SpanKind.CLIENT),
+    ]
+    put = spans[0]
+    stored = {k: v for k, v in js.stored_headers(raw).items() if not k.startswith("Nats-") or k == "Nats-Trace-Dest"}
+    assert stored == disabled_headers(traceparent(put))  # the server really disabled the stored copy's trace
+    for span in spans[1:]:
+        assert span.parent is None
+        assert_links(span, put)
