@@ -215,6 +215,35 @@ async def test_stream_gets(telemetry: Telemetry, js: Any, direct: bool) -> None:
         }
 
 
+# --- key-value writes ------------------------------------------------------------------------------
+
+
+async def test_create_over_a_deleted_key_and_over_a_live_one(telemetry: Telemetry, js: Any) -> None:
+    """``create`` retries over a delete marker (a publish, a get and another publish inside): one span;
+    over a live key it raises ``KeyExistsError``, recorded on its span."""
+    from nats.key_value.errors import KeyExistsError
+
+    kv, bucket = await _bucket(js, telemetry)
+    await kv.put("k", b"1")
+    await kv.delete("k")
+    rev = await kv.create("k", b"again")
+    with pytest.raises(KeyExistsError):
+        await kv.create("k", b"no")
+    spans = await wait_spans(telemetry, 4)
+    assert [(s.name, s.kind) for s in spans] == [
+        (f"kv.put {bucket}", SpanKind.CLIENT),
+        (f"kv.delete {bucket}", SpanKind.CLIENT),
+        (f"kv.create {bucket}", SpanKind.CLIENT),
+        (f"kv.create {bucket}", SpanKind.CLIENT),
+    ]
+    created, refused = spans[2:]
+    assert (created.status.status_code, created.attributes["messaging.nats.kv.revision"]) == (StatusCode.UNSET, rev)
+    assert (refused.status.status_code, refused.attributes["error.type"]) == (StatusCode.ERROR, "KeyExistsError")
+    assert "messaging.nats.kv.revision" not in refused.attributes
+    stored = await js.get_message(f"KV_{bucket}", rev)  # the value written carries its span's context
+    assert [v.split("-")[2] for v in stored.headers.get_all("traceparent")] == [format(created.context.span_id, "016x")]
+
+
 # --- key-value iterators ---------------------------------------------------------------------------
 
 

@@ -159,7 +159,8 @@ def _record_features(active: Operation, headers: Any) -> None:
 
 def request_wrapper(calls: Calls) -> Wrapper:
     """The ``Client.request`` patch function of a family: one CLIENT span over the round trip; its
-    inner publish injects and makes no span."""
+    inner publish injects and makes no span. Inside another operation it makes none (a JetStream
+    publish's requests are its attempts: see :func:`attempted`)."""
     access, bind, keywords = calls.access, calls.bind_request, calls.request_keywords
     text, view, result_error = calls.text, calls.view, calls.result_error
 
