@@ -22,7 +22,7 @@ from tests.families_js import Js, jetstream
 from tests.helpers import Telemetry, assert_child, assert_links, wait_spans
 from tests.matrix.expect import RECEIVE
 from tests.natsserver import NatsServer
-from tests.trace_topology import disabled_headers, requires_msg_trace, traceparent
+from tests.trace_topology import TRACED_ACCOUNTS, disabled_headers, requires_msg_trace, traceparent
 
 GET = {
     "messaging.system.name": "nats",
@@ -365,20 +365,10 @@ async def test_keys_make_no_spans(telemetry: Telemetry, js_server: NatsServer, f
 
 # --- servers that rename traceparent on stored copies ------------------------------------------------
 
-TRACED_ACCOUNT = """
-accounts {
-  TRACED {
-    jetstream: enabled
-    users: [{user: traced, password: traced}]
-    msg_trace { dest: "trace.events", sampling: 100 }
-  }
-}
-"""
-
 
 @pytest.fixture(scope="module")
 def tracing_server() -> Iterator[NatsServer]:
-    srv = NatsServer(jetstream=True, extra=TRACED_ACCOUNT).start()
+    srv = NatsServer(jetstream=True, extra=TRACED_ACCOUNTS).start()
     yield srv
     srv.cleanup()
 
