@@ -152,6 +152,47 @@ async def test_headers_objects_on_a_jetstream_publish(make_telemetry: Any, js: A
     assert [v.split("-")[2] for v in stored.headers.get_all("traceparent")] == [format(publish.context.span_id, "016x")]
 
 
+@requires_server("2.12", why="per-message TTL (allow_msg_ttl) and counters (allow_msg_counter)")
+async def test_message_features_and_the_counters_value(telemetry: Telemetry, js: Any) -> None:
+    """The JetStream message features a publish's headers ask for (list values too) and the PubAck's
+    counter value (nats-jetstream's ``value``, nats-py's ``val``)."""
+    ttl_stream, counter_stream = _name("TTL"), _name("CNT")
+    await js.create_stream(name=ttl_stream, subjects=[f"{ttl_stream}.>"], allow_msg_ttl=True)
+    await js.create_stream(name=counter_stream, subjects=[f"{counter_stream}.>"], allow_msg_counter=True)
+    telemetry.clear()
+    await js.publish(f"{ttl_stream}.a", b"x", headers={"Nats-TTL": ["1h"]})
+    await js.publish(f"{counter_stream}.hits", b"", headers={"Nats-Incr": "+5"})
+    ack = await js.publish(f"{counter_stream}.hits", b"", headers={"Nats-Incr": "-2"})
+    assert ack.value == "3"
+    ttl, first, second = await wait_spans(telemetry, 3)
+    features = ("messaging.nats.jetstream.message_ttl", "messaging.nats.jetstream.counter_")
+    assert [{k: v for k, v in s.attributes.items() if k.startswith(features)} for s in (ttl, first, second)] == [
+        {"messaging.nats.jetstream.message_ttl": "1h"},
+        {"messaging.nats.jetstream.counter_increment": "+5", "messaging.nats.jetstream.counter_value": "5"},
+        {"messaging.nats.jetstream.counter_increment": "-2", "messaging.nats.jetstream.counter_value": "3"},
+    ]
+
+
+@requires_server("2.11", why="per-key TTL (a bucket with limit_marker_ttl)")
+async def test_key_value_ttls(telemetry: Telemetry, js: Any) -> None:
+    """``create(ttl=)`` and ``purge(ttl=)`` send a per-message TTL: their spans record it."""
+    from datetime import timedelta
+
+    import nats.key_value
+
+    bucket = _name("kv")
+    config = nats.key_value.KeyValueConfig(bucket=bucket, history=5, limit_marker_ttl=timedelta(seconds=5))
+    kv = await nats.key_value.create_key_value(js, config)
+    telemetry.clear()
+    await kv.create("k", b"v", ttl=timedelta(minutes=1))
+    await kv.purge("k", ttl=timedelta(seconds=30))
+    create, purge = await wait_spans(telemetry, 2)
+    assert [(s.name, s.attributes.get("messaging.nats.jetstream.message_ttl")) for s in (create, purge)] == [
+        (f"kv.create {bucket}", "60s"),
+        (f"kv.purge {bucket}", "30s"),
+    ]
+
+
 # --- settle ----------------------------------------------------------------------------------------
 
 
