@@ -381,9 +381,11 @@ class Recorder:
         error: BaseException | None = None,
         messages: int = 1,
         nbytes: int | None = None,
+        end_time: int | None = None,
     ) -> None:
-        """End the span of ``op`` with the call's result or error, and record its metrics. A result
-        that is an error the caller sees (``op.result_error``) is recorded as one."""
+        """End the span of ``op`` (at ``end_time``, else now) with the call's result or error, and
+        record its metrics. A result that is an error the caller sees (``op.result_error``) is
+        recorded as one."""
         if error is None and op.result_error is not None:
             try:
                 error = op.result_error(result)
@@ -398,50 +400,79 @@ class Recorder:
                 span.set_attributes(op.on_result(self.keys, result, op.client))
             except Exception:
                 _LOG.debug("could not read attributes from a %s result", op.op.name, exc_info=True)
-        span.end()
-        self._measure(op, error, messages, nbytes)
+        span.end(end_time)
+        self._measure(op, error, messages, nbytes, end_time)
 
-    def _measure(self, op: Operation, error: BaseException | None, messages: int, nbytes: int | None) -> None:
+    def _measure(
+        self, op: Operation, error: BaseException | None, messages: int, nbytes: int | None, end_time: int | None = None
+    ) -> None:
         """Record the metrics of an ended operation (none when ``op.metric_attrs`` is ``None``: no SDK meter)."""
         if self.metrics is not None and op.metric_attrs is not None:
             try:
-                seconds = (now() - op.started) / 1e9
+                seconds = ((end_time or now()) - op.started) / 1e9
                 nbytes = op.body_size if nbytes is None else nbytes
                 self.metrics.record(op, op.metric_attrs or {}, seconds, error, messages, nbytes)
             except Exception:
                 _LOG.debug("could not record metrics for %s", op.op.name, exc_info=True)
 
-    def fetched(self, op: Operation, start_time: int, msgs: Any = None, error: BaseException | None = None) -> None:
-        """Record a ``fetch`` that already happened: its links (one per message) are known only now."""
-        delivered = now()  # (the messages reach the application when fetch returns)
+    def fetched(
+        self,
+        op: Operation,
+        start_time: int,
+        msgs: Any = None,
+        error: BaseException | None = None,
+        *,
+        parent: Context | None = None,
+        end_time: int | None = None,
+        handed: list[int] | None = None,
+    ) -> None:
+        """Record a ``fetch`` that already happened: its links (one per message) are known only now.
+
+        ``parent``: the context it was called in (default: the current one); ``end_time``: when it
+        ended (default: now); ``handed``: when each message reached the application (default: at
+        the end, when the fetch returned them all)."""
+        end = end_time or now()
         msgs = msgs or []
         links: list[Link] = []
         for msg in msgs:
             links += creation_links(self.producer_context(msg.headers, msg.subject, msg.data)) or ()
-        span = self.start(op, links=links, start_time=start_time)
-        self.finish(span, op, msgs, error=error, messages=len(msgs), nbytes=sum(len(m.data) for m in msgs))
+        span = self.start(op, parent=parent, links=links, start_time=start_time)
+        self.finish(
+            span, op, msgs, error=error, messages=len(msgs), nbytes=sum(len(m.data) for m in msgs), end_time=end_time
+        )
         if self.metrics is not None:
-            for msg in msgs:
+            ordered = op.access.ordered_consumer(op.client, op.sid)
+            for i, msg in enumerate(msgs):
                 meta = attributes.jetstream_message_attributes(msg.reply)
                 if meta:
                     self.metrics.jetstream_message(meta, op.metric_attrs or {})
                     stored = attributes.ack_timestamp(msg.reply) if op.metric_attrs is not None else None
                     if stored is not None:
-                        self.metrics.jetstream_age(meta, stored, delivered, msg.subject)
+                        delivered = handed[i] if handed is not None and i < len(handed) else end
+                        self.metrics.jetstream_age(meta, stored, delivered, msg.subject, ordered)
 
-    def fetched_nothing(self, op: Operation, start_time: int, cancelled: bool) -> None:
+    def fetched_nothing(
+        self,
+        op: Operation,
+        start_time: int,
+        cancelled: bool,
+        *,
+        parent: Context | None = None,
+        end_time: int | None = None,
+    ) -> None:
         """Record a ``fetch`` that returned no messages (its ``TimeoutError``) or was cancelled while
-        it waited: never an error, no span unless ``empty_fetch_spans`` is on; metrics record an
-        empty fetch (a batch of none), not a cancelled one (it did not complete)."""
+        it waited (``parent`` and ``end_time`` as for :meth:`fetched`): never an error, no span
+        unless ``empty_fetch_spans`` is on; metrics record an empty fetch (a batch of none), not a
+        cancelled one (it did not complete)."""
         if self.config.empty_fetch_spans:
-            span = self.start(op, start_time=start_time)
+            span = self.start(op, parent=parent, start_time=start_time)
             if cancelled:
                 op.metric_attrs = None
-            self.finish(span, op, (), messages=0, nbytes=0)
+            self.finish(span, op, (), messages=0, nbytes=0, end_time=end_time)
         elif not cancelled and self.measuring():
             op.started = start_time
             op.metric_attrs = self.describe(op)[2]
-            self._measure(op, None, 0, 0)
+            self._measure(op, None, 0, 0, end_time)
 
     async def received(self, op: Operation, msg: Any, start_time: int) -> None:
         """Record a receive span for a message handed to the application (started at ``start_time``):

@@ -16,6 +16,7 @@ from typing import Any
 from opentelemetry.trace import Link, Span, SpanKind
 
 from opentelemetry.instrumentation.nats import attributes, names
+from opentelemetry.instrumentation.nats.fetches import fetch_operation
 from opentelemetry.instrumentation.nats.names import Op
 from opentelemetry.instrumentation.nats.natspy.access import (
     ACCESS,
@@ -183,21 +184,7 @@ async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     if rec is None:
         return await wrapped(*args, **kwargs)
     nc, stream, consumer = pull_subscription(instance)
-    extra = {names.JS_STREAM: stream}
-    if consumer:
-        extra[names.JS_CONSUMER] = consumer
-        with_consumer(nc, extra)
-    op = Operation(
-        op=names.FETCH,
-        kind=SpanKind.CLIENT,
-        access=ACCESS,
-        client=nc,
-        subject=stream,
-        inject=False,
-        extra=extra,
-        name_dest=stream or None,
-        on_result=attributes.batch_attributes,
-    )
+    op = fetch_operation(ACCESS, nc, stream, consumer)
     start = now()
     token = ACTIVE.set(op)  # the MSG.NEXT publish and next_msg loop make no spans
     try:
