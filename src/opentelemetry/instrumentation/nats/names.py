@@ -103,6 +103,10 @@ CORE_SPANS: tuple[SpanSpec, ...] = (
         "Subscription.add_callback callback", PROCESS, "CONSUMER, SERVER when the message has a reply", "process {dest}"
     ),
     SpanSpec("Subscription.next, async for, .messages", RECEIVE, "CLIENT", "receive {dest}"),
+    SpanSpec("PullConsumer / OrderedConsumer .fetch, .fetch_nowait (per batch)", FETCH, "CLIENT", "fetch {stream}"),
+    SpanSpec(
+        "PullConsumer / OrderedConsumer .next, each message of .messages()", RECEIVE, "CLIENT", "receive {stream}"
+    ),
 )
 
 

@@ -5,6 +5,9 @@
   caller's context. The batch receives its messages while the application iterates it: the span is
   recorded when the batch has ended (see :mod:`..fetches` for when that is, an abandoned batch's
   included); an empty batch follows the ``empty_fetch_spans`` rule; ``batch.error`` is its error.
+  A dropped batch is only collected once nothing refers to it: an ordered consumer keeps its last
+  batch until its next fetch, and a batch fetched with a ``heartbeat`` registers callbacks with its
+  client that nats-jetstream never removes (its span ends when the client is collected).
 - ``next()`` of either consumer: a CLIENT span ``receive {stream}`` in the caller's context, linked
   to the message's creation context; the fetch and batch it runs underneath make no spans. No
   message (its ``TimeoutError``), or an error: no span, as for ``Subscription.next``.
