@@ -321,3 +321,30 @@ async def test_suppressed_consumption_makes_no_spans(
         assert (await conn.receive_next(receiver)).data == b"0"
         assert await conn.fetch(consumer, 1, timeout=0.1) == []
     assert await wait_spans(telemetry, 0) == []
+
+
+async def test_the_consume_hook_sees_each_received_message(
+    make_telemetry: Any, js_server: NatsServer, family: Family
+) -> None:
+    seen: list[tuple[str, bytes]] = []
+    telemetry = make_telemetry(consume_hook=lambda span, msg: seen.append((span.name, msg.data)))
+    conn = await family.connect(js_server)
+    stream = await _stream(conn, "HOOK")
+    await produce(telemetry, conn, f"{stream}.q", 1)
+    receiver = await conn.receiver(stream, "reader", f"{stream}.q", holding=1)
+    assert (await conn.receive_next(receiver)).data == b"0"
+    assert seen == [(family.js_receive_name(stream, f"{stream}.q"), b"0")]
+
+
+async def test_excluded_subjects_make_no_receive_spans(
+    make_telemetry: Any, js_server: NatsServer, family: Family
+) -> None:
+    stream = _name("EXCL")
+    telemetry = make_telemetry(excluded_subjects=[f"{stream}.internal"])
+    conn = await family.connect(js_server)
+    await conn.add_stream(stream, [f"{stream}.>"])
+    await produce(telemetry, conn, f"{stream}.internal", 1)
+    receiver = await conn.receiver(stream, "reader", f"{stream}.internal", holding=1)
+    telemetry.clear()
+    assert (await conn.receive_next(receiver)).data == b"0"
+    assert await wait_spans(telemetry, 0) == []
