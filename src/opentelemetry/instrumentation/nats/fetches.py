@@ -3,7 +3,7 @@ batch, a link per message to its producer, recorded once the batch has ended (it
 only then).
 
 nats-py's ``fetch`` returns the batch's messages all at once: its wrapper records the span when it
-returns (:meth:`~.recorder.Recorder.fetched`). nats-jetstream's ``fetch`` returns a batch that
+returns (:func:`fetched`, :func:`fetched_nothing`). nats-jetstream's ``fetch`` returns a batch that
 receives its messages while the application iterates it; :class:`LazyFetch` follows such a batch and
 records the span when it has ended:
 
@@ -31,10 +31,13 @@ import logging
 import weakref
 from typing import Any
 
+from opentelemetry.context import Context
+from opentelemetry.trace import Link
+
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.access import ClientAccess
 from opentelemetry.instrumentation.nats.operation import CLIENT, Operation, now
-from opentelemetry.instrumentation.nats.propagation import current_context
+from opentelemetry.instrumentation.nats.propagation import creation_links, current_context
 from opentelemetry.instrumentation.nats.recorder import Recorder
 from opentelemetry.instrumentation.nats.streams import with_consumer
 
@@ -59,6 +62,67 @@ def fetch_operation(access: ClientAccess, client: Any, stream: str, consumer: st
         name_dest=stream or None,
         on_result=attributes.batch_attributes,
     )
+
+
+def fetched(
+    rec: Recorder,
+    op: Operation,
+    start_time: int,
+    msgs: Any = None,
+    error: BaseException | None = None,
+    *,
+    parent: Context | None = None,
+    end_time: int | None = None,
+    handed: list[int] | None = None,
+) -> None:
+    """Record a fetch that already happened: its links (one per message) are known only now.
+
+    ``parent``: the context it was called in (default: the current one); ``end_time``: when it ended
+    (default: now); ``handed``: when each message reached the application (default: at the end,
+    when the fetch returned them all)."""
+    end = end_time or now()
+    msgs = msgs or []
+    links: list[Link] = []
+    for msg in msgs:
+        links += creation_links(rec.producer_context(msg.headers, msg.subject, msg.data)) or ()
+    span = rec.start(op, parent=parent, links=links, start_time=start_time)
+    rec.finish(
+        span, op, msgs, error=error, messages=len(msgs), nbytes=sum(len(m.data) for m in msgs), end_time=end_time
+    )
+    metrics = rec.metrics
+    if metrics is not None:
+        ordered = op.access.ordered_consumer(op.client, op.sid)
+        for i, msg in enumerate(msgs):
+            meta = attributes.jetstream_message_attributes(msg.reply)
+            if meta:
+                metrics.jetstream_message(meta, op.metric_attrs or {})
+                stored = attributes.ack_timestamp(msg.reply) if op.metric_attrs is not None else None
+                if stored is not None:
+                    delivered = handed[i] if handed is not None and i < len(handed) else end
+                    metrics.jetstream_age(meta, stored, delivered, msg.subject, ordered)
+
+
+def fetched_nothing(
+    rec: Recorder,
+    op: Operation,
+    start_time: int,
+    cancelled: bool,
+    *,
+    parent: Context | None = None,
+    end_time: int | None = None,
+) -> None:
+    """Record a fetch that returned no messages or was cancelled while it waited (``parent`` and
+    ``end_time`` as for :func:`fetched`): never an error, no span unless ``empty_fetch_spans`` is on;
+    metrics record an empty fetch (a batch of none), not a cancelled one (it did not complete)."""
+    if rec.config.empty_fetch_spans:
+        span = rec.start(op, parent=parent, start_time=start_time)
+        if cancelled:
+            op.metric_attrs = None
+        rec.finish(span, op, (), messages=0, nbytes=0, end_time=end_time)
+    elif not cancelled and rec.measuring():
+        op.started = start_time
+        op.metric_attrs = rec.describe(op)[2]
+        rec.measure(op, None, 0, 0, end_time)
 
 
 class LazyFetch:
@@ -136,11 +200,11 @@ class LazyFetch:
         rec, op = self.rec, self.op
         try:
             if self.msgs or (error is not None and not cancelled):
-                rec.fetched(
-                    op, self.start, self.msgs, error, parent=self.parent, end_time=end_time, handed=self.handed_at
+                fetched(
+                    rec, op, self.start, self.msgs, error, parent=self.parent, end_time=end_time, handed=self.handed_at
                 )
             else:
-                rec.fetched_nothing(op, self.start, cancelled, parent=self.parent, end_time=end_time)
+                fetched_nothing(rec, op, self.start, cancelled, parent=self.parent, end_time=end_time)
         except Exception:
             _LOG.debug("could not record a fetch span", exc_info=True)
         self.msgs = []

@@ -3,7 +3,9 @@
 Patch functions describe a client call as an :class:`Operation` and hand it to
 :meth:`Recorder.run` (a call with a span around it: the one span lifecycle), its synchronous
 counterpart :meth:`Recorder.run_sync` (a synchronous callback: nats-core's subscription callbacks),
-or :meth:`Recorder.received` (a message handed to the application by an iterator or ``next``).
+or :meth:`Recorder.received` (a message handed to the application by an iterator or ``next``);
+a JetStream fetch, whose links are known only when it ends, is recorded by :mod:`.fetches` with
+:meth:`Recorder.start` and :meth:`Recorder.finish` (at its end time) and :meth:`Recorder.measure`.
 
 Fast paths (the per-message cost is what users pay; each is covered by tests/test_fast_paths.py):
 
@@ -401,9 +403,9 @@ class Recorder:
             except Exception:
                 _LOG.debug("could not read attributes from a %s result", op.op.name, exc_info=True)
         span.end(end_time)
-        self._measure(op, error, messages, nbytes, end_time)
+        self.measure(op, error, messages, nbytes, end_time)
 
-    def _measure(
+    def measure(
         self, op: Operation, error: BaseException | None, messages: int, nbytes: int | None, end_time: int | None = None
     ) -> None:
         """Record the metrics of an ended operation (none when ``op.metric_attrs`` is ``None``: no SDK meter)."""
@@ -414,65 +416,6 @@ class Recorder:
                 self.metrics.record(op, op.metric_attrs or {}, seconds, error, messages, nbytes)
             except Exception:
                 _LOG.debug("could not record metrics for %s", op.op.name, exc_info=True)
-
-    def fetched(
-        self,
-        op: Operation,
-        start_time: int,
-        msgs: Any = None,
-        error: BaseException | None = None,
-        *,
-        parent: Context | None = None,
-        end_time: int | None = None,
-        handed: list[int] | None = None,
-    ) -> None:
-        """Record a ``fetch`` that already happened: its links (one per message) are known only now.
-
-        ``parent``: the context it was called in (default: the current one); ``end_time``: when it
-        ended (default: now); ``handed``: when each message reached the application (default: at
-        the end, when the fetch returned them all)."""
-        end = end_time or now()
-        msgs = msgs or []
-        links: list[Link] = []
-        for msg in msgs:
-            links += creation_links(self.producer_context(msg.headers, msg.subject, msg.data)) or ()
-        span = self.start(op, parent=parent, links=links, start_time=start_time)
-        self.finish(
-            span, op, msgs, error=error, messages=len(msgs), nbytes=sum(len(m.data) for m in msgs), end_time=end_time
-        )
-        if self.metrics is not None:
-            ordered = op.access.ordered_consumer(op.client, op.sid)
-            for i, msg in enumerate(msgs):
-                meta = attributes.jetstream_message_attributes(msg.reply)
-                if meta:
-                    self.metrics.jetstream_message(meta, op.metric_attrs or {})
-                    stored = attributes.ack_timestamp(msg.reply) if op.metric_attrs is not None else None
-                    if stored is not None:
-                        delivered = handed[i] if handed is not None and i < len(handed) else end
-                        self.metrics.jetstream_age(meta, stored, delivered, msg.subject, ordered)
-
-    def fetched_nothing(
-        self,
-        op: Operation,
-        start_time: int,
-        cancelled: bool,
-        *,
-        parent: Context | None = None,
-        end_time: int | None = None,
-    ) -> None:
-        """Record a ``fetch`` that returned no messages (its ``TimeoutError``) or was cancelled while
-        it waited (``parent`` and ``end_time`` as for :meth:`fetched`): never an error, no span
-        unless ``empty_fetch_spans`` is on; metrics record an empty fetch (a batch of none), not a
-        cancelled one (it did not complete)."""
-        if self.config.empty_fetch_spans:
-            span = self.start(op, parent=parent, start_time=start_time)
-            if cancelled:
-                op.metric_attrs = None
-            self.finish(span, op, (), messages=0, nbytes=0, end_time=end_time)
-        elif not cancelled and self.measuring():
-            op.started = start_time
-            op.metric_attrs = self.describe(op)[2]
-            self._measure(op, None, 0, 0, end_time)
 
     async def received(self, op: Operation, msg: Any, start_time: int) -> None:
         """Record a receive span for a message handed to the application (started at ``start_time``):

@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry.trace import Link, Span, SpanKind
 
 from opentelemetry.instrumentation.nats import attributes, names
-from opentelemetry.instrumentation.nats.fetches import fetch_operation
+from opentelemetry.instrumentation.nats.fetches import fetch_operation, fetched, fetched_nothing
 from opentelemetry.instrumentation.nats.names import Op
 from opentelemetry.instrumentation.nats.natspy.access import (
     ACCESS,
@@ -179,7 +179,7 @@ async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``PullSubscription.fetch``: one CLIENT span, a link per message to its producer.
 
     The span is recorded after the call (its links are known only then). An empty fetch (its
-    ``TimeoutError``) and a cancelled one make no span by default (see ``Recorder.fetched_nothing``)."""
+    ``TimeoutError``) and a cancelled one make no span by default (see ``fetches.fetched_nothing``)."""
     rec = entry()
     if rec is None:
         return await wrapped(*args, **kwargs)
@@ -192,17 +192,17 @@ async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
         # nats.errors.TimeoutError, or asyncio's own when nats-py's deadline passed; or cancelled
         try:
-            rec.fetched_nothing(op, start, isinstance(exc, asyncio.CancelledError))
+            fetched_nothing(rec, op, start, isinstance(exc, asyncio.CancelledError))
         except Exception:
             _LOG.debug("could not record an empty fetch", exc_info=True)
         raise
     except BaseException as exc:
-        rec.fetched(op, start, error=exc)
+        fetched(rec, op, start, error=exc)
         raise
     finally:
         ACTIVE.reset(token)
     try:
-        rec.fetched(op, start, msgs)
+        fetched(rec, op, start, msgs)
     except Exception:
         _LOG.debug("could not record a fetch span", exc_info=True)
     return msgs
