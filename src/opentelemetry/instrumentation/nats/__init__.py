@@ -2,7 +2,8 @@
 
 Usage:
 
-    from opentelemetry.instrumentation.nats import NatsInstrumentor
+    from opentelemetry.instrumentation.nats.envelope import unwrap_envelope, wrap_envelope
+from opentelemetry.instrumentation.nats import NatsInstrumentor
 
     NatsInstrumentor().instrument()
 
@@ -35,9 +36,6 @@ from opentelemetry.instrumentation.nats.version import __version__
 _LOG = logging.getLogger(__name__)
 
 __all__ = ["NatsInstrumentor", "__version__", "message_context", "unwrap_envelope", "wrap_envelope"]
-
-wrap_envelope = propagation.wrap_envelope
-unwrap_envelope = propagation.unwrap_envelope
 
 
 def message_context(msg: Any) -> Context:

@@ -20,11 +20,13 @@ Fast paths (the per-message cost is what users pay; each is covered by tests/tes
 - The SDK's ``start_span`` is called with positional arguments (cheaper than keywords); without
   ``captured_headers`` a headers dict matters only when it has a Nats-Msg-Id; without
   ``excluded_subjects`` or ``envelope_subjects`` no pattern set is consulted.
+
+The module is longer than the others on purpose: it is the span lifecycle of both client families
+and the parent and link rules they share, which read best in one place (user hooks: hooks.py).
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,8 @@ from opentelemetry.instrumentation.nats.attributes import Attrs
 from opentelemetry.instrumentation.nats.clients import Clients
 from opentelemetry.instrumentation.nats.config import Hook, NatsConfig
 from opentelemetry.instrumentation.nats.destinations import Destinations
+from opentelemetry.instrumentation.nats.envelope import unwrap_envelope
+from opentelemetry.instrumentation.nats.hooks import call_hook, call_hook_sync
 from opentelemetry.instrumentation.nats.metrics import NatsMetrics, metric_attribute_keys
 from opentelemetry.instrumentation.nats.operation import ACTIVE, CONSUMER, SERVER, Operation, now
 from opentelemetry.instrumentation.nats.propagation import creation_links
@@ -183,7 +187,7 @@ class Recorder:
         envelope ``{"traceparent", "tracestate", "data"}`` in its payload; an empty context when there is none."""
         ctx = propagation.extract(headers)
         if self.envelopes and not propagation.has_span(ctx) and subject in self.config.envelope_subjects:
-            env_ctx, _ = propagation.unwrap_envelope(data)
+            env_ctx, _ = unwrap_envelope(data)
             if env_ctx is not None:
                 ctx = env_ctx
         return ctx
@@ -445,36 +449,3 @@ def _restore(tokens: tuple[Any, Any]) -> None:
     """Undo :meth:`Recorder._make_current`."""
     ACTIVE.reset(tokens[1])
     propagation.detach(tokens[0])
-
-
-def call_hook_sync(hook: Hook | None, *args: Any, warned: set[int] | None = None) -> None:
-    """Call a user hook from a synchronous call: its exceptions are logged and swallowed; a coroutine
-    it returns cannot be awaited there, so it is closed unrun (logged once per hook in ``warned``)."""
-    if hook is None:
-        return
-    try:
-        result = hook(*args)
-        if inspect.iscoroutine(result):
-            result.close()
-            if warned is None or id(hook) not in warned:
-                if warned is not None:
-                    warned.add(id(hook))
-                _LOG.warning(
-                    "OpenTelemetry NATS hook %r is a coroutine function: it cannot run inside a synchronous "
-                    "callback (nats-core's subscription callbacks), so it is not called there; use a plain function",
-                    hook,
-                )
-    except Exception:
-        _LOG.exception("OpenTelemetry NATS hook %r raised; ignored", hook)
-
-
-async def call_hook(hook: Hook | None, *args: Any) -> None:
-    """Call a user hook (plain or coroutine function); its exceptions are logged and swallowed."""
-    if hook is None:
-        return
-    try:
-        result = hook(*args)
-        if inspect.isawaitable(result):
-            await result
-    except Exception:
-        _LOG.exception("OpenTelemetry NATS hook %r raised; ignored", hook)
