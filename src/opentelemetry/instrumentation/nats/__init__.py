@@ -2,8 +2,7 @@
 
 Usage:
 
-    from opentelemetry.instrumentation.nats.envelope import unwrap_envelope, wrap_envelope
-from opentelemetry.instrumentation.nats import NatsInstrumentor
+    from opentelemetry.instrumentation.nats import NatsInstrumentor
 
     NatsInstrumentor().instrument()
 
@@ -24,6 +23,7 @@ from opentelemetry.metrics import get_meter
 from opentelemetry import trace
 from opentelemetry.instrumentation.nats import families, names, propagation
 from opentelemetry.instrumentation.nats.config import NatsConfig
+from opentelemetry.instrumentation.nats.envelope import unwrap_envelope, wrap_envelope
 from opentelemetry.instrumentation.nats.exception_events import ExceptionEvents
 from opentelemetry.instrumentation.nats.metrics import NatsMetrics
 from opentelemetry.instrumentation.nats.names import SCHEMA_URL
