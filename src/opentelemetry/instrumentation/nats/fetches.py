@@ -36,7 +36,7 @@ from opentelemetry.trace import Link
 
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.access import ClientAccess
-from opentelemetry.instrumentation.nats.operation import CLIENT, Operation, now
+from opentelemetry.instrumentation.nats.operation import Operation, client_operation, now
 from opentelemetry.instrumentation.nats.propagation import creation_links, current_context
 from opentelemetry.instrumentation.nats.recorder import Recorder
 from opentelemetry.instrumentation.nats.streams import with_consumer
@@ -51,17 +51,7 @@ def fetch_operation(access: ClientAccess, client: Any, stream: str, consumer: st
     if consumer:
         extra[names.JS_CONSUMER] = consumer
         with_consumer(client, extra)
-    return Operation(
-        op=names.FETCH,
-        kind=CLIENT,
-        access=access,
-        client=client,
-        subject=stream,
-        inject=False,
-        extra=extra,
-        name_dest=stream or None,
-        on_result=attributes.batch_attributes,
-    )
+    return client_operation(names.FETCH, access, client, stream, extra, on_result=attributes.batch_attributes)
 
 
 def fetched(

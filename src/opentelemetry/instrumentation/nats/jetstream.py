@@ -18,7 +18,16 @@ from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.access import ClientAccess
 from opentelemetry.instrumentation.nats.attributes import Attrs
 from opentelemetry.instrumentation.nats.names import Op
-from opentelemetry.instrumentation.nats.operation import CLIENT, PRODUCER, Operation, entry, installed, size, untraced
+from opentelemetry.instrumentation.nats.operation import (
+    CLIENT,
+    PRODUCER,
+    Operation,
+    client_operation,
+    entry,
+    installed,
+    size,
+    untraced,
+)
 from opentelemetry.instrumentation.nats.propagation import caller_links
 from opentelemetry.instrumentation.nats.recorder import Recorder
 from opentelemetry.instrumentation.nats.streams import CONFIGS, puback_result, with_consumer
@@ -138,7 +147,7 @@ class Settle:
             delay = args[0] if args else kwargs.get("delay")
             if isinstance(delay, (int, float)) and not isinstance(delay, bool) and delay:
                 extra[names.JS_NAK_DELAY] = float(delay)
-        op = Operation(
+        op = Operation(  # (named after the stream; its destination is the message's subject)
             op=self.op,
             kind=CLIENT,
             access=js.access,
@@ -177,16 +186,14 @@ class StoreCall:
         if isinstance(key, str):
             extra[self.key_attr] = key
         value = args[1] if len(args) > 1 else kwargs.get("value", kwargs.get("data"))
-        return Operation(
-            op=self.op,
-            kind=CLIENT,
-            access=self.js.access,
-            client=client,
-            subject=bucket,
+        return client_operation(
+            self.op,
+            self.js.access,
+            client,
+            bucket,
+            extra,
+            self.inject,
             body_size=size(value) if isinstance(value, (bytes, bytearray, str)) else None,
-            inject=self.inject,
-            extra=extra,
-            name_dest=bucket or None,
             on_result=self.on_result,
         )
 

@@ -100,6 +100,25 @@ class Operation:
     parent: Context | None = None
 
 
+def client_operation(
+    op: Op, access: ClientAccess, client: Any, destination: str, extra: Attrs, inject: bool = False, **fields: Any
+) -> Operation:
+    """A CLIENT operation on a stream or bucket (fetch, get, settle, key-value and object-store calls):
+    ``destination`` names its span (``{op} {destination}``; the operation alone when empty), ``extra``
+    holds its JetStream attributes; it injects only with ``inject``."""
+    return Operation(
+        op=op,
+        kind=CLIENT,
+        access=access,
+        client=client,
+        subject=destination,
+        inject=inject,
+        extra=extra,
+        name_dest=destination or None,
+        **fields,
+    )
+
+
 now = time.time_ns  # (an alias, not a function around it: one call less per operation)
 
 

@@ -25,9 +25,9 @@ from opentelemetry.instrumentation.nats.jetstream import Args, JetStreamAccess, 
 from opentelemetry.instrumentation.nats.names import Keys, Op
 from opentelemetry.instrumentation.nats.operation import (
     ACTIVE,
-    CLIENT,
     COLLECT,
     Operation,
+    client_operation,
     entry,
     now,
     size,
@@ -211,17 +211,7 @@ def get_operation(access: ClientAccess, client: Any, stream: Any, seq: Any, subj
         extra[names.JS_SUBJECT] = subject
     if isinstance(seq, int) and seq:
         extra[names.JS_SEQUENCE] = seq
-    return Operation(
-        op=names.GET,
-        kind=CLIENT,
-        access=access,
-        client=client,
-        subject=stream,
-        inject=False,
-        extra=extra,
-        name_dest=stream or None,
-        on_result=message_attributes,
-    )
+    return client_operation(names.GET, access, client, stream, extra, on_result=message_attributes)
 
 
 async def get(
@@ -260,14 +250,6 @@ def entry_operation(access: ClientAccess, client: Any, bucket: str, update: Any)
         extra[names.KV_REVISION] = revision
     if isinstance(operation, str) and operation and operation != "PUT":
         extra[names.KV_OPERATION] = operation
-    return Operation(
-        op=names.RECEIVE,
-        kind=CLIENT,
-        access=access,
-        client=client,
-        subject=bucket,
-        body_size=size(value) if value is not None else 0,
-        inject=False,
-        extra=extra,
-        name_dest=bucket or None,
+    return client_operation(
+        names.RECEIVE, access, client, bucket, extra, body_size=size(value) if value is not None else 0
     )
