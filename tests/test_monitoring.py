@@ -799,8 +799,9 @@ async def test_connections_gauge_is_zero_while_disconnected(
     assert total(prom, "messaging_nats_client_connections") == 0
     restartable_server.start()
     await until(lambda: nc.is_connected, "the client to reconnect")
+    # (nats-py runs the reconnected callback, which counts the reconnect, in a task of its own)
+    await until(lambda: total(prom, "messaging_nats_client_reconnects_total") == 1, "the reconnect to be counted")
     assert total(prom, "messaging_nats_client_connections") == 1
-    assert total(prom, "messaging_nats_client_reconnects_total") == 1
     assert total(prom, "messaging_nats_client_disconnect_duration_seconds_count") == 1
     await nc.close()
     assert total(prom, "messaging_nats_client_connections") == 0
