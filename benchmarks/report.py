@@ -86,6 +86,29 @@ def table_markdown(head: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
+def estimate(m: Measurements, b: Bound) -> tuple[stats.Estimate, float] | None:
+    """``b``'s CPU-time estimate and its wall-time ratio from what ``m`` holds (``None``: nothing yet)."""
+    if b in m.switched:
+        halves = [h for h in m.switched[b].values() if h[0] and h[1]]
+        if not halves:
+            return None
+        cpu = stats.shift([([q[0] for q in h[0]], [q[0] for q in h[1]]) for h in halves])
+        return cpu, stats.shift([([q[1] for q in h[0]], [q[1] for q in h[1]]) for h in halves]).ratio
+    if b in m.quads:
+        return stats.paired([q[0] for q in m.quads[b]]), stats.paired([q[1] for q in m.quads[b]]).ratio
+    return None
+
+
+def undecided(m: Measurements, bounds: Sequence[Bound]) -> list[Bound]:
+    """The bounds of the product that ``m`` does not decide yet."""
+    out = []
+    for b in bounds:
+        found = estimate(m, b) if b.spec and b.limit is not None else None
+        if found is not None and stats.verdict(found[0], b.limit) == stats.UNDECIDED:
+            out.append(b)
+    return out
+
+
 class Report:
     """Costs are medians over the blocks; a bound's ratio is an estimate with a 95 % interval (``stats``)."""
 
@@ -99,6 +122,7 @@ class Report:
         notes: dict[str, list[str]],
         *,
         rounds: int,
+        extension: str,
         units: int,
         block_seconds: float,
     ) -> None:
@@ -108,21 +132,15 @@ class Report:
         self.family_info = family_info
         self.notes = notes
         self.rounds = rounds
+        self.extension = extension
         self.units = units
         self.block_seconds = block_seconds
         self.median = [{k: statistics.median(s[i] for s in v) for k, v in m.blocks.items()} for i in (WALL, CPU)]
         self.checks: list[tuple[Bound, stats.Estimate, float, str]] = []
         for b in bounds:
-            if b in m.switched:
-                halves = list(m.switched[b].values())
-                cpu = stats.shift([([q[0] for q in h[0]], [q[0] for q in h[1]]) for h in halves])
-                wall = stats.shift([([q[1] for q in h[0]], [q[1] for q in h[1]]) for h in halves]).ratio
-            elif b in m.quads:
-                cpu = stats.paired([q[0] for q in m.quads[b]])
-                wall = stats.paired([q[1] for q in m.quads[b]]).ratio
-            else:
-                continue
-            self.checks.append((b, cpu, wall, stats.verdict(cpu, b.limit)))
+            found = estimate(m, b)
+            if found is not None:
+                self.checks.append((b, *found, stats.verdict(found[0], b.limit)))
 
     @property
     def passed(self) -> bool:
@@ -268,6 +286,7 @@ class Report:
         for name, notes in self.notes.items():
             if name not in {f.name for f in self.families}:
                 out += [f"== {name} ==", *(f"note: {n}" for n in notes), ""]
+        out.append(f"second stage: {self.extension}")
         out.append(self.summary())
         out.append("(CPU-time verdicts: PASS when the whole 95 % interval is within the limit, FAIL when it is all")
         out.append(" above, UNDECIDED when the limit lies inside it; 'reported': no limit)")
@@ -279,6 +298,7 @@ class Report:
             "",
             f"Command: `{command}` — {self.rounds} rounds after a warm-up round (dropped); {self.units} unit/control",
             "process pairs for the after-`uninstrument()` bounds, switched after the first half of the rounds.",
+            f"Second stage (more rounds for the bounds the first stage left undecided): {self.extension}.",
             "Per-message cost is CPU time of the client process (all threads, the batch span processor's export",
             "included), with wall time beside it: the median over the blocks. Every bound compares two paths in one",
             "process, measured as quads of blocks A B B A (or B A A B); its ratio is the Hodges-Lehmann estimate of",

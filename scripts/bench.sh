@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmarks (SPEC §8). Installs what is missing (nats-server, a .venv with this package, the
+# The benchmarks. Installs what is missing (nats-server, a .venv with this package, the
 # OpenTelemetry SDK and matplotlib; where a Python 3.13 is found, a .venv313 with nats-core and
 # nats-jetstream too), then runs, each with its own nats-server on a free loopback port:
 #   suite  benchmarks/run.py: per-message cost against the raw clients and hand-written instrumentation,
