@@ -103,7 +103,7 @@ def undecided(m: Measurements, bounds: Sequence[Bound]) -> list[Bound]:
     """The bounds of the product that ``m`` does not decide yet."""
     out = []
     for b in bounds:
-        found = estimate(m, b) if b.spec and b.limit is not None else None
+        found = estimate(m, b) if b.binding and b.limit is not None else None
         if found is not None and stats.verdict(found[0], b.limit) == stats.UNDECIDED:
             out.append(b)
     return out
@@ -144,17 +144,17 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return all(v == stats.PASS for b, _, _, v in self.checks if b.spec and b.limit is not None)
+        return all(v == stats.PASS for b, _, _, v in self.checks if b.binding and b.limit is not None)
 
-    def spec_verdicts(self) -> dict[str, int]:
+    def binding_verdicts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for b, _, _, v in self.checks:
-            if b.spec and b.limit is not None:
+            if b.binding and b.limit is not None:
                 out[v] = out.get(v, 0) + 1
         return out
 
     def summary(self) -> str:
-        counts = self.spec_verdicts()
+        counts = self.binding_verdicts()
         parts = ", ".join(f"{counts[v]} {v}" for v in (stats.PASS, stats.UNDECIDED, stats.FAIL) if counts.get(v))
         if self.passed:
             return f"ALL BOUNDS PASS ({parts})"
@@ -218,7 +218,7 @@ class Report:
         for b, est, wall, verdict in self.checks:
             if b.family != family.name:
                 continue
-            shown = verdict if b.spec or b.limit is None else f"({verdict})"
+            shown = verdict if b.binding or b.limit is None else f"({verdict})"
             rows.append(
                 [
                     b.title,

@@ -157,7 +157,7 @@ class Bound:
     baseline: str
     limit: float | None  # None: reported only
     worker: str  # the worker kind measuring both paths; UNIT: before/after the switch, against the control
-    spec: bool = True  # a bound of the product (decides the exit status); else a reference only
+    binding: bool = True  # a performance bound (decides the verdict and the exit status); else reported only
 
 
 def bounds(family: Family, paths: dict[str, set[str]]) -> list[Bound]:
@@ -486,9 +486,9 @@ class Suite:
             for unit, after in by_bound[b]:
                 self.quad(b, r, unit, rng, scale, m, after)
 
-    def run(self, rounds: int, scale: float, seed: int) -> Measurements:
+    def run(self, rounds: int, scale: float, shuffle: int) -> Measurements:
         """The warm-up round, then ``rounds`` rounds; the units switch after the first half."""
-        rng = random.Random(seed)
+        rng = random.Random(shuffle)
         m = Measurements()
         units = range(self.units)
         switch_after = rounds // 2  # rounds 1..rounds/2 before the switch, the rest after it
@@ -504,7 +504,7 @@ class Suite:
                 self.switch(units)
         return m
 
-    def extend(self, m: Measurements, extra: int, deadline: float, url: str, scale: float, seed: int) -> str:
+    def extend(self, m: Measurements, extra: int, deadline: float, url: str, scale: float, shuffle: int) -> str:
         """The second stage: up to ``extra`` more rounds for the bounds the first stage left undecided
         (until ``deadline``, a ``time.monotonic()``). An after-uninstrument() bound gets quads from new
         unit/control pairs (switched halfway through the extension) and more after-quads from the
@@ -513,7 +513,7 @@ class Suite:
         if not todo or extra <= 0:
             return "none needed" if not todo else "none (--extra-rounds 0)"
         print(f"  extension: {len(todo)} undecided bounds, up to {extra} more rounds", file=sys.stderr, flush=True)
-        rng = random.Random(seed + 1)
+        rng = random.Random(shuffle + 1)
         new_units: dict[str, list[int]] = {}
         for f in sorted({b.family for b in todo if b.worker == UNIT}):
             new_units[f] = self.add_units(f, url)
@@ -571,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--units", type=int, default=2, help="unit/control process pairs (default 2)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the messages per block")
     parser.add_argument("--quick", action="store_true", help="6 rounds at a quarter of the messages")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the per-round shuffle")
+    parser.add_argument("--shuffle", type=int, default=1, help="which per-round shuffle (random generator start)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results.md and paths.png go")
     parser.add_argument("--no-write", action="store_true", help="print only; do not write results")
     parser.add_argument("--no-pin", action="store_true", help="do not pin nats-server and the workers to CPUs")
@@ -625,8 +625,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.only:
             words = args.only.split(",")
             suite.bounds = [b for b in suite.bounds if any(w in b.title for w in words)]
-        measured = suite.run(rounds, scale, args.seed)
-        extension = suite.extend(measured, extra, t0 + args.minutes * 60, url, scale, args.seed)
+        measured = suite.run(rounds, scale, args.shuffle)
+        extension = suite.extend(measured, extra, t0 + args.minutes * 60, url, scale, args.shuffle)
     finally:
         if suite is not None:
             suite.close()

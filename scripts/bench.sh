@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmarks. Installs what is missing (nats-server, a .venv with this package, the
+# The benchmarks and their performance bounds. Installs what is missing (nats-server, a .venv with this package, the
 # OpenTelemetry SDK and matplotlib; where a Python 3.13 is found, a .venv313 with nats-core and
 # nats-jetstream too), then runs, each with its own nats-server on a free loopback port:
 #   suite  benchmarks/run.py: per-message cost against the raw clients and hand-written instrumentation,
@@ -27,19 +27,6 @@ for arg in "$@"; do
     if [ "$arg" = --quick ]; then quick=(--quick); fi
 done
 
-if ! declare -F find_python313 >/dev/null; then
-    find_python313() { # the directory of a working python3.13 (PATH, then pyenv's versions), or nothing
-        local candidate
-        for candidate in "$(command -v python3.13 2>/dev/null)" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3.13; do
-            if [ -n "$candidate" ] && [ -x "$candidate" ] \
-                && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1; then
-                dirname "$candidate"
-                return 0
-            fi
-        done
-    }
-fi
-
 # nats-core (Python 3.13 only): .venv313 with it, nats-jetstream, the SDK and this package
 natscore=()
 ensure_venv313() {
@@ -54,8 +41,7 @@ ensure_venv313() {
         "$dir/python3.13" -m venv .venv313
         .venv313/bin/python -m pip install --quiet --upgrade pip
     fi
-    .venv313/bin/python -m pip install --quiet -e . 'nats-core[nkeys] >= 0.2.0, < 1' 'nats-jetstream >= 0.3.0, < 1' \
-        'opentelemetry-sdk >= 1.30, < 2'
+    .venv313/bin/python -m pip install --quiet -e '.[nats-core]' 'opentelemetry-sdk >= 1.30, < 2'
     natscore=(--natscore-python .venv313/bin/python)
 }
 

@@ -9,10 +9,15 @@
    (version from version.py, PEP 639 license fields, keywords, valid classifiers whose Python versions
    are the ones tox.ini tests). The sdist holds, for each part it includes, the same files as the
    working tree (tracked or untracked, not ignored by git), and nothing from caches, virtualenvs or CI.
+   The extras: ``instruments`` names this package with its ``nats-py`` extra (hatch_build.py keeps that
+   self-reference in the built metadata), ``instruments-any`` names both client families.
 3. The wheel with its ``instruments`` extra and opentelemetry-distro, installed into a fresh virtualenv,
-   traces apps run by ``opentelemetry-instrument``: the tests marked ``auto_instrumentation`` run from
-   the unpacked sdist (which checks its test suite collects) against a real nats-server, with
-   ``NATS_APP_PYTHON`` pointing at that virtualenv.
+   installs nats-py and traces apps run by ``opentelemetry-instrument``: the tests marked
+   ``auto_instrumentation`` (but not ``nats_core``) run from the unpacked sdist (which checks its test
+   suite collects) against a real nats-server, with ``NATS_APP_PYTHON`` pointing at that virtualenv.
+   Then the wheel with its ``nats-core`` extra alone (no nats-py) in a Python 3.13 virtualenv runs the
+   tests marked ``nats_core`` the same way; without a Python 3.13 (``$PYTHON313``, else python3.13 on
+   PATH) that part is skipped with a message.
 
 Run by ``tox -e dist`` (scripts/test.sh, CI) and by the release workflow:
 
@@ -30,6 +35,7 @@ import argparse
 import configparser
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -51,6 +57,12 @@ STEM = NAME.replace("-", "_")  # file names of the distributions
 ENTRY_POINT = ("opentelemetry_instrumentor", "nats", "opentelemetry.instrumentation.nats:NatsInstrumentor")
 # Namespace packages shared with every OpenTelemetry distribution: shipping their __init__.py breaks the others.
 NAMESPACE_INITS = {"opentelemetry/__init__.py", "opentelemetry/instrumentation/__init__.py"}
+# what the extras that pick a client family must require (the built metadata, after hatch_build.py)
+EXTRAS = {
+    "instruments": [f"{NAME}[nats-py]"],
+    "instruments-any": ["nats-core<1,>=0.2.0", "nats-py<3,>=2.9.0"],
+    "nats-py": ["nats-py<3,>=2.9.0"],
+}
 NEVER_IN_SDIST = {".git", ".github", ".ci", ".venv", ".tox", "__pycache__", "dist", "build", "benchmarks"}
 
 
@@ -140,7 +152,13 @@ def check_wheel(wheel: Path, version: str, problems: Problems) -> Message:
     problems.check(tuple(map(int, mv.split("."))) >= (2, 4), f"METADATA Metadata-Version {mv}: PEP 639 needs 2.4")
     for field in ("Summary", "Keywords"):
         problems.check(bool(meta.get(field)), f"METADATA: no {field}")
-    problems.check("instruments" in (meta.get_all("Provides-Extra") or []), "METADATA: no instruments extra")
+    extras = set(meta.get_all("Provides-Extra") or [])
+    missing = {"instruments", "instruments-any", "nats-py", "nats-core"} - extras
+    problems.check(not missing, f"METADATA: no {sorted(missing)} extra")
+    for extra, expected in EXTRAS.items():
+        marker = re.compile(r";.*\bextra == ['\"]" + re.escape(extra) + r"['\"]")
+        found = sorted(r.split(";")[0].strip() for r in meta.get_all("Requires-Dist") or [] if marker.search(r))
+        problems.check(found == expected, f"METADATA Requires-Dist of extra {extra!r}: {found}, expected {expected}")
     problems.check(claimed == tested, f"classifiers claim Python {sorted(claimed)}, tox.ini tests {sorted(tested)}")
     for c in classifiers:
         problems.check(c in trove_classifiers.classifiers, f"classifier {c!r} is not a trove classifier")
@@ -212,33 +230,68 @@ def check_tag(tag: str, version: str, problems: Problems) -> None:
     )
 
 
-def check_installed(wheel: Path, sources: Path, venv: Path) -> int:
-    """Install the wheel into a fresh virtualenv; run the auto-instrumentation tests with it; their count."""
-    run(sys.executable, "-m", "venv", venv)
-    python = venv / "bin" / "python"
-    run(python, "-m", "pip", "install", "--quiet", f"{NAME}[instruments] @ {wheel.as_uri()}", "opentelemetry-distro")
-    run(python, "-m", "pip", "check")
+def fresh_venv(wheel: Path, extra: str, venv: Path, python: str = sys.executable) -> Path:
+    """A fresh virtualenv made by ``python`` with the wheel, its ``extra`` and opentelemetry-distro; its python."""
+    run(python, "-m", "venv", venv)
+    venv_python = venv / "bin" / "python"
+    run(venv_python, "-m", "pip", "install", "--quiet", f"{NAME}[{extra}] @ {wheel.as_uri()}", "opentelemetry-distro")
+    run(venv_python, "-m", "pip", "check")
     probe = (
         "import importlib.metadata as md, opentelemetry.instrumentation.nats as m\n"
         "print(m.__file__)\n"
-        f"print(*(e.name for e in md.distribution({NAME!r}).entry_points if e.group == 'console_scripts'))"
+        f"print(*(e.name for e in md.distribution({NAME!r}).entry_points if e.group == 'console_scripts'))\n"
+        "print(*(d for d in ('nats-py', 'nats-core') if any(True for _ in md.distributions(name=d))))"
     )
-    where, scripts = run(python, "-c", probe).splitlines()
+    where, scripts, families = run(venv_python, "-c", probe).splitlines()
     if not Path(where).is_relative_to(venv):
         sys.exit(f"the fresh virtualenv imports the package from {where}, not from the wheel")
     missing = [name for name in scripts.split() if not (venv / "bin" / name).is_file()]
     if missing:
         sys.exit(f"console scripts not installed from the wheel: {missing}")
-    report = venv.parent / "auto-instrumentation.xml"
+    expected = {"instruments": "nats-py", "nats-core": "nats-core"}[extra]
+    if families.split() != [expected]:
+        sys.exit(f"the wheel's {extra} extra installed the client families {families.split()}, not [{expected!r}]")
+    return venv_python
+
+
+def run_auto_instrumentation(sources: Path, python: Path, markers: str) -> int:
+    """Run the tests selected by ``markers`` from the unpacked sdist with ``NATS_APP_PYTHON=python``; their count."""
+    report = python.parent.parent.parent / f"{python.parent.parent.name}.xml"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"NATS_APP_PYTHON": str(python)}
-    args = ("-m", "auto_instrumentation", "-p", "no:cacheprovider", "-q", f"--junitxml={report}", "tests")
+    args = ("-m", markers, "-p", "no:cacheprovider", "-q", f"--junitxml={report}", "tests")
     print(run(sys.executable, "-m", "pytest", *args, cwd=sources, env=env).rstrip().rsplit("\n", 1)[-1])
     suite = ET.parse(report).getroot().find("testsuite")
     assert suite is not None
     tests, skipped = int(suite.get("tests", "0")), int(suite.get("skipped", "0"))
     if tests == 0 or skipped:
-        sys.exit(f"auto-instrumentation tests against the wheel: {tests} run, {skipped} skipped (none may be)")
+        sys.exit(
+            f"auto-instrumentation tests ({markers}) against the wheel: {tests} run, {skipped} skipped (none may be)"
+        )
     return tests
+
+
+def python313() -> str | None:
+    """A Python 3.13 for the nats-core family: ``$PYTHON313``, else python3.13 on PATH (``None``: none works)."""
+    for candidate in (os.environ.get("PYTHON313"), shutil.which("python3.13")):
+        if candidate:
+            check = [candidate, "-c", "import sys; sys.exit(sys.version_info[:2] != (3, 13))"]
+            if subprocess.run(check, capture_output=True, check=False).returncode == 0:
+                return candidate
+    return None
+
+
+def check_installed(wheel: Path, sources: Path, work: Path) -> tuple[int, int | None]:
+    """The auto-instrumentation tests against the installed wheel: nats-py through ``instruments``, then
+    nats-core alone through its extra on Python 3.13 (``None`` when there is no Python 3.13)."""
+    tests = run_auto_instrumentation(
+        sources, fresh_venv(wheel, "instruments", work / "venv"), "auto_instrumentation and not nats_core"
+    )
+    python = python313()
+    if python is None:
+        print("SKIPPED the nats-core auto-instrumentation check: no Python 3.13 ($PYTHON313 or python3.13 on PATH)")
+        return tests, None
+    venv_python = fresh_venv(wheel, "nats-core", work / "venv-natscore", python)
+    return tests, run_auto_instrumentation(sources, venv_python, "auto_instrumentation and nats_core")
 
 
 def main() -> int:
@@ -268,11 +321,16 @@ def main() -> int:
         if problems:
             print("\n".join(["distribution check failed:", *problems]), file=sys.stderr)
             return 1
-        tests = check_installed(wheel, sources, work / "venv")
+        tests, core_tests = check_installed(wheel, sources, work)
+    core = (
+        f", {core_tests} with its nats-core extra alone on Python 3.13"
+        if core_tests is not None
+        else " (nats-core on Python 3.13: SKIPPED, no Python 3.13)"
+    )
     print(
         f"dist OK: {sdist.name} and {wheel.name} (twine check --strict, contents, metadata, PyPI description); "
-        f"{tests} auto-instrumentation tests passed against the wheel in a fresh virtualenv "
-        f"({time.monotonic() - started:.0f} s)"
+        f"{tests} auto-instrumentation tests passed against the wheel with its instruments extra in a fresh "
+        f"virtualenv{core} ({time.monotonic() - started:.0f} s)"
     )
     return 0
 

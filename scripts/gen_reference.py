@@ -11,6 +11,7 @@ from pathlib import Path
 
 from opentelemetry.instrumentation.nats import names
 from opentelemetry.instrumentation.nats.names import KEYS, Metric, Mode
+from opentelemetry.instrumentation.nats.otel_private import EVENT_NAME_ATTRIBUTE
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "reference.md"
 
@@ -92,6 +93,41 @@ def _server_trace() -> list[str]:
     return out
 
 
+def _exception_events() -> list[str]:
+    """The exception events' section (``exception_events`` option)."""
+    out = [
+        "## Exception events (`exception_events`)",
+        "",
+        "Log records emitted through the OpenTelemetry Logs API when an operation fails, in the context of",
+        "its span (same trace id and span id). Off by default. Key-value and object-store operations emit none.",
+        "",
+        "| operation type | event name | severity |",
+        "| --- | --- | --- |",
+    ]
+    for op_type, event in names.EXCEPTION_EVENTS.items():
+        out.append(f"| {op_type} | `{event.name}` | {event.severity_text} ({event.severity_number}) |")
+    out += [
+        "",
+        f"Attributes: `{names.EXCEPTION_TYPE}` (fully qualified class name), `{names.EXCEPTION_MESSAGE}`,",
+        f"`{names.EXCEPTION_STACKTRACE}`, `{names.ERROR_TYPE}` (as on the span) and the operation's metric",
+        "attributes (system, operation, destination or template, server address and port, consumer group).",
+        f"With opentelemetry-api older than 1.35 the event name is the `{EVENT_NAME_ATTRIBUTE}` attribute.",
+        "",
+    ]
+    return out
+
+
+def _span_table(title: str, spans: tuple[names.SpanSpec, ...]) -> list[str]:
+    rows = [
+        f"| {title} | span name | kind | `messaging.operation.type` | `messaging.operation.name` "
+        "| legacy `messaging.operation` |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in spans:
+        rows.append(f"| `{s.call}` | `{s.name}` | {s.kind} | {s.op.type or '—'} | `{s.op.name}` | `{s.op.legacy}` |")
+    return rows
+
+
 def render() -> str:
     out = [
         "# Reference: spans, attributes and metrics",
@@ -101,12 +137,13 @@ def render() -> str:
         "",
         "## Spans",
         "",
-        "| nats-py call | span name | kind | `messaging.operation.type` | `messaging.operation.name` "
-        "| legacy `messaging.operation` |",
-        "| --- | --- | --- | --- | --- | --- |",
+        *_span_table("nats-py call", names.SPANS),
+        "",
+        "The next-generation clients: nats-core (`nats.client`, Python 3.13 and newer). A reply is a",
+        "`Client.publish` to the message's reply subject.",
+        "",
+        *_span_table("nats-core call", names.CORE_SPANS),
     ]
-    for s in names.SPANS:
-        out.append(f"| `{s.call}` | `{s.name}` | {s.kind} | {s.op.type or '—'} | `{s.op.name}` | `{s.op.legacy}` |")
     out += [
         "",
         "`{dest}` is the subscription subject when a wildcard subscription received the message, else the",
@@ -136,7 +173,7 @@ def render() -> str:
     out += ["", "## Metrics", ""]
     sections = (
         ("`current` and `dup` modes", "M_", lambda n: not n.startswith("M_LEGACY_")),
-        ("`legacy` and `dup` modes (the seed's names)", "M_LEGACY_", lambda n: True),
+        ("`legacy` and `dup` modes (the original NATS metric names)", "M_LEGACY_", lambda n: True),
     )
     for title, prefix, keep in sections:
         out += [f"### {title}", "", "| metric | unit | description |", "| --- | --- | --- |"]
@@ -148,6 +185,11 @@ def render() -> str:
         "Histogram bucket advice (seconds): " + ", ".join(f"{b:g}" for b in names.DURATION_BUCKETS_S) + ".",
         "Millisecond histograms use the same boundaries times 1000.",
         "",
+        f"Bucket advice of `{names.M_JS_MESSAGE_AGE.name}` (seconds, in every mode): "
+        + ", ".join(f"{b:g}" for b in names.MESSAGE_AGE_BUCKETS_S)
+        + ".",
+        "",
+        *_exception_events(),
         "## Environment variables",
         "",
     ]

@@ -9,6 +9,7 @@ import nats
 import pytest
 
 from opentelemetry.instrumentation.nats.server_trace import ServerTraceBridge
+from tests import families
 from tests import trace_topology as topo
 from tests.helpers import Telemetry
 from tests.natsserver import NatsServer, nats_server_binary, nats_server_version, server_skip_reason
@@ -34,6 +35,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "auto_instrumentation: runs an app under opentelemetry-instrument in a subprocess "
         "(tests.helpers.instrumented_command); scripts/check_dist.py reruns these against the built wheel",
+    )
+    config.addinivalue_line(
+        "markers",
+        "nats_core: an auto_instrumentation test of a nats-core app (scripts/check_dist.py runs it with the "
+        "wheel's nats-core extra on Python 3.13)",
     )
 
 
@@ -92,6 +98,18 @@ async def connect() -> AsyncIterator[Any]:
     for nc in conns:
         if not nc.is_closed:
             await nc.close()
+
+
+@pytest.fixture(params=families.NAMES)
+async def family(request: pytest.FixtureRequest) -> AsyncIterator[families.Family]:
+    """Each client family in turn (tests/families.py): skipped where it is not installed; its
+    connections are closed at the end of the test."""
+    reason = families.skip_reason(request.param)
+    if reason is not None:
+        pytest.skip(reason)
+    fam = families.FAMILIES[request.param]()
+    yield fam
+    await fam.close_all()
 
 
 @pytest.fixture

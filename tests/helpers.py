@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import sys
 import uuid
@@ -131,6 +133,15 @@ async def new_stream(nc: Any, telemetry: Any, prefix: str) -> tuple[Any, str]:
     return js, stream
 
 
+async def stored_headers(nc: Any, stream: str, **query: Any) -> dict[str, str]:
+    """The headers of a message stored in ``stream`` (``seq=…`` or ``last_by_subj=…``), read through
+    the JetStream API itself (no span: JetStream API traffic makes none)."""
+    reply = await nc.request(f"$JS.API.STREAM.MSG.GET.{stream}", json.dumps(query).encode(), timeout=5)
+    message = json.loads(reply.data)["message"]
+    lines = base64.b64decode(message.get("hdrs", "")).decode().split("\r\n")[1:]
+    return dict(line.split(": ", 1) for line in lines if line)
+
+
 def load_script(name: str) -> Any:
     """Import ``scripts/<name>.py`` (scripts are not a package) once, as module ``name``."""
     import importlib.util
@@ -138,11 +149,11 @@ def load_script(name: str) -> Any:
     if name in sys.modules:
         return sys.modules[name]
     path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    module_spec.loader.exec_module(module)
     return module
 
 

@@ -1,4 +1,4 @@
-"""A creation context the caller already put in the headers is kept (semconv 1.44, issue 11 item 4).
+"""A creation context the caller already put in the headers is kept (semconv 1.44).
 
 The headers go out exactly as given (nothing injected, not even baggage), the send span is CLIENT in
 the current context with a link to the caller's context; ``Msg.respond`` still replaces the context
@@ -179,7 +179,7 @@ async def test_headers_without_a_valid_creation_context_get_ours(
 
 
 async def test_forwarding_a_received_message_without_its_context(telemetry: Any, server: Any, connect: Any) -> None:
-    """The README's recipe: drop the propagator's fields from the received headers before sending them on."""
+    """docs/choices.md's recipe: drop the propagator's fields from the received headers before sending them on."""
     nc = await connect(server.url)
     got = await collect(nc, "fwd.out")
     sub = await nc.subscribe("fwd.in")

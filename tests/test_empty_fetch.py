@@ -1,4 +1,4 @@
-"""Empty and cancelled ``fetch``: no span by default, never an error; ``empty_fetch_spans`` (issue 11 item 5)."""
+"""Empty and cancelled ``fetch``: no span by default, never an error; ``empty_fetch_spans``."""
 
 from __future__ import annotations
 

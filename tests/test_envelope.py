@@ -1,4 +1,5 @@
-"""The seed's JSON envelope (seed §5.1): wrap/unwrap helpers and interop with seed-style services."""
+"""The JSON envelope ``{"traceparent", "tracestate", "data"}``: wrap/unwrap helpers and interop with services
+that carry the trace context in it (hand-written instrumentation, no headers)."""
 
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ def test_unwrap_envelope_of_a_non_envelope_is_no_context_and_the_payload(payload
     ("payload", "data"),
     [
         (b'{"data": {"x": 1}}', {"x": 1}),  # no traceparent
-        (b'{"traceparent": null, "tracestate": null, "data": 1}', 1),  # the seed's Python without a span
+        (b'{"traceparent": null, "tracestate": null, "data": 1}', 1),  # hand-written code without a span
         (b'{"traceparent": "garbage", "data": "d"}', "d"),
         (b'{"traceparent": "00-00000000000000000000000000000000-0000000000000000-01", "data": 3}', 3),
         (b'{"traceparent": 5, "data": null}', None),
@@ -120,11 +121,11 @@ def test_unwrap_envelope_accepts_whitespace_and_str() -> None:
         assert ctx is not None and (_span_context(ctx).trace_id, _span_context(ctx).span_id) == (TRACE_ID, SPAN_ID)
 
 
-# --- a seed-style, uninstrumented publisher (seed §7.1 publish_with_tracing) -------------------
+# --- an uninstrumented publisher with hand-written tracing and a JSON envelope -----------------
 
 
-async def _seed_publish(nc: Any, tracer: Any, subject: str, data: dict[str, Any]) -> tuple[Any, bytes]:
-    """What the seed's Python example does: its own span, the context in a JSON envelope, no headers."""
+async def _envelope_publish(nc: Any, tracer: Any, subject: str, data: dict[str, Any]) -> tuple[Any, bytes]:
+    """Hand-written tracing with an envelope: its own span, the context in a JSON envelope, no headers."""
     with tracer.start_as_current_span("nats.publish", kind=SpanKind.PRODUCER) as span:
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
@@ -135,7 +136,9 @@ async def _seed_publish(nc: Any, tracer: Any, subject: str, data: dict[str, Any]
     return span, payload
 
 
-async def test_consumer_span_continues_a_seed_envelope_trace(make_telemetry: Any, server: Any, connect: Any) -> None:
+async def test_consumer_span_continues_a_hand_written_envelope_trace(
+    make_telemetry: Any, server: Any, connect: Any
+) -> None:
     telemetry = make_telemetry(envelope_subjects=["legacy.>"])
     publisher = await connect(server.url)
     consumer = await connect(server.url)
@@ -147,8 +150,8 @@ async def test_consumer_span_continues_a_seed_envelope_trace(make_telemetry: Any
     await consumer.subscribe("legacy.orders", cb=handler)
     pull = await consumer.subscribe("legacy.>")
     await synced(consumer)
-    seed_span, payload = await _seed_publish(
-        publisher, telemetry.tracer_provider.get_tracer("seed-app"), "legacy.orders", {"id": 7}
+    hand_span, payload = await _envelope_publish(
+        publisher, telemetry.tracer_provider.get_tracer("hand-written-app"), "legacy.orders", {"id": 7}
     )
     msg, current = await asyncio.wait_for(got.get(), 5)
     received = await pull.next_msg(timeout=5)
@@ -157,7 +160,7 @@ async def test_consumer_span_continues_a_seed_envelope_trace(make_telemetry: Any
     producer = by_name(spans, "nats.publish")
     process = by_name(spans, "process legacy.orders")
     receive = by_name(spans, "receive legacy.>")
-    assert producer.context.span_id == seed_span.get_span_context().span_id
+    assert producer.context.span_id == hand_span.get_span_context().span_id
     assert_child(process, producer)
     assert_links(process, producer)
     # a receive span is in the caller's context (here none: a root) and links to the envelope's context
@@ -190,15 +193,17 @@ async def test_consumer_span_continues_a_seed_envelope_trace(make_telemetry: Any
 async def test_envelope_subjects_from_environment_and_link_mode(
     make_telemetry: Any, server: Any, connect: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("OTEL_PYTHON_NATS_ENVELOPE_SUBJECTS", "seed.*")
+    monkeypatch.setenv("OTEL_PYTHON_NATS_ENVELOPE_SUBJECTS", "envelope.*")
     telemetry = make_telemetry(consumer_parent="link")
     nc = await connect(server.url)
-    sub = await nc.subscribe("seed.events")
-    seed_span, _ = await _seed_publish(nc, telemetry.tracer_provider.get_tracer("seed-app"), "seed.events", {})
+    sub = await nc.subscribe("envelope.events")
+    hand_span, _ = await _envelope_publish(
+        nc, telemetry.tracer_provider.get_tracer("hand-written-app"), "envelope.events", {}
+    )
     msg = await sub.next_msg(timeout=5)
     spans = await wait_spans(telemetry, 2)
-    receive = by_name(spans, "receive seed.events")
-    producer = (seed_span.get_span_context().trace_id, seed_span.get_span_context().span_id)
+    receive = by_name(spans, "receive envelope.events")
+    producer = (hand_span.get_span_context().trace_id, hand_span.get_span_context().span_id)
     assert receive.parent is None
     assert [(link.context.trace_id, link.context.span_id) for link in receive.links] == [producer]
     # message_context() gives the producer context in link mode too
@@ -210,7 +215,7 @@ async def test_envelopes_are_ignored_outside_envelope_subjects(make_telemetry: A
     telemetry = make_telemetry(envelope_subjects=["legacy.>"])
     nc = await connect(server.url)
     sub = await nc.subscribe("modern.orders")
-    await _seed_publish(nc, telemetry.tracer_provider.get_tracer("seed-app"), "modern.orders", {"id": 1})
+    await _envelope_publish(nc, telemetry.tracer_provider.get_tracer("hand-written-app"), "modern.orders", {"id": 1})
     msg = await sub.next_msg(timeout=5)
     spans = await wait_spans(telemetry, 2)
     receive = by_name(spans, "receive modern.orders")

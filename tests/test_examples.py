@@ -1,4 +1,4 @@
-"""The examples run as their READMEs say, against a real nats-server, and make exactly the traces they describe.
+"""The examples run as their docstrings say, against a real nats-server, and make exactly the traces they describe.
 
 Each example runs in a subprocess with NATS_URL pointing at a JetStream-enabled server of its own.
 In-code examples print one line per span (``<name> <KIND> trace=… span=… parent=… [extra]``);

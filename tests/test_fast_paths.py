@@ -63,44 +63,24 @@ async def test_no_sdk_is_idle(no_sdk: None) -> None:
     assert rec is not None and rec.idle()
 
 
-async def test_no_sdk_publish_outside_any_span_sends_no_headers(no_sdk: None, server: NatsServer, connect: Any) -> None:
-    nc = await connect(server.url)
-    sub = await nc.subscribe("fast.plain")
-    await nc.publish("fast.plain", b"x")
-    await nc.publish("fast.plain", b"y", headers={"k": "v"})
-    first, second = await _next(sub), await _next(sub)
-    assert first.headers is None
-    assert second.headers == {"k": "v"}
-
-
-async def test_no_sdk_publish_carries_the_current_context(no_sdk: None, server: NatsServer, connect: Any) -> None:
-    nc = await connect(server.url)
-    sub = await nc.subscribe("fast.ctx")
-    token = attach(set_baggage("tenant", "t1", _producer_context()))
-    try:
-        await nc.publish("fast.ctx", b"x")
-    finally:
-        detach(token)
-    msg = await _next(sub)
-    assert msg.headers["traceparent"] == TRACEPARENT
-    assert msg.headers["baggage"] == "tenant=t1"
-
-
-async def test_no_sdk_callback_runs_in_the_producer_context(no_sdk: None, server: NatsServer, connect: Any) -> None:
-    """A service without an SDK still passes the trace on: the callback's publishes carry it."""
+async def test_no_sdk_callback_sends_carry_the_message_baggage(no_sdk: None, server: NatsServer, connect: Any) -> None:
+    """The callback's context has the producer's trace context but not the message's baggage (kept
+    aside, as with an SDK); its publishes carry both, and keep a ``baggage`` header of their own."""
     nc = await connect(server.url)
     seen: asyncio.Queue[Any] = asyncio.Queue()
 
     async def relay(msg: Any) -> None:
-        await seen.put(get_current_span().get_span_context())
-        await nc.publish("fast.out", msg.data)
+        await seen.put(dict(get_all()))
+        await nc.publish("fast.bag.out", b"plain")
+        await nc.publish("fast.bag.out", b"own header", headers={"baggage": "app=1"})
 
-    out = await nc.subscribe("fast.out")
-    await nc.subscribe("fast.in", cb=relay)
-    await nc.publish("fast.in", b"x", headers={"traceparent": TRACEPARENT})
-    span_ctx = await asyncio.wait_for(seen.get(), 2)
-    assert format(span_ctx.trace_id, "032x") == TRACEPARENT.split("-")[1]
-    assert (await _next(out)).headers["traceparent"] == TRACEPARENT
+    out = await nc.subscribe("fast.bag.out")
+    await nc.subscribe("fast.bag.in", cb=relay)
+    await nc.publish("fast.bag.in", b"x", headers={"traceparent": TRACEPARENT, "baggage": "tenant=t1"})
+    assert await asyncio.wait_for(seen.get(), 2) == {}
+    first, second = await _next(out), await _next(out)
+    assert (first.data, first.headers) == (b"plain", {"traceparent": TRACEPARENT, "baggage": "tenant=t1"})
+    assert (second.data, second.headers) == (b"own header", {"baggage": "app=1", "traceparent": TRACEPARENT})
 
 
 async def test_no_sdk_callback_errors_propagate_once(no_sdk: None, server: NatsServer, connect: Any) -> None:
@@ -369,6 +349,19 @@ def test_extract_reads_what_the_propagators_read(textmap: TextMapPropagator, hea
         assert _extracted(propagation.extract(headers)) == _extracted(expected)
 
 
+@pytest.mark.parametrize("textmap", [_STOCK, _REVERSED, _TRACE_ONLY])
+@pytest.mark.parametrize("headers", _HEADER_CASES)
+def test_extract_reads_list_values_as_the_propagators_read_the_first(
+    textmap: TextMapPropagator, headers: dict[str, Any]
+) -> None:
+    """nats-core's header form: every value a list of strings."""
+    listed = {k: [v, "second"] if k.lower() == "traceparent" else [v] for k, v in headers.items()}
+    with _global_textmap(textmap):
+        expected = propagate.extract(headers, context=Context(), getter=propagation._GETTER)
+        assert _extracted(propagation.extract(listed)) == _extracted(expected)
+        assert _extracted(propagation.extract({k: [v] for k, v in headers.items()})) == _extracted(expected)
+
+
 def test_extract_asks_other_propagators() -> None:
     with _global_textmap(_ConstantPropagator()):
         assert propagation.extract({"traceparent": TRACEPARENT}) == Context()  # (it extracts nothing)
@@ -401,6 +394,43 @@ def test_span_carrier_writes_what_the_propagators_write(
             finally:
                 detach(token)
     assert list(carrier.items()) == list(expected.items())
+
+
+@pytest.mark.parametrize("textmap", [_STOCK, _REVERSED, _TRACE_ONLY, _ConstantPropagator()])
+@pytest.mark.parametrize("own", [{}, {"region": "us", "step": "2"}])
+@pytest.mark.parametrize("headers", [None, {"k": "v"}, {"Baggage": "app=1"}])
+def test_a_callback_sends_what_the_propagators_write_for_the_message_baggage(
+    textmap: TextMapPropagator, own: dict[str, str], headers: dict[str, str] | None
+) -> None:
+    """A callback's context holds the message's baggage aside (not current); sends from it write what
+    the propagators write for a context holding the message's baggage under the callback's own -
+    except that a caller's ``baggage`` header is kept when the callback set no baggage."""
+    message = propagate.extract({"traceparent": TRACEPARENT}, context=Context())
+    message = set_baggage("region", "eu", set_baggage("tenant", "t1", message))
+    tracer = TracerProvider().get_tracer("test")
+    process = tracer.start_span("process", message)
+    ctx, merged = propagation.callback_context(process, message), set_span_in_context(process, message)
+    assert dict(get_all(ctx)) == {} and get_current_span(ctx) is process
+    for key, value in own.items():
+        ctx, merged = set_baggage(key, value, ctx), set_baggage(key, value, merged)
+    if headers and "Baggage" in headers and not own:
+        merged = set_span_in_context(process, Context())  # the header is kept: no baggage written
+    publish = tracer.start_span("publish", ctx)
+    with _global_textmap(textmap):
+        expected: dict[str, str] = {}
+        propagate.inject(expected, set_span_in_context(publish, merged))
+        expected_current: dict[str, str] = {}  # (a send with its span not made current: the hooks path)
+        propagate.inject(expected_current, merged)
+        carrier = propagation.span_carrier(publish, ctx, headers)
+        token = attach(ctx)
+        try:
+            carrier_current = propagation.span_carrier(publish, None, headers)
+            sent, _ = propagation.inject(headers, 1, {"headers": True}, 1 << 20)
+        finally:
+            detach(token)
+    assert list(carrier.items()) == list(carrier_current.items()) == list(expected.items())
+    kept = {k: v for k, v in (headers or {}).items() if k.lower() not in expected_current}
+    assert sent == ({**kept, **expected_current} if expected_current else headers)
 
 
 class _OwnSpanContext(SpanContext):

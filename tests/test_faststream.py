@@ -4,7 +4,8 @@
 Every scenario runs its app twice: without this instrumentation (FastStream alone; with the
 middleware in "both") and with it. The app must behave the same (messages handled, replies,
 JetStream consumer state), the instrumented run must give exactly the expected traces, and in
-"both" the middleware's own spans must keep the parents and links they have without us.
+"both" the middleware's own spans must keep the parents and links they have without us - except
+where a context of ours reaches them (the last test shows where).
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import nats
 import pytest
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from faststream.opentelemetry import Baggage, CurrentBaggage
 from opentelemetry.trace import StatusCode
 
-from opentelemetry import trace
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.nats import message_context
 from tests.helpers import Row, Telemetry, expected_forest, forest
 
@@ -47,6 +51,7 @@ class App:
     handled: list[str] = field(default_factory=list)
     outcome: dict[str, Any] = field(default_factory=dict)
     current: dict[str, str | None] = field(default_factory=dict)  # body → span current in its handler
+    baggage: dict[str, Any] = field(default_factory=dict)  # what handlers saw of the baggage
 
     def broker(self) -> NatsBroker:
         broker = NatsBroker(self.url, middlewares=self.middlewares, logger=None)
@@ -171,38 +176,153 @@ def forward(broker: NatsBroker, app: App) -> Drive:
     return drive
 
 
+FORWARD_OURS = [
+    ("publish app.in", P, None, ()),
+    ("process app.in", C, "publish app.in", ("publish app.in",)),
+    ("publish app.out", P, "process app.in", ()),
+    ("process app.out", C, "publish app.out", ("publish app.out",)),
+]
+# The middleware makes a create span and puts its context in the headers; our publish keeps it (a
+# CLIENT span with a link to it). Its forward carries the first message's creation context again,
+# so everything after it hangs under "app.in create".
+FORWARD_BOTH = [
+    ("app.in create", P, None, ()),
+    ("app.in publish", P, "app.in create", ()),
+    ("publish app.in", CL, "app.in publish", ("app.in create",)),
+    ("process app.in", C, "app.in create", ("app.in create",)),
+    ("app.in process", C, "app.in create", ()),
+    ("app.out publish", P, "app.in process", ()),
+    ("publish app.out", CL, "app.out publish", ("app.in create",)),
+    ("process app.out", C, "app.in create", ("app.in create",)),
+    ("app.out process", C, "app.in create", ()),
+]
+
+
 @MODES
 async def test_pubsub_with_publisher_forward(js_server: Any, connect: Any, mode: str) -> None:
     app, _, traces = await traced(js_server, connect, forward, mode)
     assert app.handled == ["hi", "hi!"]
     if mode == "ours":
-        assert traces == expected_forest(
-            [
-                ("publish app.in", P, None, ()),
-                ("process app.in", C, "publish app.in", ("publish app.in",)),
-                ("publish app.out", P, "process app.in", ()),
-                ("process app.out", C, "publish app.out", ("publish app.out",)),
-            ]
-        )
+        assert traces == expected_forest(FORWARD_OURS)
         assert app.current == {"hi": f"process {app.tag}.in", "hi!": f"process {app.tag}.out"}
     else:
-        # The middleware makes a create span and puts its context in the headers; our publish keeps
-        # it (a CLIENT span with a link to it). Its forward carries the first message's creation
-        # context again, so everything after it hangs under "app.in create".
-        assert traces == expected_forest(
-            [
-                ("app.in create", P, None, ()),
-                ("app.in publish", P, "app.in create", ()),
-                ("publish app.in", CL, "app.in publish", ("app.in create",)),
-                ("process app.in", C, "app.in create", ("app.in create",)),
-                ("app.in process", C, "app.in create", ()),
-                ("app.out publish", P, "app.in process", ()),
-                ("publish app.out", CL, "app.out publish", ("app.in create",)),
-                ("process app.out", C, "app.in create", ("app.in create",)),
-                ("app.out process", C, "app.in create", ()),
-            ]
-        )
+        assert traces == expected_forest(FORWARD_BOTH)
         assert app.current == {"hi": f"{app.tag}.in process", "hi!": f"{app.tag}.out process"}
+
+
+SENT_BAGGAGE = {"tenant": "t1", "region": "eu"}
+
+
+def baggage_forward(change: Callable[[Any], None]) -> Scenario:
+    """The producer sends baggage (FastStream's ``Baggage(...).to_headers()``, as FastStream's docs do);
+    a handler calls ``change`` on its ``CurrentBaggage`` and an ``@publisher`` forwards its result. What
+    the second handler gets is part of the app's outcome: it must be the same as without us."""
+
+    def scenario(broker: NatsBroker, app: App) -> Drive:
+        @broker.subscriber(f"{app.tag}.in")
+        @broker.publisher(f"{app.tag}.out")
+        async def step(body: str, current: CurrentBaggage) -> str:
+            app.seen(body)
+            change(current)
+            return f"{body}!"
+
+        @broker.subscriber(f"{app.tag}.out")
+        async def end(body: str, current: CurrentBaggage, msg: NatsMessage) -> None:
+            app.seen(body)
+            app.outcome["forwarded"] = {
+                "CurrentBaggage": current.get_all(),
+                "header": (msg.raw_message.headers or {}).get("baggage"),
+            }
+
+        async def drive() -> None:
+            await broker.publish("hi", f"{app.tag}.in", headers=Baggage(SENT_BAGGAGE).to_headers())
+            await until(lambda: len(app.handled) == 2)
+
+        return drive
+
+    return scenario
+
+
+def _set(current: Any) -> None:
+    current.set("step", "2")
+    current.set("region", "us")
+
+
+def _remove(current: Any) -> None:
+    current.remove("tenant")
+
+
+def _clear(current: Any) -> None:
+    current.clear()
+
+
+@pytest.mark.parametrize(
+    ("change", "forwarded"),
+    [
+        (
+            _set,
+            {"CurrentBaggage": {"tenant": "t1", "region": "us", "step": "2"}, "header": "tenant=t1,region=us,step=2"},
+        ),
+        (_remove, {"CurrentBaggage": {"region": "eu"}, "header": "region=eu"}),
+        (_clear, {"CurrentBaggage": {}, "header": None}),
+        (lambda current: None, {"CurrentBaggage": SENT_BAGGAGE, "header": "tenant=t1,region=eu"}),
+    ],
+    ids=["set", "remove", "clear", "unchanged"],
+)
+async def test_current_baggage_changes_are_what_the_publisher_forwards(
+    js_server: Any, connect: Any, change: Callable[[Any], None], forwarded: dict[str, Any]
+) -> None:
+    """FastStream's ``CurrentBaggage`` (the middleware's) is the baggage the ``@publisher`` forward
+    carries: our process span's context, current around FastStream's whole handling of the message,
+    does not hold the message's baggage, so FastStream's forward (built on the current context's
+    baggage) gets only its own. ``traced`` checks that the outcome is the same without us."""
+    app, _, traces = await traced(js_server, connect, baggage_forward(change), "both")
+    assert app.handled == ["hi", "hi!"]
+    assert app.outcome["forwarded"] == forwarded
+    assert traces == expected_forest(FORWARD_BOTH)
+
+
+def baggage_relay(broker: NatsBroker, app: App) -> Drive:
+    """Without the middleware: the producer sends baggage from its current context; a handler's
+    result is forwarded by an ``@publisher``."""
+
+    @broker.subscriber(f"{app.tag}.in")
+    @broker.publisher(f"{app.tag}.out")
+    async def step(body: str, msg: NatsMessage) -> str:
+        app.seen(body)
+        app.baggage[body] = {
+            "current": dict(baggage.get_all()),
+            "message_context": dict(baggage.get_all(message_context(msg.raw_message))),
+        }
+        return f"{body}!"
+
+    @broker.subscriber(f"{app.tag}.out")
+    async def end(body: str, msg: NatsMessage) -> None:
+        app.seen(body)
+        app.baggage[body] = {"header": (msg.raw_message.headers or {}).get("baggage")}
+
+    async def drive() -> None:
+        token = otel_context.attach(baggage.set_baggage("region", "eu", baggage.set_baggage("tenant", "t1")))
+        try:
+            await broker.publish("hi", f"{app.tag}.in")
+        finally:
+            otel_context.detach(token)
+        await until(lambda: len(app.handled) == 2)
+
+    return drive
+
+
+async def test_publisher_forward_carries_the_message_baggage(js_server: Any, connect: Any) -> None:
+    """With this instrumentation alone the producer's baggage (its current context's: FastStream
+    without the middleware sends none itself) reaches the handler's ``@publisher`` forward. It is not
+    in the handler's current context (see the test above): ``message_context`` has it."""
+    app, _, traces = await traced(js_server, connect, baggage_relay, "ours")
+    assert app.handled == ["hi", "hi!"]
+    assert app.baggage == {
+        "hi": {"current": {}, "message_context": SENT_BAGGAGE},
+        "hi!": {"header": "tenant=t1,region=eu"},
+    }
+    assert traces == expected_forest(FORWARD_OURS)
 
 
 def request_reply(broker: NatsBroker, app: App) -> Drive:
@@ -588,3 +708,136 @@ async def test_broker_start_and_stop_make_no_spans(js_server: Any, connect: Any,
     app, _, traces = await traced(js_server, connect, lifecycle, mode)
     assert app.outcome == {"stopped within 2 s": True}
     assert traces == []  # no ERROR span, no span of the cancelled fetch
+
+
+def producer_without_middleware(broker: NatsBroker, app: App) -> Drive:
+    """A subscriber with the middleware gets a message that a broker without it sent."""
+    plain = NatsBroker(app.url, logger=None)
+    app.brokers.append(plain)
+
+    @broker.subscriber(f"{app.tag}.in")
+    async def handle(body: str) -> None:
+        app.seen(body)
+
+    async def drive() -> None:
+        await plain.publish("hi", f"{app.tag}.in")
+        await until(lambda: len(app.handled) == 1)
+
+    return drive
+
+
+def publish_from_a_callback(broker: NatsBroker, app: App) -> Drive:
+    """A plain nats-py subscription's callback publishes through the broker with the middleware."""
+
+    @broker.subscriber(f"{app.tag}.out")
+    async def handle(body: str) -> None:
+        app.seen(body)
+
+    async def drive() -> None:
+        async def relay(msg: Any) -> None:
+            await broker.publish(msg.data.decode(), f"{app.tag}.out")
+
+        nc = await nats.connect(app.url)
+        try:
+            await nc.subscribe(f"{app.tag}.in", cb=relay)
+            await nc.publish(f"{app.tag}.in", b"hi")
+            await until(lambda: len(app.handled) == 1)
+        finally:
+            await nc.close()
+
+    return drive
+
+
+def batch_without_middleware(broker: NatsBroker, app: App) -> Drive:
+    """A batch pull subscriber with the middleware gets a message that a broker without it sent."""
+    plain = NatsBroker(app.url, logger=None)
+    app.brokers.append(plain)
+    stream = app.stream("BATCH")
+
+    @broker.subscriber(f"{app.tag}.batch", stream=stream, durable="workers", pull_sub=PullSub(timeout=0.1, batch=True))
+    async def handle(bodies: list[str]) -> None:
+        app.handled.extend(bodies)
+
+    async def drive() -> None:
+        await plain.publish("hi", f"{app.tag}.batch", stream=stream.name)
+        await until(lambda: len(app.handled) == 1)
+        await app.settled(stream.name, 1)
+
+    return drive
+
+
+async def both_runs(js_server: Any, connect: Any, scenario: Scenario) -> tuple[list[list[Row]], list[list[Row]]]:
+    """The traces of ``scenario`` with the middleware, without and with this instrumentation (the app
+    behaves the same)."""
+    js = (await connect(js_server.url)).jetstream()
+    base, base_tel = await run(js_server.url, js, scenario, ours=False, middleware=True)
+    app, tel = await run(js_server.url, js, scenario, ours=True, middleware=True)
+    assert app.handled == base.handled == ["hi"]
+    assert app.outcome == base.outcome
+    return forest(base_tel.spans(), rename=base.rename), forest(tel.spans(), rename=app.rename)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "alone", "together"),
+    [
+        # the message carries our publish span's context: the middleware parents its process span on
+        # it instead of making a consumer-side create span
+        (
+            producer_without_middleware,
+            [[("app.in create", C, None, ()), ("app.in process", C, "app.in create", ())]],
+            [
+                [
+                    ("publish app.in", P, None, ()),
+                    ("process app.in", C, "publish app.in", ("publish app.in",)),
+                    ("app.in process", C, "publish app.in", ()),
+                ]
+            ],
+        ),
+        # a batch's create span is a root either way; it links to the messages' contexts: ours
+        (
+            batch_without_middleware,
+            [[("app.batch create", C, None, ()), ("app.batch process", C, "app.batch create", ())]],
+            [
+                [
+                    ("publish app.batch", P, None, ()),
+                    ("ack app_BATCH", CL, "publish app.batch", ("publish app.batch",)),
+                ],
+                [
+                    ("app.batch create", C, None, ("publish app.batch",)),
+                    ("app.batch process", C, "app.batch create", ()),
+                ],
+                [("fetch app_BATCH", CL, None, ("publish app.batch",))],
+            ],
+        ),
+        # the middleware's create span is made in the current context: our process span
+        (
+            publish_from_a_callback,
+            [
+                [
+                    ("app.out create", P, None, ()),
+                    ("app.out publish", P, "app.out create", ()),
+                    ("app.out process", C, "app.out create", ()),
+                ]
+            ],
+            [
+                [
+                    ("publish app.in", P, None, ()),
+                    ("process app.in", C, "publish app.in", ("publish app.in",)),
+                    ("app.out create", P, "process app.in", ()),
+                    ("app.out publish", P, "app.out create", ()),
+                    ("publish app.out", CL, "app.out publish", ("app.out create",)),
+                    ("process app.out", C, "app.out create", ("app.out create",)),
+                    ("app.out process", C, "app.out create", ()),
+                ]
+            ],
+        ),
+    ],
+    ids=["producer without the middleware", "batch from a producer without it", "publish in a plain callback"],
+)
+async def test_where_the_middleware_spans_get_ours_as_parent_or_link(
+    js_server: Any, connect: Any, scenario: Scenario, alone: list[list[Row]], together: list[list[Row]]
+) -> None:
+    """The middleware's spans keep their parents and links (the tests above) except where a context
+    of ours reaches them: a message sent without the middleware (it carries our publish span's
+    context) and a middleware publish made while a span of ours is current."""
+    assert await both_runs(js_server, connect, scenario) == (expected_forest(*alone), expected_forest(*together))

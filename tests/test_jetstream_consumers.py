@@ -1,4 +1,4 @@
-"""JetStream push consumers (manual ack, deliver groups, ordered), sync push subscriptions, kv watch."""
+"""JetStream push consumers (manual ack, deliver groups, ordered), sync push subscriptions, kv watch internals."""
 
 from __future__ import annotations
 
@@ -102,7 +102,9 @@ async def test_sync_push_subscription_receive_spans(telemetry: Any, js_server: A
     assert receive.attributes["messaging.nats.jetstream.sequence"] == 1
 
 
-async def test_key_value_watch_deliveries_are_process_spans(telemetry: Any, js_server: Any, connect: Any) -> None:
+async def test_key_value_watch_deliveries_make_no_process_spans(telemetry: Any, js_server: Any, connect: Any) -> None:
+    """A watcher's ordered consumer is internal: no process span in the writer's trace; the update the
+    application takes is a receive span linked to the writer (tests/test_stored_contexts.py)."""
     nc = await connect(js_server.url)
     js = nc.jetstream()
     bucket = f"w{uuid.uuid4().hex[:8]}"
@@ -115,8 +117,11 @@ async def test_key_value_watch_deliveries_are_process_spans(telemetry: Any, js_s
         entry = await watcher.updates(timeout=5)
     assert entry.key == "k"
     spans = await wait_spans(telemetry, 2)
-    put = by_name(spans, f"kv.put {bucket}")
-    process = by_name(spans, f"process $KV.{bucket}.k")
-    assert len(spans) == 2
-    assert_child(process, put)
+    assert [(s.name, s.kind) for s in spans] == [
+        (f"kv.put {bucket}", SpanKind.CLIENT),
+        (f"receive {bucket}", SpanKind.CLIENT),
+    ]
+    put, receive = spans
+    assert receive.parent is None
+    assert_links(receive, put)
     await watcher.stop()

@@ -11,7 +11,6 @@ import pytest
 
 from opentelemetry.instrumentation.nats.names import DURATION_BUCKETS_MS, DURATION_BUCKETS_S
 from opentelemetry.instrumentation.nats.operation import installed
-from tests.helpers import synced
 from tests.natsserver import NatsServer
 
 
@@ -188,52 +187,6 @@ async def test_reconnect_metrics_and_user_callbacks(telemetry: Any, connect: Any
         assert conn.value == 0
     finally:
         srv.cleanup()
-
-
-async def test_slow_consumer_drops_are_counted_and_error_cb_still_called(
-    telemetry: Any, server: Any, connect: Any
-) -> None:
-    slow: list[Exception] = []
-
-    async def error_cb(exc: Exception) -> None:
-        if isinstance(exc, nats.errors.SlowConsumerError):
-            slow.append(exc)
-
-    nc = await connect(server.url, error_cb=error_cb)
-    release = asyncio.Event()
-
-    async def stuck(msg: Any) -> None:
-        await release.wait()
-
-    sub = await nc.subscribe("slow.metrics", cb=stuck, pending_msgs_limit=2)
-    for _ in range(20):
-        await nc.publish("slow.metrics", b"x")
-    await synced(nc)
-    await asyncio.sleep(0.1)
-    assert slow, "nats-py reported no slow consumer"
-    m = metrics(telemetry)
-    (dropped,) = points(m["messaging.nats.client.dropped.messages"])
-    assert dropped.value == len(slow)
-    assert dict(dropped.attributes) == {
-        "messaging.system.name": "nats",
-        "server.address": "127.0.0.1",
-        "server.port": server.port,
-        "messaging.destination.name": "slow.metrics",
-    }
-    pending = {
-        p.attributes.get("messaging.destination.name"): p.value
-        for p in points(m["messaging.nats.subscription.pending.messages"])
-    }
-    assert pending["slow.metrics"] == sub.pending_msgs > 0
-    release.set()
-    await nc.publish("slow.metrics", b"after")
-    for _ in range(100):
-        names = [sp for sp in telemetry.spans() if sp.name == "process slow.metrics"]
-        if len(names) >= 20 - len(slow):
-            break
-        await asyncio.sleep(0.02)
-    last = [sp for sp in telemetry.spans() if sp.name == "process slow.metrics"][-1]
-    assert last.attributes["messaging.nats.dropped_messages"] == len(slow)
 
 
 async def test_jetstream_lag_redelivery_and_ack_duration(telemetry: Any, js_server: Any, connect: Any) -> None:

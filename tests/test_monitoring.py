@@ -1,4 +1,4 @@
-"""The monitoring assets (SPEC §7): Prometheus alert rules and a Grafana dashboard under ``monitoring/``.
+"""The monitoring assets: Prometheus alert rules and a Grafana dashboard under ``monitoring/``.
 
 Both are checked for structure, and every metric and label they query is checked against what the
 instrumentation really exposes: real traffic through an instrumented nats-py against real nats-servers,
@@ -187,7 +187,7 @@ def test_alert_rules_file_structure() -> None:
 
 
 def test_alert_thresholds() -> None:
-    """The seed's four alerts: disconnected > 1 min, latency > 5 s, pending > 10 000, error rate > 1 %."""
+    """The four alerts: disconnected > 1 min, latency > 5 s, pending > 10 000, error rate > 1 %."""
     alerts = alert_rules()
 
     disconnected = alerts["NatsClientDisconnected"]
@@ -197,9 +197,12 @@ def test_alert_thresholds() -> None:
 
     latency = alerts["NatsMessageLatencyHigh"]
     assert threshold(latency["expr"]) == 5  # seconds: the histograms are in seconds
-    for metric in ("messaging_process_duration_seconds_bucket", "messaging_client_operation_duration_seconds_bucket"):
+    for metric in ("messaging_nats_jetstream_message_age_seconds_bucket", "messaging_process_duration_seconds_bucket"):
         assert metric in latency["expr"]
-    assert "histogram_quantile(0.99" in latency["expr"]
+    assert "messaging_client_operation_duration" not in latency["expr"]  # waiting for messages is no latency
+    assert latency["expr"].count("histogram_quantile(0.99") == 2
+    # "p99 > 5" is exact (more than 1 % over 5 s) only where 5 is a bucket boundary
+    assert 5.0 in names.MESSAGE_AGE_BUCKETS_S and 5.0 in names.DURATION_BUCKETS_S
 
     pending = alerts["NatsPendingMessagesHigh"]
     for metric in ("messaging_nats_subscription_pending_messages", "messaging_nats_jetstream_consumer_pending"):
@@ -239,15 +242,17 @@ def test_dashboard_structure() -> None:
         "Open connections",
         "Reconnects",
         "Disconnect duration",
+        "Message age",
         "Consumer pending (lag)",
         "Redeliveries",
         "Stream messages",
+        "Message age",
         "Stream bytes",
         "Propagation skipped",
     ):
         assert wanted in titles
     # latency panels show p50, p95 and p99
-    for title in ("Operation duration", "Process duration"):
+    for title in ("Operation duration", "Process duration", "Message age"):
         (panel,) = (p for p in graphs if p["title"] == title)
         quantiles = sorted(re.search(r"histogram_quantile\(([0-9.]+)", t["expr"]).group(1) for t in panel["targets"])
         assert quantiles == ["0.5", "0.95", "0.99"]
@@ -266,16 +271,22 @@ def test_dashboard_covers_every_current_metric() -> None:
 # --- promtool (required in CI) ---------------------------------------------------------------------------
 
 
+def prometheus_program(name: str) -> str:
+    """The path of Prometheus's ``name`` (``promtool``, ``prometheus``). Where it is missing the test is
+    skipped, except with ``CI=true``: CI must run these tests, so there it fails."""
+    path = shutil.which(name)
+    if path is None:
+        missing = f"{name} is not installed (Debian package prometheus; scripts/test.sh installs it when CI=true)"
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"{missing}: CI must run the tests that need it", pytrace=False)
+        pytest.skip(missing)
+    return path
+
+
 @pytest.fixture
 def promtool() -> Callable[..., None]:
-    """``promtool(*args, cwd=None)`` runs promtool and asserts it succeeded. Without promtool the test
-    is skipped, except with ``CI=true``: CI must run these tests, so there it fails."""
-    path = shutil.which("promtool")
-    if path is None:
-        missing = "promtool is not installed (Debian package prometheus; scripts/test.sh installs it when CI=true)"
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail(f"{missing}: CI must run the promtool tests", pytrace=False)
-        pytest.skip(missing)
+    """``promtool(*args, cwd=None)`` runs promtool and asserts it succeeded (see prometheus_program)."""
+    path = prometheus_program("promtool")
 
     def run(*args: str, cwd: Path | None = None) -> None:
         proc = subprocess.run([path, *args], capture_output=True, text=True, cwd=cwd, timeout=60, check=False)
@@ -323,7 +334,8 @@ def test_promtool_alert_unit_tests(promtool: Callable[..., None], tmp_path: Path
             "values": "1x12",
         },
     ]
-    # (b) "slow" is processed in 5-7.5 s, "fast" in under 5 ms; requests take under 5 ms
+    # (b) "slow" is processed in 5-7.5 s, "fast" in under 5 ms; requests take 5-7.5 s (a responder's
+    # time: not message latency)
     for dest, bucket in (("slow", "7.5"), ("fast", "0.005")):
         for le in ("0.005", "5", "7.5", "+Inf"):
             count = "0+10x12" if float(le) >= float(bucket) else "0x12"
@@ -334,14 +346,35 @@ def test_promtool_alert_unit_tests(promtool: Callable[..., None], tmp_path: Path
                     "values": count,
                 }
             )
-    for le in ("0.005", "+Inf"):
+    for le in ("0.005", "5", "7.5", "+Inf"):
         series.append(
             {
                 "series": f'messaging_client_operation_duration_seconds_bucket{{job="app",le="{le}",'
                 'messaging_operation_name="request",messaging_destination_name="svc"}',
-                "values": "0+100x12",
+                "values": "0x12" if le in ("0.005", "5") else "0+100x12",
             }
         )
+    # JetStream message age per minute: ORDERS/late has 2 of 100 messages over 5 s (p99 over 5 s),
+    # ORDERS/prompt 1 of 200 (0.5 %: p99 under 5 s), an ordered consumer of EVENTS (no consumer label)
+    # all of them, a key-value watcher (KV_config) reads values older than 10 s (left out)
+    ages = (
+        ("ORDERS", "late", {"2.5": 98, "5": 98, "10": 100}),
+        ("ORDERS", "prompt", {"2.5": 199, "5": 199, "10": 200}),
+        ("EVENTS", None, {"2.5": 0, "5": 0, "10": 50}),
+        ("KV_config", "watcher", {"2.5": 0, "5": 0, "10": 0}),
+    )
+    for stream, consumer, cumulative in ages:
+        total = max(cumulative.values()) or 10
+        labels = f'job="app",messaging_nats_jetstream_stream="{stream}"' + (
+            f',messaging_nats_jetstream_consumer="{consumer}"' if consumer else ""
+        )
+        for le, count in (*cumulative.items(), ("+Inf", total)):
+            series.append(
+                {
+                    "series": f'messaging_nats_jetstream_message_age_seconds_bucket{{{labels},le="{le}"}}',
+                    "values": f"0+{count}x12",
+                }
+            )
     # (c) one subscription over 10 000 pending, a JetStream consumer under it
     series += [
         {
@@ -404,10 +437,17 @@ def test_promtool_alert_unit_tests(promtool: Callable[..., None], tmp_path: Path
                         "exp_alerts": [
                             fired(
                                 "NatsMessageLatencyHigh",
+                                latency="age",
+                                messaging_nats_jetstream_stream="ORDERS",
+                                messaging_nats_jetstream_consumer="late",
+                            ),
+                            fired("NatsMessageLatencyHigh", latency="age", messaging_nats_jetstream_stream="EVENTS"),
+                            fired(
+                                "NatsMessageLatencyHigh",
                                 latency="process",
                                 messaging_operation_name="process",
                                 messaging_destination_name="slow",
-                            )
+                            ),
                         ],
                     },
                     {"eval_time": "4m", "alertname": "NatsPendingMessagesHigh", "exp_alerts": []},
@@ -426,6 +466,81 @@ def test_promtool_alert_unit_tests(promtool: Callable[..., None], tmp_path: Path
                         "alertname": "NatsErrorRateHigh",
                         "exp_alerts": [fired("NatsErrorRateHigh", messaging_operation_name="request")],
                     },
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests))
+    promtool("test", "rules", "tests.yml", cwd=tmp_path)
+
+
+def test_promtool_latency_alert_texts(promtool: Callable[..., None], tmp_path: Path) -> None:
+    """The latency alert's summary and description (they depend on its arm, and on whether the
+    consumer has a name) render as written."""
+    (tmp_path / "rules.yml").write_text(ALERTS.read_text())
+    series = []
+    for labels in (
+        'messaging_nats_jetstream_stream="S",messaging_nats_jetstream_consumer="c"',
+        'messaging_nats_jetstream_stream="O"',
+    ):
+        for le, values in (("5", "0x12"), ("10", "0+10x12"), ("+Inf", "0+10x12")):
+            series.append(
+                {
+                    "series": f'messaging_nats_jetstream_message_age_seconds_bucket{{job="app",{labels},le="{le}"}}',
+                    "values": values,
+                }
+            )
+    for le, values in (("5", "0x12"), ("7.5", "0+10x12"), ("+Inf", "0+10x12")):
+        series.append(
+            {
+                "series": 'messaging_process_duration_seconds_bucket{job="app",messaging_operation_name="process",'
+                f'messaging_destination_name="d",le="{le}"}}',
+                "values": values,
+            }
+        )
+
+    def age(who: str, stream: str, labels: dict[str, str]) -> dict[str, Any]:
+        return {
+            "exp_labels": {"alertname": "NatsMessageLatencyHigh", "severity": "warning", "job": "app", **labels},
+            "exp_annotations": {
+                "summary": "NATS JetStream message age p99 over 5 s in app",
+                "description": f"1 % of the messages that {who} of stream `{stream}` received in app had waited in "
+                "the stream for more than 9.95s (threshold 5 s). The consumer is falling behind: too slow or too "
+                "few workers, or it was down; messaging_nats_jetstream_consumer_pending shows its backlog. A "
+                "consumer that starts at the beginning of an old stream reads old messages: silence the alert "
+                "while it catches up.",
+            },
+        }
+
+    stream_labels = {"latency": "age", "messaging_nats_jetstream_stream": "S", "messaging_nats_jetstream_consumer": "c"}
+    expected = [
+        age("consumer `c`", "S", stream_labels),
+        age("an ordered consumer", "O", {"latency": "age", "messaging_nats_jetstream_stream": "O"}),
+        {
+            "exp_labels": {
+                "alertname": "NatsMessageLatencyHigh",
+                "severity": "warning",
+                "job": "app",
+                "latency": "process",
+                "messaging_operation_name": "process",
+                "messaging_destination_name": "d",
+            },
+            "exp_annotations": {
+                "summary": "NATS message processing p99 over 5 s in app",
+                "description": "The 99th percentile processing time of `process` on `d` in app is 7.475s "
+                "(threshold 5 s): messages wait behind slow handlers.",
+            },
+        },
+    ]
+    tests = {
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    {"eval_time": "11m", "alertname": "NatsMessageLatencyHigh", "exp_alerts": expected}
                 ],
             }
         ],

@@ -30,6 +30,7 @@ def test_defaults() -> None:
     assert (cfg.publish_hook, cfg.consume_hook, cfg.request_hook, cfg.response_hook) == (None, None, None, None)
     assert cfg.jetstream_stream_metrics_interval is None
     assert cfg.empty_fetch_spans is False
+    assert cfg.exception_events is False
 
 
 def test_options_are_read() -> None:
@@ -42,7 +43,7 @@ def test_options_are_read() -> None:
             "consumer_parent": " Link ",
             "excluded_subjects": ["health.>", " _INBOX.* ", ""],
             "captured_headers": ("X-Request-Id", "Tenant"),
-            "envelope_subjects": "legacy.>,seed.*.events",
+            "envelope_subjects": "legacy.>,envelope.*.events",
             "publish_hook": hook,
             "consume_hook": hook,
             "request_hook": hook,
@@ -56,7 +57,7 @@ def test_options_are_read() -> None:
     assert cfg.link_mode
     assert cfg.excluded_subjects.patterns == ("health.>", "_INBOX.*")
     assert cfg.captured_headers.patterns == ("x-request-id", "tenant")
-    assert cfg.envelope_subjects.patterns == ("legacy.>", "seed.*.events")
+    assert cfg.envelope_subjects.patterns == ("legacy.>", "envelope.*.events")
     assert (cfg.publish_hook, cfg.consume_hook, cfg.request_hook, cfg.response_hook) == (hook, hook, hook, hook)
     assert cfg.jetstream_stream_metrics_interval == 30.0
     assert cfg.empty_fetch_spans is True
@@ -68,7 +69,7 @@ def test_environment_variables_fill_options_not_given() -> None:
         "OTEL_PYTHON_NATS_CONSUMER_PARENT": "LINK",
         "OTEL_PYTHON_NATS_EXCLUDED_SUBJECTS": "health.>, metrics.*",
         "OTEL_PYTHON_NATS_CAPTURED_HEADERS": "X-Request-Id,Tenant",
-        "OTEL_PYTHON_NATS_ENVELOPE_SUBJECTS": "seed.>",
+        "OTEL_PYTHON_NATS_ENVELOPE_SUBJECTS": "envelope.>",
         "OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS": "TRUE",
     }
     cfg = NatsConfig.from_options({}, env=env)
@@ -76,7 +77,7 @@ def test_environment_variables_fill_options_not_given() -> None:
     assert cfg.consumer_parent == "link"
     assert cfg.excluded_subjects.patterns == ("health.>", "metrics.*")
     assert cfg.captured_headers.patterns == ("x-request-id", "tenant")
-    assert cfg.envelope_subjects.patterns == ("seed.>",)
+    assert cfg.envelope_subjects.patterns == ("envelope.>",)
     assert cfg.empty_fetch_spans is True
     # an option beats its environment variable, even an empty list or False
     cfg = NatsConfig.from_options(
@@ -157,6 +158,12 @@ def test_blank_environment_variables_are_ignored() -> None:
             {"OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS": "enabled"},
             "empty_fetch_spans (from OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS): 'enabled' is not a boolean",
         ),
+        ({"exception_events": "logs"}, {}, "exception_events: 'logs' is not a boolean"),
+        (
+            {},
+            {"OTEL_PYTHON_NATS_EXCEPTION_EVENTS": "logs/dup"},
+            "exception_events (from OTEL_PYTHON_NATS_EXCEPTION_EVENTS): 'logs/dup' is not a boolean",
+        ),
     ],
 )
 def test_invalid_values_name_the_option_and_allowed_values(
@@ -180,9 +187,24 @@ def test_empty_fetch_spans_values(value: Any, expected: bool) -> None:
         assert NatsConfig.from_options({}, env=env).empty_fetch_spans is expected
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"), [(True, True), (False, False), ("yes", True), (" OFF ", False), ("1", True)]
+)
+def test_exception_events_values(value: Any, expected: bool) -> None:
+    assert NatsConfig.from_options({"exception_events": value}, env={}).exception_events is expected
+    if isinstance(value, str):
+        env = {"OTEL_PYTHON_NATS_EXCEPTION_EVENTS": value}
+        assert NatsConfig.from_options({}, env=env).exception_events is expected
+        # the keyword beats the variable
+        assert NatsConfig.from_options({"exception_events": not expected}, env=env).exception_events is not expected
+
+
 def test_unknown_option_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="opentelemetry.instrumentation.nats"):
-        NatsConfig.from_options({"excluded_subject": ["a"], "tracer_provider": None, "skip_dep_check": True}, env={})
+        NatsConfig.from_options(
+            {"excluded_subject": ["a"], "tracer_provider": None, "logger_provider": None, "skip_dep_check": True},
+            env={},
+        )
     assert [r.getMessage() for r in caplog.records] == [
         "NatsInstrumentor.instrument(): unknown option(s) ignored: excluded_subject"
     ]

@@ -53,7 +53,10 @@ def ids(ctx: Any) -> tuple[str, str] | None:
         ({"Xraceparent": "00-00000000000000000000000000000000-0000000000000000-01"}, None),
         ({"Xraceparent": None}, None),
         ({"Xraceparent": 42}, None),
-        ({"Xraceparent": [TP]}, None),
+        ({"Xraceparent": [42]}, None),
+        # a list of values is nats-core's header form: its first item is read
+        ({"Xraceparent": [TP]}, (TRACE_ID, PARENT_ID)),
+        ({"traceparent": [OTHER_TP, TP], "Xraceparent": [TP]}, (OTHER_TP[3:35], OTHER_TP[36:52])),
         # only the server's exact rename counts, not other spellings
         ({"xraceparent": TP}, None),
         ({"XRACEPARENT": TP}, None),

@@ -1,5 +1,5 @@
 """The server matrix is configured in three places that must agree: tox.ini's server factors,
-scripts/test.sh's env list and the PyPI fallback in scripts/_setup.sh."""
+scripts/test.sh's env lists and the PyPI fallback in scripts/_setup.sh."""
 
 from __future__ import annotations
 
@@ -29,8 +29,13 @@ def test_every_server_factor_pins_a_release_of_its_line_and_test_sh_runs_it() ->
         assert version.startswith(factor.removeprefix("server") + "."), (factor, version)
     assert release(pins["server2.12"]) < (2, 12, 12)  # the servers that rename traceparent end with 2.12.11
     test_sh = (ROOT / "scripts" / "test.sh").read_text()
-    (envs,) = re.findall(r"tox -e (\S+) -- ", test_sh)
+    (envs,) = re.findall(r"^envs=(\S+)$", test_sh, flags=re.MULTILINE)
     assert envs.split(",") == ["lint", "typecheck", "py-newest", "py-oldest"] + [f"py-newest-{f}" for f in pins]
+    # the nats-core family's envs (on Python 3.13), with the newest server of the matrix
+    (py313,) = re.findall(r"^py313_envs=(\S+)$", test_sh, flags=re.MULTILINE)
+    newest = max(pins, key=lambda f: release(pins[f]))
+    assert py313.split(",") == ["py313-natscore", "py313-natscore-oldest", f"py313-natscore-{newest}", "py313-both"]
+    assert re.search(r'tox -e "\$envs" -- ', test_sh)
 
 
 def test_pypi_fallback_is_the_newest_server_of_the_matrix() -> None:

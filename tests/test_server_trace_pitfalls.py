@@ -1,4 +1,4 @@
-"""The pitfalls of server-side tracing that the README describes, checked on the server under test.
+"""The pitfalls of server-side tracing that docs/server-trace.md describes, checked on the server under test.
 
 - A publisher that may not publish on the account's trace destination: since nats-server 2.14.3 (and
   2.12.12 on the 2.12 line) a message of its with a sampled ``traceparent`` is dropped with a

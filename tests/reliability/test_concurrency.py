@@ -1,4 +1,4 @@
-"""Issue 6.7: 200 concurrent request-reply tasks on one connection keep their own contexts."""
+"""200 concurrent request-reply tasks on one connection keep their own contexts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 6.6: callback errors, cancelled requests, close/drain with operations in flight."""
+"""Callback errors, cancelled requests, close/drain with operations in flight."""
 
 from __future__ import annotations
 

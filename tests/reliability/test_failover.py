@@ -1,4 +1,4 @@
-"""Issue 6.2: a three-node JetStream cluster; the node the client is connected to is killed."""
+"""A three-node JetStream cluster; the node the client is connected to is killed."""
 
 from __future__ import annotations
 

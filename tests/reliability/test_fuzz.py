@@ -1,4 +1,4 @@
-"""Issue 6.5: arbitrary headers, trace context, subjects and payloads from an uninstrumented producer.
+"""Arbitrary headers, trace context, subjects and payloads from an uninstrumented producer.
 
 An uninstrumented publisher (``suppress_instrumentation``) sends whatever hypothesis makes up; an
 instrumented callback subscription and an instrumented ``next_msg`` consumer receive it. The consumer

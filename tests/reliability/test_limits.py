@@ -1,4 +1,4 @@
-"""Issue 6.3/6.4: payloads at the server's ``max_payload`` and servers without header support."""
+"""Payloads at the server's ``max_payload`` and servers without header support."""
 
 from __future__ import annotations
 

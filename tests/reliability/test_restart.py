@@ -1,4 +1,4 @@
-"""Issue 6.1: the server is stopped and restarted while 10 000 messages are published and consumed."""
+"""The server is stopped and restarted while 10 000 messages are published and consumed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 6.9: credentials, payloads and uncaptured headers never reach telemetry.
+"""Credentials, payloads and uncaptured headers never reach telemetry.
 
 Four servers with four kinds of authentication — user/password and a token in the URL, an NKEY seed
 file, and a JWT ``.creds`` file (operator mode, JWTs made and signed here with ``nkeys``) — carry

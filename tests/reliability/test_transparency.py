@@ -1,4 +1,4 @@
-"""Issue 6.8: a scripted scenario observes the same results with and without instrumentation.
+"""A scripted scenario observes the same results with and without instrumentation.
 
 Everything the application can see is recorded — subjects, payloads, headers (minus the trace
 headers the instrumentation adds), replies, JetStream acks and metadata, key-value results, the

@@ -1,12 +1,13 @@
 """OpenTelemetry instrumentation for NATS: nats-py and the next-generation nats-core family.
 
-Usage::
+Usage:
 
     from opentelemetry.instrumentation.nats import NatsInstrumentor
 
     NatsInstrumentor().instrument()
 
-or run the application under ``opentelemetry-instrument``. See the README for every option.
+or run the application under ``opentelemetry-instrument``. The documentation's configuration page
+(docs/configuration.md) lists every option and environment variable.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from opentelemetry.metrics import get_meter
 from opentelemetry import trace
 from opentelemetry.instrumentation.nats import families, names, propagation
 from opentelemetry.instrumentation.nats.config import NatsConfig
+from opentelemetry.instrumentation.nats.exception_events import ExceptionEvents
 from opentelemetry.instrumentation.nats.metrics import NatsMetrics
 from opentelemetry.instrumentation.nats.names import SCHEMA_URL
 from opentelemetry.instrumentation.nats.operation import install, installed
@@ -39,13 +41,18 @@ unwrap_envelope = propagation.unwrap_envelope
 
 
 def message_context(msg: Any) -> Context:
-    """The producer context a received message carries (headers, else a configured seed envelope).
+    """The producer context a received message carries: its headers, else (on ``envelope_subjects``)
+    a JSON envelope ``{"traceparent", "tracestate", "data"}`` in its payload.
 
-    Use it to parent the application's own processing span::
+    Use it to parent the application's own processing span, for instance around a message that
+    ``fetch`` returned:
 
-        with tracer.start_as_current_span("handle", context=message_context(msg)): ...
+        with tracer.start_as_current_span("handle", context=message_context(msg)):
+            ...
 
-    Returns an empty context (→ a root span) when the message carries none.
+    It holds the message's baggage too, which a callback's current context keeps aside (what the
+    callback sends carries it on). Returns an empty context (→ a root span) when the message
+    carries none.
     """
     headers = getattr(msg, "headers", None)
     rec = installed()
@@ -55,13 +62,22 @@ def message_context(msg: Any) -> Context:
 
 
 class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Traces nats-py and the nats-core family, whichever is installed (both when both are):
-    see ``instrument()`` keyword options in the README."""
+    """Traces nats-py and the nats-core family, whichever is installed (both when both are).
+
+    ``instrument(**options)`` patches the clients and records through the given (or the global)
+    tracer, meter and logger providers; ``uninstrument()`` restores the clients exactly. Options
+    are keywords of ``instrument()`` or, when not given, environment variables; the documentation's
+    configuration page (docs/configuration.md) lists them. ``opentelemetry-instrument`` loads this
+    class through the ``nats`` entry point of the ``opentelemetry_instrumentor`` group.
+
+        NatsInstrumentor().instrument(subject_templates=["orders.*.created"])
+    """
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        """The requirements of the installed client families: either family satisfies the
-        dependency check (nats-py's requirement when neither is installed)."""
-        found = tuple(f.requirement for f in families.installed())
+        """The requirements of the client families found: the installed ones in a supported version,
+        else the installed ones (so that the conflict is reported), else nats-py's. Either family
+        satisfies the dependency check."""
+        found = tuple(f.requirement for f in families.instrumented())
         return found or _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
@@ -70,8 +86,9 @@ class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             __name__, __version__, tracer_provider=kwargs.get("tracer_provider"), schema_url=SCHEMA_URL
         )
         meter = get_meter(__name__, __version__, meter_provider=kwargs.get("meter_provider"), schema_url=SCHEMA_URL)
-        install(Recorder(tracer, config, NatsMetrics(meter, config.mode, names.KEYS[config.mode])))
-        found = families.installed()
+        events = ExceptionEvents.create(kwargs.get("logger_provider"), __name__) if config.exception_events else None
+        install(Recorder(tracer, config, NatsMetrics(meter, config.mode, names.KEYS[config.mode]), events=events))
+        found = families.instrumented()
         if not found:
             _LOG.warning("neither nats-py nor nats-core is installed: nothing to instrument")
         for family in found:

@@ -23,6 +23,7 @@ class SubscriptionState(NamedTuple):
     queue: str | None
     delivered: int | None
     pending: int | None
+    dropped: int | None = None  # slow-consumer drops, where the client counts them itself (nats-core)
 
 
 class ClientAccess(Protocol):
@@ -52,6 +53,10 @@ class ClientAccess(Protocol):
     def subscriptions(self, client: Any) -> Iterable[SubscriptionState]:
         """The client's application subscriptions (not its internal inboxes)."""
 
+    def ordered_consumer(self, client: Any, sid: Any) -> bool:
+        """True when subscription ``sid`` is a JetStream ordered consumer (the client recreates it,
+        under a new name the server makes up, after a gap or a missed heartbeat)."""
+
 
 class NoAccess:
     """The accessor of an operation that has no client (internal markers)."""
@@ -79,6 +84,9 @@ class NoAccess:
 
     def subscriptions(self, client: Any) -> Iterable[SubscriptionState]:
         return ()
+
+    def ordered_consumer(self, client: Any, sid: Any) -> bool:
+        return False
 
 
 NO_ACCESS = NoAccess()

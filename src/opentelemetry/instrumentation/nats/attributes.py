@@ -12,6 +12,7 @@ from typing import Any
 from opentelemetry.instrumentation.nats import names
 from opentelemetry.instrumentation.nats.access import ClientAccess, SubscriptionState
 from opentelemetry.instrumentation.nats.names import Keys, Op
+from opentelemetry.instrumentation.nats.propagation import as_mapping
 from opentelemetry.instrumentation.nats.subjects import SubjectSet
 
 Attrs = dict[str, Any]
@@ -85,25 +86,38 @@ def span_name(op: Op, destination: str | None) -> str:
 
 
 def header_attributes(headers: Any, captured: SubjectSet) -> Attrs:
-    """``messaging.message.id`` from ``Nats-Msg-Id``, and the opted-in captured headers."""
+    """``messaging.message.id`` from ``Nats-Msg-Id``, and the opted-in captured headers (of a header
+    with several values, the first, as nats-core's ``Headers.get`` reads it)."""
     attrs: Attrs = {}
-    if not headers or (type(headers) is not dict and not isinstance(headers, Mapping)):  # fast path: a dict
+    if not headers:
         return attrs
-    msg_id = headers.get(MSG_ID_HEADER)
+    if type(headers) is not dict and not isinstance(headers, Mapping):  # (fast path: a dict)
+        headers = as_mapping(headers)
+        if not headers:
+            return attrs
+    msg_id = _first(headers.get(MSG_ID_HEADER))
     if isinstance(msg_id, str) and msg_id:
         attrs[names.MESSAGE_ID] = msg_id
     if captured:
         for k, v in headers.items():
-            if isinstance(k, str) and isinstance(v, str) and k.lower() in captured:
-                attrs[names.NATS_HEADER_PREFIX + k.lower()] = v
+            if isinstance(k, str) and k.lower() in captured:
+                v = _first(v)
+                if isinstance(v, str):
+                    attrs[names.NATS_HEADER_PREFIX + k.lower()] = v
     return attrs
+
+
+def _first(value: Any) -> Any:
+    """A header's value: a list's (nats-core) first item."""
+    return (value[0] if value else None) if type(value) is list else value
 
 
 def subscription_attributes(
     sid: Any, state: SubscriptionState | None, dropped: Mapping[Any, int] | None = None, attrs: Attrs | None = None
 ) -> Attrs:
     """Subscription id and its delivered/pending counters, when the subscription is known; its
-    slow-consumer drops (from ``dropped``, counted by the connection watch) once there are any.
+    slow-consumer drops once there are any (the client's own count, else ``dropped``, counted by
+    the connection watch).
 
     Added to ``attrs`` when given (fast path: no intermediate dict per message)."""
     if attrs is None:
@@ -116,7 +130,9 @@ def subscription_attributes(
             attrs[names.NATS_DELIVERED] = state.delivered
         if state.pending is not None:
             attrs[names.NATS_PENDING] = state.pending
-        if dropped:
+        if state.dropped:
+            attrs[names.NATS_DROPPED] = state.dropped
+        elif dropped:
             n = dropped.get(state.sub)
             if n:
                 attrs[names.NATS_DROPPED] = n
@@ -164,8 +180,25 @@ def jetstream_message_attributes(reply: Any) -> Attrs | None:
     return None
 
 
+def ack_timestamp(reply: Any) -> int | None:
+    """When the server stored a delivered JetStream message (nanoseconds since the epoch): the ``<tm>``
+    token of its ``$JS.ACK.…`` reply subject (see :func:`ack_subject_attributes`); ``None`` for other
+    messages and malformed subjects."""
+    if not isinstance(reply, str) or not reply.startswith(names.JS_ACK_PREFIX):
+        return None
+    tokens = reply.split(".")
+    n = len(tokens)
+    if n != 9 and n < 11:
+        return None
+    try:
+        return int(tokens[7 if n == 9 else 9])
+    except ValueError:
+        return None
+
+
 def puback_attributes(keys: Keys, ack: Any, client: Any = None) -> Attrs:
-    """Stream, sequence, duplicate flag and domain from a JetStream ``PubAck``."""
+    """Stream, sequence, duplicate flag and domain from a JetStream ``PubAck``; an atomic batch's
+    id and size (on its commit) and a counter's value after the increment, when it has them."""
     attrs: Attrs = {}
     stream, seq, domain = getattr(ack, "stream", None), getattr(ack, "seq", None), getattr(ack, "domain", None)
     if stream is not None and stream != "":  # (one per JetStream publish: the checks of _put, inline)
@@ -175,7 +208,56 @@ def puback_attributes(keys: Keys, ack: Any, client: Any = None) -> Attrs:
     if domain is not None and domain != "":
         attrs[names.JS_DOMAIN] = domain
     attrs[names.JS_DUPLICATE] = bool(getattr(ack, "duplicate", False))
+    batch, value = getattr(ack, "batch_id", None), getattr(ack, "val", None)  # (nats-py 2.16)
+    if batch:
+        attrs[names.JS_BATCH_ID] = str(batch)
+        size = getattr(ack, "batch_size", None)
+        if type(size) is int:
+            attrs[names.BATCH_COUNT] = size
+    if value is not None:
+        attrs[names.JS_COUNTER_VALUE] = str(value)
     return attrs
+
+
+# JetStream message features that a published message asks for in its headers (the names the
+# server reads, which are case-sensitive), and the span attribute that records each header's value.
+JS_FEATURE_HEADERS: Mapping[str, str] = {
+    "Nats-TTL": names.JS_MESSAGE_TTL,
+    "Nats-Batch-Id": names.JS_BATCH_ID,
+    "Nats-Batch-Sequence": names.JS_BATCH_SEQUENCE,
+    "Nats-Batch-Commit": names.JS_BATCH_COMMIT,
+    "Nats-Incr": names.JS_COUNTER_INCREMENT,
+    "Nats-Schedule": names.JS_SCHEDULE,
+    "Nats-Schedule-Target": names.JS_SCHEDULE_TARGET,
+    "Nats-Schedule-Source": names.JS_SCHEDULE_SOURCE,
+    "Nats-Schedule-TTL": names.JS_SCHEDULE_TTL,
+    "Nats-Schedule-Time-Zone": names.JS_SCHEDULE_TIME_ZONE,
+    "Nats-Schedule-Rollup": names.JS_SCHEDULE_ROLLUP,
+}
+_FEATURE_HEADER_NAMES = frozenset(JS_FEATURE_HEADERS)
+
+
+def feature_header_attributes(headers: Any) -> Attrs | None:
+    """The JetStream message features (per-message TTL, atomic batch, counter, schedule) that
+    outgoing ``headers`` ask for, as span attributes; ``None`` when they ask for none (the usual
+    case: one set operation) or are not a mapping. Values are recorded as sent (stripped, as
+    nats-py sends them); the batch sequence as an int, left out when it is not one."""
+    try:
+        if _FEATURE_HEADER_NAMES.isdisjoint(headers):
+            return None
+        attrs: Attrs = {}
+        for header, key in JS_FEATURE_HEADERS.items():
+            value = headers.get(header)
+            if type(value) is list and value:  # (list-valued headers: the value sent first)
+                value = value[0]
+            if isinstance(value, str):
+                attrs[key] = value.strip()
+        sequence = attrs.pop(names.JS_BATCH_SEQUENCE, None)
+        if sequence is not None and sequence.isascii() and sequence.isdigit():
+            attrs[names.JS_BATCH_SEQUENCE] = int(sequence)
+        return attrs or None
+    except Exception:  # not a mapping of headers (nats-py fails on it itself)
+        return None
 
 
 def batch_attributes(keys: Keys, msgs: Any, client: Any = None) -> Attrs:

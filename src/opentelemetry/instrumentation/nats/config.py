@@ -12,17 +12,16 @@ from typing import Any
 from opentelemetry.instrumentation.nats import names
 from opentelemetry.instrumentation.nats.destinations import DEFAULT_MAX_DESTINATIONS, Templates
 from opentelemetry.instrumentation.nats.names import Mode
+from opentelemetry.instrumentation.nats.options import BY_NAME
 from opentelemetry.instrumentation.nats.subjects import SubjectSet, pattern_error
 
 _LOG = logging.getLogger(__name__)
 
 Hook = Callable[..., Awaitable[None] | None]
 
-_CONSUMER_PARENTS = ("parent", "link")
-
 # ``instrument()`` keywords that are not NatsConfig fields but are understood (by us or BaseInstrumentor).
 _OTHER_OPTIONS = frozenset(
-    {"semconv", "tracer_provider", "meter_provider", "skip_dep_check", "raise_exception_on_conflict"}
+    {"semconv", "tracer_provider", "meter_provider", "logger_provider", "skip_dep_check", "raise_exception_on_conflict"}
 )
 
 
@@ -107,11 +106,11 @@ def _hook(option: str, value: Any) -> Hook | None:
 def resolve_mode(option: Any, env: Mapping[str, str]) -> Mode:
     """Mode precedence: ``semconv=`` option, then ``OTEL_PYTHON_NATS_SEMCONV``, then
     ``OTEL_SEMCONV_STABILITY_OPT_IN`` (``messaging/dup`` → dup, ``messaging`` → current), then current."""
-    allowed = [m.value for m in Mode]
+    allowed, var = BY_NAME["semconv"].choices, BY_NAME["semconv"].env or names.ENV_SEMCONV
     if option is not None:
         return Mode(_choice("semconv", option, allowed))
-    if env.get(names.ENV_SEMCONV, "").strip():
-        return Mode(_choice("semconv", env[names.ENV_SEMCONV], allowed, names.ENV_SEMCONV))
+    if env.get(var, "").strip():
+        return Mode(_choice("semconv", env[var], allowed, var))
     opt_in = {t.strip().lower() for t in env.get(names.ENV_STABILITY, "").split(",")}
     if "messaging/dup" in opt_in:
         return Mode.DUP
@@ -120,7 +119,8 @@ def resolve_mode(option: Any, env: Mapping[str, str]) -> Mode:
 
 @dataclass(frozen=True)
 class NatsConfig:
-    """Validated options. See the README's options table."""
+    """Validated options. Each ``instrument()`` keyword, its environment variable and its allowed values
+    are in :data:`.options.OPTIONS` (the documentation's configuration page is generated from it)."""
 
     mode: Mode = Mode.CURRENT
     consumer_parent: str = "parent"
@@ -135,6 +135,7 @@ class NatsConfig:
     response_hook: Hook | None = None
     jetstream_stream_metrics_interval: float | None = None
     empty_fetch_spans: bool = False
+    exception_events: bool = False
 
     @property
     def link_mode(self) -> bool:
@@ -148,10 +149,11 @@ class NatsConfig:
         if unknown:
             _LOG.warning("NatsInstrumentor.instrument(): unknown option(s) ignored: %s", ", ".join(unknown))
 
-        def opt(name: str, var: str | None = None) -> tuple[Any, str | None]:
+        def opt(name: str) -> tuple[Any, str | None]:
             """The option's value, else its environment variable's; and the variable when it came from there."""
             if options.get(name) is not None:
                 return options[name], None
+            var = BY_NAME[name].env
             if var and env.get(var, "").strip():
                 return env[var], var
             return None, None
@@ -168,22 +170,21 @@ class NatsConfig:
                     f"jetstream_stream_metrics_interval: expected a positive number of seconds, got {interval!r}"
                 )
             interval = float(interval)
-        parent, parent_var = opt("consumer_parent", names.ENV_CONSUMER_PARENT)
-        empty_fetch, empty_fetch_var = opt("empty_fetch_spans", names.ENV_EMPTY_FETCH_SPANS)
-        limit, limit_var = opt("max_destinations", names.ENV_MAX_DESTINATIONS)
+        parent, parent_var = opt("consumer_parent")
+        empty_fetch, empty_fetch_var = opt("empty_fetch_spans")
+        limit, limit_var = opt("max_destinations")
+        exc_events, exc_events_var = opt("exception_events")
         return cls(
             mode=resolve_mode(options.get("semconv"), env),
             consumer_parent=(
-                _choice("consumer_parent", parent, _CONSUMER_PARENTS, parent_var) if parent is not None else "parent"
+                _choice("consumer_parent", parent, BY_NAME["consumer_parent"].choices, parent_var)
+                if parent is not None
+                else "parent"
             ),
-            excluded_subjects=SubjectSet(_patterns("excluded_subjects", *opt("excluded_subjects", names.ENV_EXCLUDED))),
-            captured_headers=SubjectSet(
-                p.lower() for p in _patterns("captured_headers", *opt("captured_headers", names.ENV_CAPTURED_HEADERS))
-            ),
-            envelope_subjects=SubjectSet(_patterns("envelope_subjects", *opt("envelope_subjects", names.ENV_ENVELOPE))),
-            subject_templates=Templates(
-                _patterns("subject_templates", *opt("subject_templates", names.ENV_SUBJECT_TEMPLATES))
-            ),
+            excluded_subjects=SubjectSet(_patterns("excluded_subjects", *opt("excluded_subjects"))),
+            captured_headers=SubjectSet(p.lower() for p in _patterns("captured_headers", *opt("captured_headers"))),
+            envelope_subjects=SubjectSet(_patterns("envelope_subjects", *opt("envelope_subjects"))),
+            subject_templates=Templates(_patterns("subject_templates", *opt("subject_templates"))),
             max_destinations=(
                 _count("max_destinations", limit, limit_var) if limit is not None else DEFAULT_MAX_DESTINATIONS
             ),
@@ -194,6 +195,9 @@ class NatsConfig:
             jetstream_stream_metrics_interval=interval,
             empty_fetch_spans=(
                 _flag("empty_fetch_spans", empty_fetch, empty_fetch_var) if empty_fetch is not None else False
+            ),
+            exception_events=(
+                _flag("exception_events", exc_events, exc_events_var) if exc_events is not None else False
             ),
         )
 

@@ -1,4 +1,4 @@
-"""Low-cardinality destinations (SPEC §2, §5, §6): subject templates, the bounded set of distinct
+"""Low-cardinality destinations: subject templates, the bounded set of distinct
 destination names, and each connection's bounded cache of span names and attributes per subject.
 
 Span names and metric attributes show a destination only when it has low cardinality: the pattern
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 
 # Under the SDK's default of 2 000 series per metric with room to spare: a metric stream has a
-# series per destination *and* operation, error type, server and queue group (see the README).
+# series per destination *and* operation, error type, server and queue group (docs/high-cardinality.md).
 DEFAULT_MAX_DESTINATIONS = 100
 CACHE_SIZE = 1024  # entries per generation of a connection's per-subject cache
 SHAPES_SIZE = 256  # entries per generation of a connection's per-shape cache
@@ -80,6 +80,16 @@ class Templates:
         return self.patterns[found.lastindex - 1] if found is not None and found.lastindex else None
 
 
+# What nats-py (2.16) refuses in a subject before sending (BadSubjectError), the NATS protocol's separators
+_BAD_SUBJECT = re.compile(r"[ \t\r\n]")
+
+
+def valid_subject(subject: str) -> bool:
+    """False for a subject nats-py refuses (or, with ``skip_subject_validation``, that the protocol
+    splits): it never names a span or a metric series, nor takes a place among ``max_destinations``."""
+    return _BAD_SUBJECT.search(subject) is None
+
+
 def _regex(pattern: str) -> str:
     """A (valid) NATS pattern as a regular expression: ``*`` one token, a final ``>`` one or more."""
     return r"\.".join("[^.]+" if t == "*" else ".+" if t == ">" else re.escape(t) for t in pattern.split("."))
@@ -112,11 +122,14 @@ class Destinations:
         self.metric_keys = metric_keys
 
     def admit(self, subject: str) -> bool:
-        """True when ``subject`` may be shown: shown before, or still under the limit."""
+        """True when ``subject`` may be shown: shown before, or still under the limit (and valid: see
+        :func:`valid_subject`)."""
         shown = self.shown
         if subject in shown:
             return True
         if len(shown) < self.max_destinations:
+            if not valid_subject(subject):
+                return False
             shown.add(subject)
             return True
         if not self.warned:

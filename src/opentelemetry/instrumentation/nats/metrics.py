@@ -1,4 +1,4 @@
-"""Metric instruments and recording, per semantic-convention mode (SPEC §5).
+"""Metric instruments and recording, per semantic-convention mode.
 
 :class:`NatsMetrics` is owned by the :class:`~.recorder.Recorder`, which calls :meth:`NatsMetrics.record`
 when an operation ends; connection health comes from :class:`ConnectionWatch` (chained to the
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from weakref import WeakKeyDictionary
 
 from opentelemetry.metrics import CallbackOptions, Meter, NoOpMeter, Observation
 
-from opentelemetry.instrumentation.nats import names, otel_private
+from opentelemetry.instrumentation.nats import attributes, names, otel_private
 from opentelemetry.instrumentation.nats.access import ClientAccess
 from opentelemetry.instrumentation.nats.attributes import Attrs
 from opentelemetry.instrumentation.nats.names import Keys, Metric, Mode
@@ -104,6 +105,7 @@ class NatsMetrics:
         self.disconnect_duration = histogram(names.M_DISCONNECT_DURATION, s)
         self.propagation_skipped = counter(names.M_PROPAGATION_SKIPPED)
         self.redelivered = counter(names.M_JS_REDELIVERED)
+        self.message_age = histogram(names.M_JS_MESSAGE_AGE, names.MESSAGE_AGE_BUCKETS_S)
         meter.create_observable_up_down_counter(
             names.M_CONNECTIONS.name,
             callbacks=[self._observe_connections],
@@ -140,6 +142,11 @@ class NatsMetrics:
             self._consumed(attrs, messages, nbytes, seconds if kind is names.PROCESS else None)
             if op.extra and names.JS_NUM_DELIVERED in op.extra:
                 self.jetstream_message(op.extra, attrs)
+                stored = attributes.ack_timestamp(op.reply_to)
+                if stored is not None:  # delivered when its callback started, or (receive) now
+                    delivered = op.started if kind is names.PROCESS else time.time_ns()
+                    ordered = op.access.ordered_consumer(op.client, op.sid)
+                    self.jetstream_age(op.extra, stored, delivered, op.subject, ordered)
         elif kind is names.FETCH:  # per-message JetStream metadata: see Recorder.fetched
             if self.current:
                 self.op_duration.record(seconds, attrs)
@@ -184,6 +191,23 @@ class NatsMetrics:
         if meta.get(names.JS_NUM_DELIVERED, 1) > 1:
             self.redelivered.add(1, {**attrs, names.JS_STREAM: stream, names.JS_CONSUMER: consumer})
 
+    def jetstream_age(self, meta: Attrs, stored: int, delivered: int, subject: str, ordered: bool = False) -> None:
+        """The age of a delivered JetStream message: ``delivered - stored`` (nanoseconds since the epoch,
+        the client's clock and the server's), 0 when below zero (clock skew). By stream and consumer
+        (none for an ``ordered`` consumer: its name changes at every reset) and the ``subject_templates``
+        pattern the message's subject matches; never the subject itself."""
+        attrs = {**self.system, names.JS_STREAM: meta.get(names.JS_STREAM)}
+        consumer = meta.get(names.JS_CONSUMER)
+        if consumer and not ordered:
+            attrs[names.JS_CONSUMER] = consumer
+        templates = self.destinations.templates if self.destinations is not None else None
+        if templates:
+            template = templates.first(subject)
+            if template is not None:
+                for k in self.keys.subject_template:
+                    attrs[k] = template
+        self.message_age.record(max(0.0, (delivered - stored) / 1e9), attrs)
+
     def skipped(self, reason: str, client: Any) -> None:
         self.propagation_skipped.add(1, {**self.system, "reason": reason})
 
@@ -192,10 +216,33 @@ class NatsMetrics:
         with suppress(TypeError):  # not weak-referenceable
             self.sub_dropped[sub] = self.sub_dropped.get(sub, 0) + 1
             self.any_dropped = True
+        self._count_dropped(1, attrs)
+
+    def dropped_total(self, attrs: Attrs, sub: Any, total: int) -> None:
+        """``sub`` has dropped ``total`` messages in all (a client that counts them itself): count
+        the ones not counted yet."""
+        try:
+            new = total - self.sub_dropped.get(sub, 0)
+            if new <= 0:
+                return
+            self.sub_dropped[sub] = total
+        except TypeError:  # not weak-referenceable: not counted
+            return
+        self.any_dropped = True
+        self._count_dropped(new, attrs)
+
+    def _count_dropped(self, n: int, attrs: Attrs) -> None:
         if self.current:
-            self.dropped.add(1, attrs)
+            self.dropped.add(n, attrs)
         if self.legacy:
-            self.l_dropped.add(1, attrs)
+            self.l_dropped.add(n, attrs)
+
+    def reconnected(self, access: ClientAccess, client: Any, down_since: float | None) -> None:
+        """``client`` reconnected; it lost its connection at ``down_since`` (``time.monotonic()``)."""
+        attrs = self.server_attributes(access, client)
+        self.reconnects.add(1, attrs)
+        if down_since is not None:
+            self.disconnect_duration.record(time.monotonic() - down_since, attrs)
 
     # --- observable state ------------------------------------------------------------------
 
@@ -256,7 +303,10 @@ class NatsMetrics:
         totals: dict[tuple[tuple[str, Any], ...], int] = {}
         for client, access in list(self.clients.items()):
             for sub in access.subscriptions(client):
-                key = tuple(sorted(self.subscription_attributes(access, client, sub.subject, sub.queue).items()))
+                attrs = self.subscription_attributes(access, client, sub.subject, sub.queue)
+                if sub.dropped:  # (a client that counts its drops: the ones since the last look)
+                    self.dropped_total(attrs, sub.sub, sub.dropped)
+                key = tuple(sorted(attrs.items()))
                 totals[key] = totals.get(key, 0) + (sub.pending or 0)
         return [Observation(n, dict(key)) for key, n in totals.items()]
 

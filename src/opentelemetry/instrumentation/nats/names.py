@@ -25,7 +25,8 @@ class Mode(str, Enum):
 
 
 class Op(NamedTuple):
-    """A NATS operation: its span-name verb, semconv type and the seed's (legacy) name."""
+    """A NATS operation: its span-name verb, semconv type and its name in the original NATS
+    attribute names (legacy mode)."""
 
     name: str
     type: str | None
@@ -42,19 +43,21 @@ ACK = Op("ack", "settle", "ack")
 NAK = Op("nak", "settle", "nak")
 TERM = Op("term", "settle", "term")
 IN_PROGRESS = Op("in_progress", "settle", "in_progress")
+GET = Op("get", "receive", "receive")  # a stored message read from a stream (get_msg)
 KV_PUT = Op("kv.put", None, "kv.put")
 KV_GET = Op("kv.get", None, "kv.get")
 KV_CREATE = Op("kv.create", None, "kv.create")
 KV_UPDATE = Op("kv.update", None, "kv.update")
 KV_DELETE = Op("kv.delete", None, "kv.delete")
 KV_PURGE = Op("kv.purge", None, "kv.purge")
+KV_HISTORY = Op("kv.history", None, "kv.history")
 OBJECT_PUT = Op("object_store.put", None, "object_store.put")
 OBJECT_GET = Op("object_store.get", None, "object_store.get")
 OBJECT_DELETE = Op("object_store.delete", None, "object_store.delete")
 
 
 class SpanSpec(NamedTuple):
-    """One row of the span model: the nats-py call, its operation, span kind(s) and name pattern."""
+    """One row of the span model: the client call, its operation, span kind(s) and name pattern."""
 
     call: str
     op: Op
@@ -77,16 +80,30 @@ SPANS: tuple[SpanSpec, ...] = (
     SpanSpec("Msg.nak", NAK, "CLIENT", "nak {stream}"),
     SpanSpec("Msg.term", TERM, "CLIENT", "term {stream}"),
     SpanSpec("Msg.in_progress", IN_PROGRESS, "CLIENT", "in_progress {stream}"),
+    SpanSpec("JetStreamManager.get_msg / get_last_msg", GET, "CLIENT", "get {stream}"),
     SpanSpec("KeyValue.put", KV_PUT, "CLIENT", "kv.put {bucket}"),
     SpanSpec("KeyValue.get", KV_GET, "CLIENT", "kv.get {bucket}"),
     SpanSpec("KeyValue.create", KV_CREATE, "CLIENT", "kv.create {bucket}"),
     SpanSpec("KeyValue.update", KV_UPDATE, "CLIENT", "kv.update {bucket}"),
     SpanSpec("KeyValue.delete", KV_DELETE, "CLIENT", "kv.delete {bucket}"),
     SpanSpec("KeyValue.purge", KV_PURGE, "CLIENT", "kv.purge {bucket}"),
+    SpanSpec("KeyValue.history", KV_HISTORY, "CLIENT", "kv.history {bucket}"),
+    SpanSpec("KeyValue.KeyWatcher.updates, async for", RECEIVE, "CLIENT", "receive {bucket}"),
     SpanSpec("ObjectStore.put", OBJECT_PUT, "CLIENT", "object_store.put {bucket}"),
     SpanSpec("ObjectStore.get", OBJECT_GET, "CLIENT", "object_store.get {bucket}"),
     SpanSpec("ObjectStore.delete", OBJECT_DELETE, "CLIENT", "object_store.delete {bucket}"),
     SpanSpec("nats.micro endpoint handler", PROCESS, "SERVER", "process {endpoint subject}"),
+)
+
+# The next-generation clients: nats-core (``nats.client``). A reply is a ``Client.publish`` to the
+# message's reply subject (``publish``, a temporary destination).
+CORE_SPANS: tuple[SpanSpec, ...] = (
+    SpanSpec("Client.publish", PUBLISH, _SEND_KIND, "publish {subject}"),
+    SpanSpec("Client.request", REQUEST, "CLIENT", "request {subject}"),
+    SpanSpec(
+        "Subscription.add_callback callback", PROCESS, "CONSUMER, SERVER when the message has a reply", "process {dest}"
+    ),
+    SpanSpec("Subscription.next, async for, .messages", RECEIVE, "CLIENT", "receive {dest}"),
 )
 
 
@@ -139,9 +156,23 @@ JS_DUPLICATE_WINDOW = "messaging.nats.jetstream.duplicate_window"
 JS_DELIVER_SUBJECT = "messaging.nats.jetstream.deliver_subject"
 JS_ACK_POLICY = "messaging.nats.jetstream.ack_policy"
 JS_REPLAY_POLICY = "messaging.nats.jetstream.replay_policy"
+# message features a send span reads from the headers it sends (as sent, strings unless noted) and its PubAck
+JS_MESSAGE_TTL = "messaging.nats.jetstream.message_ttl"  # Nats-TTL: seconds, a Go duration or "never"
+JS_BATCH_ID = "messaging.nats.jetstream.batch_id"  # Nats-Batch-Id (atomic batch), or the PubAck's batch
+JS_BATCH_SEQUENCE = "messaging.nats.jetstream.batch_sequence"  # Nats-Batch-Sequence (an int)
+JS_BATCH_COMMIT = "messaging.nats.jetstream.batch_commit"  # Nats-Batch-Commit: "1", or "eob"
+JS_COUNTER_INCREMENT = "messaging.nats.jetstream.counter_increment"  # Nats-Incr: "+5", "-2"
+JS_COUNTER_VALUE = "messaging.nats.jetstream.counter_value"  # the PubAck's val: the counter after it
+JS_SCHEDULE = "messaging.nats.jetstream.schedule"  # Nats-Schedule: "@at …", "@every 5m", a cron
+JS_SCHEDULE_TARGET = "messaging.nats.jetstream.schedule_target"  # Nats-Schedule-Target
+JS_SCHEDULE_SOURCE = "messaging.nats.jetstream.schedule_source"  # Nats-Schedule-Source
+JS_SCHEDULE_TTL = "messaging.nats.jetstream.schedule_ttl"  # Nats-Schedule-TTL
+JS_SCHEDULE_TIME_ZONE = "messaging.nats.jetstream.schedule_time_zone"  # Nats-Schedule-Time-Zone
+JS_SCHEDULE_ROLLUP = "messaging.nats.jetstream.schedule_rollup"  # Nats-Schedule-Rollup
 KV_BUCKET = "messaging.nats.kv.bucket"
 KV_KEY = "messaging.nats.kv.key"
 KV_REVISION = "messaging.nats.kv.revision"
+KV_OPERATION = "messaging.nats.kv.operation"  # a watcher update's KV-Operation: DEL or PURGE (none for a value)
 OBJECT_BUCKET = "messaging.nats.object_store.bucket"
 OBJECT_NAME = "messaging.nats.object_store.name"
 OBJECT_SIZE = "messaging.nats.object_store.size"
@@ -186,8 +217,8 @@ _LEGACY = Keys(
     system=(MESSAGING_SYSTEM,),
     subject=(DESTINATION_NAME, "messaging.nats.subject"),
     template=("messaging.nats.subscription.subject",),
-    # the seed has no key for a subject template (its subscription subject is a consumer's, not a
-    # producer's): legacy writes the semconv key, as it writes messaging.destination.name beside its own
+    # the original names have no key for a subject template (their subscription subject is a consumer's,
+    # not a producer's): legacy writes the semconv key, as it writes messaging.destination.name beside its own
     subject_template=(DESTINATION_TEMPLATE,),
     server_address=("net.peer.name",),
     server_port=("net.peer.port",),
@@ -214,6 +245,29 @@ KEYS: dict[Mode, Keys] = {
     ),
 }
 
+# --- exception events (the exception_events option): log records through the Logs API ----------
+
+
+class ExceptionEvent(NamedTuple):
+    """A semantic-convention exception event: its name and severity (number and text)."""
+
+    name: str
+    severity_number: int
+    severity_text: str
+
+
+# per messaging operation type (Op.type): WARN (13) where the caller handles the error, ERROR (17)
+# where the application's handler raised
+EXCEPTION_EVENTS = {
+    "send": ExceptionEvent("messaging.send.exception", 13, "WARN"),
+    "receive": ExceptionEvent("messaging.receive.exception", 13, "WARN"),
+    "process": ExceptionEvent("messaging.process.exception", 17, "ERROR"),
+    "settle": ExceptionEvent("messaging.settle.exception", 13, "WARN"),
+}
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_STACKTRACE = "exception.stacktrace"
+
 # --- metrics -----------------------------------------------------------------------------------
 
 
@@ -227,6 +281,10 @@ class Metric(NamedTuple):
 
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 DURATION_BUCKETS_MS = tuple(b * 1000 for b in DURATION_BUCKETS_S)
+# JetStream message age: milliseconds (a consumer keeping up) to a day (a backlog, a consumer that was
+# down). 5 is a boundary: "p99 over 5 s" (the monitoring's alert) then means exactly "more than 1 % of
+# the messages waited longer than 5 s", not an interpolation inside a wider bucket.
+MESSAGE_AGE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
 
 # semconv (current mode)
 M_OPERATION_DURATION = Metric("messaging.client.operation.duration", "s", "Duration of messaging operations")
@@ -251,9 +309,14 @@ M_JS_CONSUMER_PENDING = Metric(
 M_JS_REDELIVERED = Metric(
     "messaging.nats.jetstream.consumer.redelivered", "{message}", "Messages delivered more than once"
 )
+M_JS_MESSAGE_AGE = Metric(
+    "messaging.nats.jetstream.message.age",
+    "s",
+    "Time a JetStream message was stored in its stream before it was delivered to the application",
+)
 M_JS_STREAM_MESSAGES = Metric("messaging.nats.jetstream.stream.messages", "{message}", "Messages stored in a stream")
 M_JS_STREAM_BYTES = Metric("messaging.nats.jetstream.stream.bytes", "By", "Bytes stored in a stream")
-# legacy mode (the seed's names and units)
+# legacy mode (the original NATS metric names and units)
 M_LEGACY_PUBLISH_DURATION = Metric("messaging.nats.publish.duration", "ms", "Publish duration")
 M_LEGACY_PUBLISH_MESSAGES = Metric("messaging.nats.publish.messages", "{message}", "Messages published")
 M_LEGACY_PUBLISH_BYTES = Metric("messaging.nats.publish.bytes", "By", "Payload bytes published")
@@ -275,6 +338,7 @@ ENV_ENVELOPE = "OTEL_PYTHON_NATS_ENVELOPE_SUBJECTS"
 ENV_EMPTY_FETCH_SPANS = "OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS"
 ENV_SUBJECT_TEMPLATES = "OTEL_PYTHON_NATS_SUBJECT_TEMPLATES"
 ENV_MAX_DESTINATIONS = "OTEL_PYTHON_NATS_MAX_DESTINATIONS"
+ENV_EXCEPTION_EVENTS = "OTEL_PYTHON_NATS_EXCEPTION_EVENTS"
 
 # --- server trace bridge (server_trace): spans from nats-server message-trace events (ADR-41) -------
 # One span per server a traced message passes through; its resource is the server.

@@ -22,6 +22,7 @@ from opentelemetry.instrumentation.nats.access import NO_ACCESS, ClientAccess
 from opentelemetry.instrumentation.nats.attributes import Attrs
 from opentelemetry.instrumentation.nats.names import Op
 from opentelemetry.instrumentation.nats.propagation import current_context
+from opentelemetry.instrumentation.nats.subjects import is_wildcard
 
 if TYPE_CHECKING:
     from opentelemetry.instrumentation.nats.recorder import Recorder
@@ -32,6 +33,13 @@ CLIENT, PRODUCER, CONSUMER, SERVER = SpanKind.CLIENT, SpanKind.PRODUCER, SpanKin
 # calls (the publish inside ``request``, ``respond`` …) see it, make no span of their own, and
 # inject the operation's context instead.
 ACTIVE: ContextVar[Operation | None] = ContextVar("opentelemetry_nats_active", default=None)
+
+# Set by an operation that reads JetStream messages through a client's internals and records them
+# itself (a key-value read, watcher or history: the writer's context of each stored message becomes
+# a link on the operation's span). While it is set, the internals that deliver a JetStream message
+# (a batch's or stream's ``__anext__``, a stored-message get) hand each message to it and record no
+# span of their own.
+COLLECT: ContextVar[Callable[[Any], None] | None] = ContextVar("opentelemetry_nats_collect", default=None)
 
 
 class _Installed:
@@ -83,6 +91,8 @@ class Operation:
     name_dest: str | None = None  # destination shown in the span name instead of the subject
     # attributes read from the call's result: on_result(keys, result, client)
     on_result: Callable[[names.Keys, Any, Any], Attrs] | None = None
+    # an error the call returned rather than raised (a status reply given back as a message)
+    result_error: Callable[[Any], BaseException | None] | None = None
     started: int = 0  # time_ns() when the operation started (set by the recorder)
     metric_attrs: Attrs | None = None  # cached low-cardinality metric attributes (set by the recorder)
     span: Any = None  # the span its internals inject, as a child of ``parent``, when it is not current (see run)
@@ -90,6 +100,46 @@ class Operation:
 
 
 now = time.time_ns  # (an alias, not a function around it: one call less per operation)
+
+
+def size(payload: Any) -> int | None:
+    try:
+        return len(payload)
+    except TypeError:
+        return None
+
+
+def delivered(
+    op: Op,
+    kind: SpanKind,
+    access: ClientAccess,
+    client: Any,
+    msg: Any,
+    *,
+    headers: Any,
+    sid: Any,
+    sub_subject: Any,
+    queue: Any,
+    extra: Attrs | None = None,
+) -> Operation:
+    """The consumer-side :class:`Operation` for ``msg`` (its ``subject``, ``data``, ``reply``), which a
+    subscription on ``sub_subject`` (the template when it has wildcards) delivered; ``headers``: the
+    message's headers as the family reads them."""
+    return Operation(
+        op=op,
+        kind=kind,
+        access=access,
+        client=client,
+        subject=msg.subject,
+        template=sub_subject if isinstance(sub_subject, str) and is_wildcard(sub_subject) else None,
+        queue=queue or None,
+        body_size=size(msg.data),
+        reply_to=msg.reply,
+        headers=headers,
+        sid=sid,
+        hook_args=(msg,),
+        extra=extra,
+    )
 
 
 # Marks nats-py internals that make no spans and inject nothing: the internals of an excluded

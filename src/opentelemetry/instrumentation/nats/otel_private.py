@@ -9,8 +9,11 @@ opentelemetry-api/-sdk releases, which checks each fast path against the public 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import importlib
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
+from time import time_ns
 from typing import Any
 
 from opentelemetry.context import Context, attach, detach, get_current
@@ -52,8 +55,11 @@ def detach_context(token: Any) -> None:
 # --- context keys ----------------------------------------------------------------------------------
 # SPAN_KEY: the key ``set_span_in_context`` stores the span under. A context holding a span is built
 # as a plain ``Context({SPAN_KEY: span})`` (one dict, no call). Without it: ``set_span_in_context``.
-# BAGGAGE_KEY: tells whether a context has baggage before asking the baggage propagator to write it.
-# Without it: the propagator is always asked.
+# BAGGAGE_KEY: tells whether a context has baggage before asking the baggage propagator to write it,
+# and moves a processed message's baggage out of a callback's current context (see
+# propagation.callback_context). Without it: the propagator is always asked, and the message's
+# baggage stays in the callback's current context (FastStream's CurrentBaggage cannot remove entries
+# from what an @publisher forwards then).
 # SUPPRESS_KEYS: what ``is_instrumentation_enabled()`` reads, checked without its call per message
 # (only in a non-empty context). Without them: ``is_instrumentation_enabled()``.
 
@@ -79,12 +85,39 @@ except ImportError:  # pragma: no cover
     SUPPRESS_KEYS = None
 
 
-def context_with_span(span: Span, parent: Context) -> Context:
-    """``set_span_in_context(span, parent)``."""
+def context_with_span(span: Span, parent: Context, baggage_to: str | None = None) -> Context:
+    """``set_span_in_context(span, parent)``; with ``baggage_to``, the baggage moved under that key
+    (see :func:`baggage_moved`)."""
     if SPAN_KEY is None:  # pragma: no cover
-        return set_span_in_context(span, parent)
+        ctx = set_span_in_context(span, parent)
+        return ctx if baggage_to is None else baggage_moved(ctx, baggage_to)
     values = dict(parent)
     values[SPAN_KEY] = span
+    if baggage_to is not None and BAGGAGE_KEY in values:  # (None never is: the keys are strings)
+        moved = values.pop(BAGGAGE_KEY)
+        if moved:
+            values[baggage_to] = moved
+    return Context(values)
+
+
+def baggage_moved(ctx: Context, to: str) -> Context:
+    """``ctx`` with its baggage moved under the key ``to``, where the baggage API does not see it
+    (``ctx`` itself when it has none, or when the baggage key is unknown)."""
+    if BAGGAGE_KEY not in ctx:
+        return ctx
+    values = dict(ctx)
+    moved = values.pop(BAGGAGE_KEY)  # type: ignore[arg-type]
+    if moved:
+        values[to] = moved
+    return Context(values)
+
+
+def context_with_baggage(ctx: Context, entries: Mapping[str, object]) -> Context:
+    """``ctx`` with exactly ``entries`` as its baggage (what ``set_baggage`` builds, in one step)."""
+    if BAGGAGE_KEY is None:  # pragma: no cover - nothing is ever moved then (baggage_moved)
+        return ctx
+    values = dict(ctx)
+    values[BAGGAGE_KEY] = dict(entries)
     return Context(values)
 
 
@@ -171,3 +204,79 @@ def shared_pipeline(provider: Any) -> tuple[Any, Any] | None:
     if processor is None:
         return None
     return processor, getattr(provider, "_span_limits", None)
+
+
+# --- the Logs API: exception events ----------------------------------------------------------------
+# Exception events (exception_events.py) are log records with an event name, emitted through the
+# Logs API, which OpenTelemetry Python still ships under private names (``opentelemetry._logs``,
+# and ``opentelemetry.sdk._logs`` for the SDK's record) and whose ``Logger.emit`` changed:
+# - 1.38 and newer: ``emit(event_name=…, context=…, …)``; from 1.42 also ``exception=…`` (the SDK
+#   then writes the ``exception.*`` attributes itself).
+# - 1.30 to 1.37: only ``emit(record)``. An API ``LogRecord`` has no resource, so (as the SDK's own
+#   event logger of those releases did) the SDK's ``LogRecord`` is built with the logger's resource,
+#   when the SDK is installed. The event name is the record's ``event_name`` from 1.35, an
+#   ``event.name`` attribute before (what the Events API of those releases wrote).
+# The variant is chosen once, from the signatures, in ``instrument()``. When a release renames or
+# removes these names, the import or a signature check fails: exception events are off, with a
+# warning (see exception_events.py); spans, metrics and the application are unaffected.
+
+# emit(event_name, severity_number, severity_text, span, attributes, exception)
+LogEmit = Callable[[str, int, str, Span, dict[str, Any], BaseException], None]
+EVENT_NAME_ATTRIBUTE = "event.name"  # the event name where a record has no field for it (< 1.35)
+
+
+def logs_emitter(logger_provider: Any, scope: str, version: str, schema_url: str) -> tuple[LogEmit, bool]:
+    """How to emit an event on the installed Logs API, and whether it takes the exception itself
+    (else the caller writes the ``exception.*`` attributes); raises when there is no usable one."""
+    from opentelemetry import _logs
+
+    if "event_name" not in inspect.signature(_logs.Logger.emit).parameters:
+        return _record_emitter(_logs, logger_provider, scope, version, schema_url), False
+    logger = _logs.get_logger(scope, version, logger_provider, schema_url=schema_url)
+    takes_exception = "exception" in inspect.signature(_logs.Logger.emit).parameters
+
+    def emit(name: str, severity: int, text: str, span: Span, attrs: dict[str, Any], exc: BaseException) -> None:
+        extra: dict[str, Any] = {"exception": exc} if takes_exception else {}
+        logger.emit(
+            timestamp=time_ns(),
+            context=set_span_in_context(span),
+            severity_number=_logs.SeverityNumber(severity),
+            severity_text=text,
+            attributes=attrs,
+            event_name=name,
+            **extra,
+        )
+
+    return emit, takes_exception
+
+
+def _record_emitter(logs: Any, logger_provider: Any, scope: str, version: str, schema_url: str) -> LogEmit:
+    try:  # (the SDK of these releases; later ones have no LogRecord here, and do not get here)
+        record_type = importlib.import_module("opentelemetry.sdk._logs").LogRecord
+    except (ImportError, AttributeError):  # no SDK: an API record (other Logs API implementations take those)
+        record_type = logs.LogRecord
+    params = inspect.signature(record_type.__init__).parameters
+
+    def emit(name: str, severity: int, text: str, span: Span, attrs: dict[str, Any], exc: BaseException) -> None:
+        # looked up per event: a global logger provider set after instrument() is found, and its
+        # logger's resource is the one the record needs
+        logger = logs.get_logger(scope, version, logger_provider, schema_url=schema_url)
+        fields: dict[str, Any] = {}
+        if "context" in params:
+            fields["context"] = set_span_in_context(span)
+        else:
+            ctx = span.get_span_context()
+            fields.update(trace_id=ctx.trace_id, span_id=ctx.span_id, trace_flags=ctx.trace_flags)
+        if "event_name" in params:
+            fields["event_name"] = name
+        else:
+            attrs = {**attrs, EVENT_NAME_ATTRIBUTE: name}
+        if "resource" in params:
+            fields["resource"] = getattr(logger, "resource", None)
+        severity_number = logs.SeverityNumber(severity)
+        record = record_type(
+            timestamp=time_ns(), severity_number=severity_number, severity_text=text, attributes=attrs, **fields
+        )
+        logger.emit(record)
+
+    return emit

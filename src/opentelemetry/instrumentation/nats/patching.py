@@ -1,4 +1,4 @@
-"""How a patch table entry is installed and removed: :class:`Wrapt` or :class:`Plain`.
+"""How a patch table entry is installed and removed: :class:`Wrapt`, :class:`Plain` or :class:`WraptClassMethod`.
 
 A client family's patch table (``natspy.PATCHES``, ``natscore.PATCHES``) lists one entry per patched
 attribute; the entry's class says how it is patched. Wrappers are called as wrapt calls them,
@@ -13,6 +13,9 @@ attribute; the entry's class says how it is patched. Wrappers are called as wrap
   docstring and ``__wrapped__``, and is marked as a coroutine function where Python has a marker
   (asyncio's; ``inspect.markcoroutinefunction`` from Python 3.12). An attribute that is not a
   coroutine function is patched with wrapt instead.
+- :class:`WraptClassMethod`: a ``classmethod`` wrapped by a ``wrapt.FunctionWrapper``; removal puts
+  the ``classmethod`` object itself back into the class's ``__dict__``
+  (``opentelemetry.instrumentation.utils.unwrap`` would leave a method bound to the class there).
 """
 
 from __future__ import annotations
@@ -59,13 +62,21 @@ class Wrapt:
         """Patch (``AttributeError``/``ImportError`` when the attribute does not exist)."""
         wrapt.wrap_function_wrapper(self.module, self.attribute, self.wrapper)
 
-    def remove(self) -> None:
-        """Undo :meth:`apply` (nothing when the attribute is not patched or does not exist)."""
+    def patched(self) -> tuple[Any, str, Any] | None:
+        """The owner, name and current value (from the owner's ``__dict__``) of the attribute;
+        ``None`` when it does not exist."""
         try:
             owner, name = _owner(self.module, self.attribute)
         except (AttributeError, ImportError):
+            return None
+        return owner, name, owner.__dict__.get(name)
+
+    def remove(self) -> None:
+        """Undo :meth:`apply` (nothing when the attribute is not patched or does not exist)."""
+        found = self.patched()
+        if found is None:
             return
-        current = owner.__dict__.get(name)
+        owner, name, current = found
         if getattr(current, _MARK, False):
             setattr(owner, name, current.__wrapped__)
         else:
@@ -98,4 +109,18 @@ def _plain(original: Any, wrapper: Wrapper) -> Any:
     return mark(patched) if mark is not None else patched
 
 
-Patch = Wrapt  # (every entry is a Wrapt, or its subclass Plain)
+@dataclass(frozen=True)
+class WraptClassMethod(Wrapt):
+    """A ``classmethod`` wrapped by a ``wrapt.FunctionWrapper`` (the wrapper's ``instance`` is the
+    class), restored exactly on removal."""
+
+    def remove(self) -> None:
+        found = self.patched()
+        if found is None:
+            return
+        owner, name, current = found
+        if isinstance(current, wrapt.FunctionWrapper) and isinstance(current.__wrapped__, classmethod):
+            setattr(owner, name, current.__wrapped__)
+
+
+Patch = Wrapt  # (every entry is a Wrapt, or one of its subclasses)

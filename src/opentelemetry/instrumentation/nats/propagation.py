@@ -1,4 +1,4 @@
-"""Context propagation through NATS headers, and the seed's JSON envelope.
+"""Context propagation through NATS headers, and the JSON envelope that carries a context in the payload.
 
 Fast paths: with the stock W3C propagators (trace context and/or baggage, the default) a span's
 headers are written here directly from its span context (:func:`span_carrier`: what the
@@ -7,6 +7,12 @@ propagators write, without building a context for them), and a plain ``tracepare
 propagators extract, without their generic steps); nothing is injected when the context is
 empty and the propagators would write nothing (:func:`nothing_to_inject`); headers without the
 names the propagator writes are not parsed (:func:`carried_context`); a dict is read as a dict.
+
+Header forms: nats-py's ``dict[str, str]``; nats-core's ``dict[str, list[str]]`` (its wrappers hand
+over the dict its ``Headers`` object holds, without a copy) or a caller's dict whose values may be
+strings or lists of strings; any other object with an ``items()`` of such pairs (nats-core's
+``Headers`` given by a caller) is read through a copy (:func:`as_mapping`). A list's first item is
+the value, as for ``Headers.get``.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from opentelemetry import propagate
+from opentelemetry import baggage, propagate
+from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.nats import otel_private
 
 _LOG = logging.getLogger(__name__)
@@ -47,6 +54,38 @@ detach = otel_private.detach_context
 def with_span(span: Span, parent: Context | None) -> Context:
     """``set_span_in_context(span, parent)``: ``parent`` (default: the current context) with ``span``."""
     return otel_private.context_with_span(span, current_context() if parent is None else parent)
+
+
+# A callback's context keeps the baggage of the message it processes under a key of ours, out of the
+# baggage API's sight: frameworks that manage baggage themselves (FastStream's CurrentBaggage) build
+# what they send on top of the current context's baggage, so a current message baggage would bring
+# back the entries a handler removed. What the callback sends carries it all the same
+# (outgoing_context).
+_MESSAGE_BAGGAGE = otel_context.create_key("nats-message-baggage")
+
+
+def callback_context(span: Span | None, parent: Context) -> Context:
+    """The context a callback runs in: ``parent`` (the message's context) with ``span`` (``None``:
+    no span of ours), the message's baggage set aside (see :func:`outgoing_context`)."""
+    if span is None:
+        return otel_private.baggage_moved(parent, _MESSAGE_BAGGAGE)
+    return otel_private.context_with_span(span, parent, _MESSAGE_BAGGAGE)
+
+
+def outgoing_context(ctx: Context, headers: Any = None) -> Context:
+    """``ctx`` with the baggage a message sent in it carries: in a callback's context (see
+    :func:`callback_context`), the processed message's baggage under the context's own (entries the
+    callback set win). With no baggage of the context's own, ``headers`` (the caller's) that have a
+    ``baggage`` header already keep it: the application, or a framework, wrote the baggage itself."""
+    kept = ctx.get(_MESSAGE_BAGGAGE)
+    if not isinstance(kept, Mapping) or not kept:
+        return ctx
+    own = baggage.get_all(ctx)
+    if own:
+        kept = {**kept, **own}
+    elif headers and any(type(k) is str and k.lower() == "baggage" for k in headers):
+        return ctx
+    return otel_private.context_with_baggage(ctx, kept)
 
 
 _W3C = TraceContextTextMapPropagator()  # the envelope's fields are W3C Trace Context by definition
@@ -69,7 +108,8 @@ _RENAMED_TRACEPARENT = "Xraceparent"
 
 
 class _HeaderGetter(Getter[Mapping[str, Any]]):
-    """Reads NATS headers case-insensitively; tolerates ``None`` and non-string values.
+    """Reads NATS headers case-insensitively; tolerates ``None`` and non-string values; a list value
+    (nats-core) is returned as its string items.
 
     ``traceparent`` falls back to the ``Xraceparent`` of servers that rename it (above): one more
     dict lookup, and only when there is no ``traceparent``."""
@@ -85,7 +125,11 @@ class _HeaderGetter(Getter[Mapping[str, Any]]):
             else:
                 if key == _TRACEPARENT:
                     value = carrier.get(_RENAMED_TRACEPARENT)
-        return [value] if isinstance(value, str) else None
+        if isinstance(value, str):
+            return [value]
+        if type(value) is list:
+            return [v for v in value if isinstance(v, str)] or None
+        return None
 
     def keys(self, carrier: Mapping[str, Any]) -> list[str]:
         return [k for k in carrier if isinstance(k, str)]
@@ -104,6 +148,8 @@ def _plain_extract(headers: dict[Any, Any]) -> Context | None:
     """What the stock W3C propagators extract from ``headers`` when they hold a plain ``traceparent``
     and no ``tracestate`` or ``baggage`` (see the module's fast paths), else ``None``."""
     value = headers.get(_TRACEPARENT)
+    if type(value) is list and len(value) == 1:  # (nats-core)
+        value = value[0]
     if type(value) is not str or len(value) != 55:
         return None
     parts = _stock_parts()
@@ -121,10 +167,28 @@ def _plain_extract(headers: dict[Any, Any]) -> Context | None:
     return otel_private.span_context(NonRecordingSpan(span_context))  # (what set_span_in_context builds)
 
 
+def as_mapping(headers: Any) -> Mapping[str, Any] | None:
+    """``headers`` as a mapping: a dict or ``Mapping`` as it is; another object with an ``items()`` of
+    ``(name, value)`` pairs (nats-core's ``Headers``) copied into a dict; ``None`` for anything else."""
+    if type(headers) is dict or isinstance(headers, Mapping):
+        return headers
+    items = getattr(headers, "items", None)
+    if not callable(items):
+        return None
+    try:
+        return dict(items())
+    except Exception:  # not pairs
+        return None
+
+
 def extract(headers: Any) -> Context:
     """The context carried by message headers; an empty context (→ root span) when there is none."""
-    if not headers or (type(headers) is not dict and not isinstance(headers, Mapping)):
+    if not headers:
         return _EMPTY
+    if type(headers) is not dict and not isinstance(headers, Mapping):
+        headers = as_mapping(headers)
+        if not headers:
+            return _EMPTY
     try:
         if type(headers) is dict:
             plain = _plain_extract(headers)
@@ -163,7 +227,9 @@ def carried_context(headers: Any) -> SpanContext | None:
     global propagator extracts from them (whatever propagator is configured), else ``None``
     (callers skip ``None`` and empty headers before calling)."""
     if type(headers) is not dict and not isinstance(headers, Mapping):
-        return None
+        headers = as_mapping(headers)
+        if not headers:
+            return None
     try:
         textmap = propagate.get_global_textmap()
         fields = _propagator_fields(textmap)
@@ -232,16 +298,17 @@ def traceparent(span_context: SpanContext) -> str:
     return f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{span_context.trace_flags:02x}"
 
 
-def span_carrier(span: Span, parent: Context | None) -> dict[str, str]:
+def span_carrier(span: Span, parent: Context | None, headers: Any = None) -> dict[str, str]:
     """The headers the global propagator writes for ``span`` as a child of ``parent`` (default: the
-    current context): what ``propagate.inject`` writes for that context, built directly from the
-    span context by the stock W3C propagators (see the module's fast paths)."""
+    current context): what ``propagate.inject`` writes for that context (see :func:`outgoing_context`
+    for ``headers``, the caller's), built directly from the span context by the stock W3C
+    propagators (see the module's fast paths)."""
     checked, parts = _stock
     if checked is not propagate.get_global_textmap():
         parts = _stock_parts()
     if parts is None:
         carrier: dict[str, str] = {}
-        propagate.inject(carrier, set_span_in_context(span, parent))
+        propagate.inject(carrier, outgoing_context(set_span_in_context(span, parent), headers))
         return carrier
     carrier = {}
     for part in parts:
@@ -254,30 +321,35 @@ def span_carrier(span: Span, parent: Context | None) -> dict[str, str]:
                     carrier["tracestate"] = state.to_header()
         else:  # baggage lives in the parent context
             ctx = current_context() if parent is None else parent
+            if _MESSAGE_BAGGAGE in ctx:  # a callback's context: the message's baggage goes on
+                ctx = outgoing_context(ctx, headers)
             if otel_private.has_baggage(ctx):
                 part.inject(carrier, ctx)
     return carrier
 
 
 def inject(
-    headers: dict[str, str] | None,
+    headers: Any,
     payload_size: int,
     server_info: Mapping[str, Any],
     max_payload: int,
     context: Context | None = None,
     carrier: dict[str, str] | None = None,
-) -> tuple[dict[str, str] | None, str | None]:
+) -> tuple[Any, str | None]:
     """Headers to send: a copy of ``headers`` with ``context`` (default: the current one) injected,
     or with ``carrier`` (what the propagator wrote already, see :func:`span_carrier`).
 
-    Returns ``(headers, skip_reason)``. The caller's dict is never mutated. Nothing is injected
+    ``headers``: ``None``, a dict (values strings, or lists of strings for nats-core), or an object
+    with such an ``items()`` (nats-core's ``Headers``); the copy is a dict.
+    Returns ``(headers, skip_reason)``. The caller's object is never mutated. Nothing is injected
     (and the caller's headers are returned as they are) when the propagator writes nothing, when
     the server does not support headers, or when the headers would push the message over
     ``max_payload``; the latter two return a skip reason.
     """
     if carrier is None:
         carrier = {}
-        propagate.inject(carrier, context)
+        ctx = current_context() if context is None else context
+        propagate.inject(carrier, outgoing_context(ctx, headers) if _MESSAGE_BAGGAGE in ctx else ctx)
     # (a message over max_payload: nats-py refuses it itself with MaxPayloadError, nothing is skipped)
     if not carrier or payload_size > max_payload:
         return headers, None
@@ -293,6 +365,9 @@ def inject(
     for k, v in out.items():
         if type(k) is str and type(v) is str and k.isascii() and v.isascii():
             size += _HEADER_LINE_OVERHEAD + len(k) + len(v)
+        elif type(v) is list:  # one line per item (nats-core)
+            key_size = _HEADER_LINE_OVERHEAD + len(str(k).encode())
+            size += sum(key_size + len(str(item).encode()) for item in v)
         else:
             size += _HEADER_LINE_OVERHEAD + len(str(k).encode()) + len(str(v).encode())
     if size > max_payload:
@@ -300,11 +375,14 @@ def inject(
     return out, None
 
 
-# --- the seed's JSON envelope (seed §5.1) ------------------------------------------------------
+# --- the JSON envelope: {"traceparent", "tracestate", "data"} as the payload ----------------------
 
 
 def wrap_envelope(data: Any, context: Context | None = None) -> bytes:
-    """Encode ``data`` in the seed's envelope ``{"traceparent", "tracestate", "data"}`` (JSON bytes).
+    """Encode ``data`` in a JSON envelope ``{"traceparent", "tracestate", "data"}`` (JSON bytes).
+
+    This is the format of hand-written instrumentation that carries the trace context inside the
+    payload instead of in NATS headers; use it to keep such consumers working while they migrate.
 
     The envelope's fields are W3C Trace Context whatever propagator is configured globally.
     ``context`` defaults to the current one; without a valid span the envelope has only ``data``.
@@ -323,7 +401,7 @@ _ENVELOPE_KEYS = frozenset(("traceparent", "tracestate", "data"))
 
 
 def unwrap_envelope(payload: Any) -> tuple[Context | None, Any]:
-    """Decode a seed envelope: ``(context, data)``.
+    """Decode a JSON envelope ``{"traceparent", "tracestate", "data"}``: ``(context, data)``.
 
     An envelope is a JSON object with a ``data`` member and no members other than ``traceparent``,
     ``tracestate`` and ``data``. Its context is the one ``traceparent``/``tracestate`` carry, ``None``

@@ -1,8 +1,9 @@
 """The one place that starts and ends spans, injects and extracts context, and calls hooks.
 
-Patch functions describe a nats-py call as an :class:`Operation` and hand it to
-:meth:`Recorder.run` (a call with a span around it: the one span lifecycle) or
-:meth:`Recorder.received` (a message handed to the application by ``next_msg``/``async for``).
+Patch functions describe a client call as an :class:`Operation` and hand it to
+:meth:`Recorder.run` (a call with a span around it: the one span lifecycle), its synchronous
+counterpart :meth:`Recorder.run_sync` (a synchronous callback: nats-core's subscription callbacks),
+or :meth:`Recorder.received` (a message handed to the application by an iterator or ``next``).
 
 Fast paths (the per-message cost is what users pay; each is covered by tests/test_fast_paths.py):
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, Status, StatusCode
@@ -40,6 +41,9 @@ from opentelemetry.instrumentation.nats.metrics import NatsMetrics, metric_attri
 from opentelemetry.instrumentation.nats.operation import ACTIVE, CONSUMER, SERVER, Operation, now
 from opentelemetry.instrumentation.nats.propagation import creation_links
 
+if TYPE_CHECKING:
+    from opentelemetry.instrumentation.nats.exception_events import ExceptionEvents
+
 _LOG = logging.getLogger(__name__)
 
 _ROOT = Context()  # the parent of a root span
@@ -52,9 +56,17 @@ Then = Callable[[Span, Operation, Any], None]
 class Recorder:
     """Starts/ends spans for :class:`Operation` records."""
 
-    def __init__(self, tracer: trace.Tracer, config: NatsConfig, metrics: NatsMetrics | None = None) -> None:
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        config: NatsConfig,
+        metrics: NatsMetrics | None = None,
+        *,
+        events: ExceptionEvents | None = None,
+    ) -> None:
         self.tracer = tracer
         self.config = config
+        self.events = events  # exception events (the exception_events option), else None
         self.keys = names.KEYS[config.mode]
         self.metrics = metrics
         self.destinations = Destinations(
@@ -72,6 +84,7 @@ class Recorder:
         self.envelopes = bool(config.envelope_subjects)
         self.hooks = any((config.publish_hook, config.consume_hook, config.request_hook, config.response_hook))
         self._link_mode = config.link_mode
+        self._warned_hooks: set[int] = set()  # coroutine-function hooks a synchronous call could not run
         self.live = False  # an SDK tracer or meter was seen: idle() is False from then on (no call needed)
         self._measuring = False  # an SDK meter was seen: measuring() is True from then on
         # a meter that may record later: the global proxy meter before a meter provider is set
@@ -148,7 +161,7 @@ class Recorder:
                 return headers
             size = len(payload) if payload is not None else 0
             info, limit = access.server_info(client), access.max_payload(client)
-            carrier = None if span is None else propagation.span_carrier(span, parent)
+            carrier = None if span is None else propagation.span_carrier(span, parent, headers)
             out, skipped = propagation.inject(headers, size, info, limit, context, carrier)
             if skipped is not None and self.metrics is not None:
                 self.metrics.skipped(skipped, client)
@@ -164,8 +177,8 @@ class Recorder:
         return excluding is not None and subject in excluding
 
     def producer_context(self, headers: Any, subject: str, data: Any) -> Context:
-        """The producer context a message carries: its headers, else (for ``envelope_subjects``) a seed
-        JSON envelope in its payload; an empty context when there is none."""
+        """The producer context a message carries: its headers, else (for ``envelope_subjects``) a JSON
+        envelope ``{"traceparent", "tracestate", "data"}`` in its payload; an empty context when there is none."""
         ctx = propagation.extract(headers)
         if self.envelopes and not propagation.has_span(ctx) and subject in self.config.envelope_subjects:
             env_ctx, _ = propagation.unwrap_envelope(data)
@@ -185,6 +198,24 @@ class Recorder:
         if self._link_mode:
             return _ROOT, links
         return ctx, links
+
+    def delivery(self, subject: str, headers: Any, data: Any) -> tuple[Context, list[Link] | None, bool] | None:
+        """How a subscription callback runs for a delivered message: ``None`` when untouched (an
+        excluded subject; no SDK and no context to carry or to switch from), else the parent and
+        links of its process span and whether it is idle (no SDK: the callback just runs in the
+        parent context, no span). ``headers``: the message's headers as the family reads them."""
+        if self.excluding is not None and self.excluded(subject):
+            return None
+        idle = not self.live and self.idle()
+        if idle and not headers and not self.envelopes and not propagation.current_context():
+            return None
+        parent, links = self.consumer_parent(headers, subject, data, idle)
+        if idle:
+            if not parent and not propagation.current_context():  # (empty already: nothing to switch)
+                return None
+            if otel_private.BAGGAGE_KEY in parent:  # (its baggage set aside, see callback_context)
+                parent = propagation.callback_context(None, parent)
+        return parent, links, idle
 
     def settle_parent(self, msg: Any) -> tuple[Context | None, list[Link] | None]:
         """Parent and links of a settle span (ack …) for ``msg``: the current span when there is one,
@@ -226,8 +257,9 @@ class Recorder:
         """Run ``wrapped(*args, **kwargs)`` inside the span of ``op``; exceptions are recorded and re-raised.
 
         With ``inject``, ``args`` are ``Client.publish``'s ``(subject, payload, reply, headers)``: the
-        message goes out with headers carrying the span's context (see :meth:`inject`). With ``then``,
-        the span stays open after a successful call: ``then(span, op, result)`` ends it later."""
+        message goes out, as ``wrapped(subject, payload, reply=reply, headers=headers)``, with headers
+        carrying the span's context (see :meth:`inject`). With ``then``, the span stays open after a
+        successful call: ``then(span, op, result)`` ends it later."""
         span = self.start(op, parent=parent, links=links)
         consumer = op.kind is CONSUMER or op.kind is SERVER
         try:
@@ -237,7 +269,7 @@ class Recorder:
                     headers = self.inject(
                         op.access, op.client, payload, headers, span_current=True, span=span, parent=parent
                     )
-                    result = await wrapped(subject, payload, reply, headers)
+                    result = await wrapped(subject, payload, reply=reply, headers=headers)
                 else:
                     op.span, op.parent = span, parent
                     active = ACTIVE.set(op)
@@ -246,34 +278,78 @@ class Recorder:
                     finally:
                         ACTIVE.reset(active)
             else:
-                token = propagation.attach(propagation.with_span(span, parent))
-                active = ACTIVE.set(None if consumer else op)
+                tokens = self._make_current(span, op, parent, consumer)
                 try:
                     if self.hooks and op.hook_args and span.is_recording():
                         await call_hook(self._hook_for(op), span, *op.hook_args)
                     if inject:
                         subject, payload, reply, headers = args
                         headers = self.inject(op.access, op.client, payload, headers, span_current=True)
-                        args = (subject, payload, reply, headers)
+                        args, kwargs = (subject, payload), {"reply": reply, "headers": headers}
                     result = await wrapped(*args, **kwargs)
                 finally:
-                    ACTIVE.reset(active)
-                    propagation.detach(token)
+                    _restore(tokens)
         except BaseException as exc:
             self.finish(span, op, error=exc)
             raise
         if then is not None:
             then(span, op, result)
-        elif op.metric_attrs is None and (op.on_result is None or not span.is_recording()):
-            span.end()  # nothing to add
         elif op.op is names.REQUEST and self.config.response_hook is not None and span.is_recording():
             try:
                 await call_hook(self.config.response_hook, span, result)
             finally:
                 self.finish(span, op, result)
         else:
-            self.finish(span, op, result)
+            self.ended(span, op, result)
         return result
+
+    def run_sync(
+        self,
+        op: Operation,
+        wrapped: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        parent: Context | None = None,
+        links: list[Link] | None = None,
+    ) -> Any:
+        """:meth:`run` for a synchronous call (a consumer's callback): ``wrapped(*args, **kwargs)``
+        inside the span of ``op``, made current; exceptions are recorded and re-raised.
+
+        Its hook is called synchronously: a coroutine-function hook cannot be awaited here, so it is
+        not run (one warning says so)."""
+        span = self.start(op, parent=parent, links=links)
+        try:
+            tokens = self._make_current(span, op, parent, op.kind is CONSUMER or op.kind is SERVER)
+            try:
+                if self.hooks and op.hook_args and span.is_recording():
+                    call_hook_sync(self._hook_for(op), span, *op.hook_args, warned=self._warned_hooks)
+                result = wrapped(*args, **kwargs)
+            finally:
+                _restore(tokens)
+        except BaseException as exc:
+            self.finish(span, op, error=exc)
+            raise
+        self.ended(span, op, result)
+        return result
+
+    @staticmethod
+    def _make_current(span: Span, op: Operation, parent: Context | None, consumer: bool) -> tuple[Any, Any]:
+        """Make ``span`` (a child of ``parent``) current and mark the client internals it runs: a
+        consumer's are the application's code (nothing is marked), and run with the message's
+        baggage set aside (see :func:`propagation.callback_context`)."""
+        if consumer and parent is not None:
+            ctx = propagation.callback_context(span, parent)
+        else:
+            ctx = propagation.with_span(span, parent)
+        return propagation.attach(ctx), ACTIVE.set(None if consumer else op)
+
+    def ended(self, span: Span, op: Operation, result: Any) -> None:
+        """A successful call of ``op`` returned ``result``: end its span (see :meth:`finish`)."""
+        if op.metric_attrs is None and (op.on_result is None or not span.is_recording()):
+            span.end()  # nothing to add
+        else:
+            self.finish(span, op, result)
 
     def start(
         self,
@@ -306,9 +382,17 @@ class Recorder:
         messages: int = 1,
         nbytes: int | None = None,
     ) -> None:
-        """End the span of ``op`` with the call's result or error, and record its metrics."""
+        """End the span of ``op`` with the call's result or error, and record its metrics. A result
+        that is an error the caller sees (``op.result_error``) is recorded as one."""
+        if error is None and op.result_error is not None:
+            try:
+                error = op.result_error(result)
+            except Exception:
+                _LOG.debug("could not read an error from a %s result", op.op.name, exc_info=True)
         if error is not None:
             record_error(span, error)
+            if self.events is not None:
+                self.events.emit(self, span, op, error)
         elif op.on_result is not None and span.is_recording():
             try:
                 span.set_attributes(op.on_result(self.keys, result, op.client))
@@ -329,6 +413,7 @@ class Recorder:
 
     def fetched(self, op: Operation, start_time: int, msgs: Any = None, error: BaseException | None = None) -> None:
         """Record a ``fetch`` that already happened: its links (one per message) are known only now."""
+        delivered = now()  # (the messages reach the application when fetch returns)
         msgs = msgs or []
         links: list[Link] = []
         for msg in msgs:
@@ -340,6 +425,9 @@ class Recorder:
                 meta = attributes.jetstream_message_attributes(msg.reply)
                 if meta:
                     self.metrics.jetstream_message(meta, op.metric_attrs or {})
+                    stored = attributes.ack_timestamp(msg.reply) if op.metric_attrs is not None else None
+                    if stored is not None:
+                        self.metrics.jetstream_age(meta, stored, delivered, msg.subject)
 
     def fetched_nothing(self, op: Operation, start_time: int, cancelled: bool) -> None:
         """Record a ``fetch`` that returned no messages (its ``TimeoutError``) or was cancelled while
@@ -357,8 +445,9 @@ class Recorder:
 
     async def received(self, op: Operation, msg: Any, start_time: int) -> None:
         """Record a receive span for a message handed to the application (started at ``start_time``):
-        in the caller's current context, with a link to the message's creation context."""
-        links = creation_links(self.producer_context(msg.headers, msg.subject, msg.data))
+        in the caller's current context, with a link to the message's creation context (read from
+        ``op.headers``: the family's view of the message's headers)."""
+        links = creation_links(self.producer_context(op.headers, op.subject, msg.data))
         span = self.start(op, links=links, start_time=start_time)
         if span.is_recording() and self.config.consume_hook is not None:
             await call_hook(self.config.consume_hook, span, msg)
@@ -375,6 +464,33 @@ def record_error(span: Span, exc: BaseException) -> None:
         span.set_attribute(names.ERROR_TYPE, type(exc).__qualname__)
     except Exception:
         _LOG.debug("could not record an exception on a span", exc_info=True)
+
+
+def _restore(tokens: tuple[Any, Any]) -> None:
+    """Undo :meth:`Recorder._make_current`."""
+    ACTIVE.reset(tokens[1])
+    propagation.detach(tokens[0])
+
+
+def call_hook_sync(hook: Hook | None, *args: Any, warned: set[int] | None = None) -> None:
+    """Call a user hook from a synchronous call: its exceptions are logged and swallowed; a coroutine
+    it returns cannot be awaited there, so it is closed unrun (logged once per hook in ``warned``)."""
+    if hook is None:
+        return
+    try:
+        result = hook(*args)
+        if inspect.iscoroutine(result):
+            result.close()
+            if warned is None or id(hook) not in warned:
+                if warned is not None:
+                    warned.add(id(hook))
+                _LOG.warning(
+                    "OpenTelemetry NATS hook %r is a coroutine function: it cannot run inside a synchronous "
+                    "callback (nats-core's subscription callbacks), so it is not called there; use a plain function",
+                    hook,
+                )
+    except Exception:
+        _LOG.exception("OpenTelemetry NATS hook %r raised; ignored", hook)
 
 
 async def call_hook(hook: Hook | None, *args: Any) -> None:

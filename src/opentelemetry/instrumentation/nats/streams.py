@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from typing import Any
 from weakref import WeakKeyDictionary
 
+from opentelemetry.trace import SpanKind
+
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.attributes import Attrs
 from opentelemetry.instrumentation.nats.names import Keys
@@ -129,6 +131,14 @@ def with_consumer(client: Any, attrs: Attrs) -> Attrs:
     if known:
         attrs.update(known)
     return attrs
+
+
+def process_kind(reply: Any, client: Any) -> tuple[SpanKind, Attrs | None]:
+    """The kind of a delivered message's process span (SERVER when it has a reply to answer, else
+    CONSUMER) and, for a JetStream message (its reply is an ack subject), its metadata attributes."""
+    if reply and reply.startswith(names.JS_ACK_PREFIX):
+        return SpanKind.CONSUMER, with_consumer(client, attributes.ack_subject_attributes(reply))
+    return (SpanKind.SERVER if reply else SpanKind.CONSUMER), None
 
 
 def puback_result(keys: Keys, ack: Any, client: Any) -> Attrs:

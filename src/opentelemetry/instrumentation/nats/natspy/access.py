@@ -69,6 +69,10 @@ class NatsPyAccess:
             if state.subject and not state.subject.startswith(inbox):  # (response inboxes, deliver subjects)
                 yield state
 
+    def ordered_consumer(self, client: Any, sid: Any) -> bool:
+        sub = getattr(client, "_subs", _NO_SUBS).get(sid)  # (a JetStream subscription's state is its _jsi)
+        return getattr(getattr(sub, "_jsi", None), "_ordered", False) is True
+
 
 def _state(sub: Any) -> SubscriptionState:
     queue = getattr(sub, "_pending_queue", None)

@@ -60,10 +60,7 @@ class ConnectionWatch:
 
     async def reconnected_cb(self) -> None:
         try:
-            attrs = self.metrics.server_attributes(access.ACCESS, self.client)
-            self.metrics.reconnects.add(1, attrs)
-            if self.down_since is not None:
-                self.metrics.disconnect_duration.record(time.monotonic() - self.down_since, attrs)
+            self.metrics.reconnected(access.ACCESS, self.client, self.down_since)
             self.down_since = None
         except Exception:
             _LOG.debug("could not record a reconnect", exc_info=True)

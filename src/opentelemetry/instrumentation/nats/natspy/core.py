@@ -1,22 +1,19 @@
 """Core NATS patches: ``Client.publish/request/subscribe``, subscription receives, ``Msg.respond``.
 
 Each wrapper only translates a nats-py call into an :class:`Operation`; spans are made by
-:class:`~opentelemetry.instrumentation.nats.recorder.Recorder`.
+:class:`~opentelemetry.instrumentation.nats.recorder.Recorder`. ``publish`` and ``request`` are the
+shared wrappers of :mod:`..sending`, given nats-py's argument shapes.
 
-Fast paths (per message; covered by tests/test_fast_paths.py): the per-message wrappers are plain
-functions that return the coroutine to await — nats-py's own, or :meth:`Recorder.run`'s — rather
-than coroutines awaiting it (one coroutine frame less per call; wrapt calls a wrapper synchronously
-and the caller awaits what it returns; exceptions and cancellation reach the caller from the same
-coroutine as before). With no SDK and nothing to carry (an empty current context, the stock W3C
-propagators) a call passes straight through, and a callback for a message that carries no context
-runs without a context switch. The installed recorder is read from its holder directly, and the
-usual argument shapes (``publish(subject, payload[, reply=…, headers=…])``) are taken apart without
-binding.
+Fast paths (per message; covered by tests/test_fast_paths.py): as in sending.py, the per-message
+wrappers are plain functions that return the coroutine to await; a callback for a message that
+carries no context runs without a context switch when there is no SDK.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import wrapt
@@ -35,101 +32,34 @@ from opentelemetry.instrumentation.nats.natspy.access import (
 from opentelemetry.instrumentation.nats.operation import (
     ACTIVE,
     CLIENT,
-    CONSUMER,
     PRODUCER,
-    SERVER,
     Operation,
     _Installed,
+    delivered,
     enabled,
     entry,
     now,
+    size,
     untraced,
 )
-from opentelemetry.instrumentation.nats.propagation import caller_links, current_context, nothing_to_inject
-from opentelemetry.instrumentation.nats.streams import with_consumer
+from opentelemetry.instrumentation.nats.propagation import current_context
+from opentelemetry.instrumentation.nats.sending import Args, Calls, Kwargs, publish_wrapper, request_wrapper
+from opentelemetry.instrumentation.nats.streams import process_kind
 from opentelemetry.instrumentation.nats.subjects import is_wildcard
 
 _LOG = logging.getLogger(__name__)
 
-Args = tuple[Any, ...]
-Kwargs = dict[str, Any]
+# Wraps the callbacks of the subscriptions nats-py makes internally in this context (a key-value
+# watch's: see stored.py); they get no process span either way.
+TAP: ContextVar[Callable[[Any], Any] | None] = ContextVar("opentelemetry_nats_tap", default=None)
 
-
-def size(payload: Any) -> int | None:
-    try:
-        return len(payload)
-    except TypeError:
-        return None
+__all__ = ["Args", "Kwargs", "size"]  # (what the other nats-py patch modules import from here)
 
 
 def _publish_args(
     subject: str, payload: bytes = b"", reply: str = "", headers: dict[str, str] | None = None
 ) -> tuple[str, bytes, str, dict[str, str] | None]:
     return subject, payload, reply, headers
-
-
-_PUBLISH_KEYWORDS = frozenset(("reply", "headers"))
-_NO_KWARGS: Kwargs = {}  # (never mutated: callees unpack it)
-_PUBLISH, _JS_PREFIX = names.PUBLISH, names.JS_PREFIX
-_REQUEST_KEYWORDS = frozenset(("timeout", "old_style", "headers"))
-
-
-def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
-    """``Client.publish``: a PRODUCER span (CLIENT when the caller's headers carry a creation
-    context, sent unchanged); inside another operation, only the injection."""
-    rec = _Installed.recorder
-    active = ACTIVE.get()
-    if rec is None or (active is not None and not active.inject):
-        return wrapped(*args, **kwargs)
-    live = rec.live or not rec.idle()
-    if not live and nothing_to_inject():
-        return wrapped(*args, **kwargs)  # no SDK, nothing to carry
-    # inside an operation whose span is not current (Recorder.run without hooks) only nats-py
-    # internals run, so nothing can have suppressed instrumentation since its entry check
-    ctx = current_context()
-    if (active is None or active.span is None) and ctx and not enabled():
-        return wrapped(*args, **kwargs)
-    if len(args) == 2 and not kwargs:
-        (subject, payload), reply, headers = args, "", None
-    elif len(args) == 2 and kwargs.keys() <= _PUBLISH_KEYWORDS:
-        (subject, payload), reply, headers = args, kwargs.get("reply", ""), kwargs.get("headers")
-    else:
-        try:
-            subject, payload, reply, headers = _publish_args(*args, **kwargs)
-        except TypeError:
-            return wrapped(*args, **kwargs)
-    if active is not None:  # nats-py internals of request/respond/…: inject, no span of its own
-        # (the operation's span - or, when that is None, its current span: never an empty context)
-        headers = rec.inject(
-            ACCESS, instance, payload, headers, span_current=True, span=active.span, parent=active.parent
-        )
-        return wrapped(subject, payload, reply, headers)
-    if (
-        not isinstance(subject, str)
-        or (rec.excluding is not None and rec.excluded(subject))
-        or subject.startswith(_JS_PREFIX)
-    ):
-        return wrapped(*args, **kwargs)
-    # the caller's own creation context in the headers: sent unchanged, a CLIENT span linked to it
-    links = caller_links(headers) if headers else None
-    if not live:  # no SDK: the no-op span would only carry the current context
-        return wrapped(subject, payload, reply, headers if links else rec.inject(ACCESS, instance, payload, headers))
-    op = Operation(
-        op=_PUBLISH,
-        kind=PRODUCER if links is None else CLIENT,
-        access=ACCESS,
-        client=instance,
-        subject=subject,
-        body_size=len(payload) if type(payload) is bytes else size(payload),
-        reply_to=reply,
-        headers=headers,
-        hook_args=(subject, payload, headers) if rec.hooks else (),
-    )
-    # the current context as the explicit parent: the SDK (and its sampler) need not look it up again
-    args = (subject, payload, reply, headers)
-    if links is None:
-        return rec.run(op, wrapped, args, _NO_KWARGS, parent=ctx, inject=True)
-    return rec.run(op, wrapped, args, _NO_KWARGS, parent=ctx, links=links)
 
 
 def _request_args(
@@ -142,38 +72,17 @@ def _request_args(
     return subject, payload, headers
 
 
-def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
-    """``Client.request``: one CLIENT span; its inner publish injects and makes no span."""
-    rec = _Installed.recorder
-    if rec is None or ACTIVE.get() is not None or not enabled():
-        return wrapped(*args, **kwargs)
-    if len(args) == 2 and (not kwargs or kwargs.keys() <= _REQUEST_KEYWORDS):
-        (subject, payload), headers = args, kwargs.get("headers")
-    else:
-        try:
-            subject, payload, headers = _request_args(*args, **kwargs)
-        except TypeError:
-            return wrapped(*args, **kwargs)
-    if (
-        not isinstance(subject, str)
-        or (rec.excluding is not None and rec.excluded(subject))
-        or subject.startswith(names.JS_PREFIX)
-    ):
-        return untraced(wrapped, args, kwargs)  # its inner publish/subscribe stay internal too
-    links = caller_links(headers) if headers else None  # the caller's creation context: sent unchanged
-    op = Operation(
-        op=names.REQUEST,
-        kind=CLIENT,
-        access=ACCESS,
-        client=instance,
-        subject=subject,
-        body_size=len(payload) if type(payload) is bytes else size(payload),
-        headers=headers,
-        hook_args=(subject, payload, headers) if rec.hooks else (),
-        inject=links is None,
-        on_result=attributes.response_attributes,
-    )
-    return rec.run(op, wrapped, args, kwargs, parent=current_context(), links=links)
+_CALLS = Calls(
+    access=ACCESS,
+    bind_publish=_publish_args,
+    bind_request=_request_args,
+    request_keywords=frozenset(("timeout", "old_style", "headers")),
+    no_reply="",
+)
+publish = publish_wrapper(_CALLS)
+publish.__doc__ = """``Client.publish``: see :func:`..sending.publish_wrapper`."""
+request = request_wrapper(_CALLS)
+request.__doc__ = """``Client.request``: see :func:`..sending.request_wrapper`."""
 
 
 def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
@@ -218,31 +127,20 @@ class TracedCallback(wrapt.ObjectProxy):  # type: ignore[type-arg]
         if rec is None or msg is None or (current_context() and not enabled()):
             return wrapped(*args, **kwargs)
         try:
-            subject = msg.subject
-            if rec.excluding is not None and rec.excluded(subject):
+            found = rec.delivery(msg.subject, msg.headers, msg.data)
+            if found is None:
                 return wrapped(*args, **kwargs)
-            idle = not rec.live and rec.idle()
-            if idle and not msg.headers and not rec.envelopes and not current_context():
-                return wrapped(*args, **kwargs)  # no SDK and no context to carry or to switch from
-            parent, links = rec.consumer_parent(msg.headers, subject, msg.data, idle)
-        except Exception:
-            _LOG.debug("not tracing an unusual message", exc_info=True)
-            return wrapped(*args, **kwargs)
-        if idle:  # no SDK: the callback just runs in the producer's context
-            if not parent and not current_context():  # (empty already: nothing to switch)
-                return wrapped(*args, **kwargs)
-            return _in_context(parent, wrapped, args, kwargs)
-        try:
-            reply = msg.reply
-            jetstream = bool(reply) and reply.startswith(names.JS_ACK_PREFIX)
-            kind = SERVER if reply and not jetstream else CONSUMER
-            data, client = msg.data, message_client(msg)
+            parent, links, idle = found
+            if idle:  # no SDK: the callback just runs in the producer's context
+                return _in_context(parent, wrapped, args, kwargs)
+            reply, data, client = msg.reply, msg.data, message_client(msg)
+            kind, extra = process_kind(reply, client)
             op = Operation(
                 op=names.PROCESS,
                 kind=kind,
                 access=ACCESS,
                 client=client,
-                subject=subject,
+                subject=msg.subject,
                 body_size=len(data) if type(data) is bytes else size(data),
                 reply_to=reply,
                 headers=msg.headers,
@@ -250,7 +148,7 @@ class TracedCallback(wrapt.ObjectProxy):  # type: ignore[type-arg]
                 sid=message_sid(msg),
                 template=self._self_template,
                 queue=self._self_queue,
-                extra=with_consumer(client, attributes.ack_subject_attributes(reply)) if jetstream else None,
+                extra=extra,
             )
         except Exception:
             _LOG.debug("not tracing an unusual message", exc_info=True)
@@ -274,37 +172,42 @@ def _bind_subscribe_cb(args: Args, kwargs: Kwargs) -> tuple[Any, str, str]:
 
 
 async def subscribe(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
-    """``Client.subscribe``: wrap the user's callback (internal subscriptions are left alone)."""
+    """``Client.subscribe``: wrap the user's callback (internal subscriptions are left alone, or
+    observed by :data:`TAP`)."""
     rec = entry()
     if rec is None:
+        tap = TAP.get()
+        if tap is not None and _Installed.recorder is not None:
+            cb = _bind_subscribe_cb(args, kwargs)[0]
+            if cb is not None:
+                args, kwargs = _with_cb(args, kwargs, tap(cb))
         return await wrapped(*args, **kwargs)
     cb, subject, queue = _bind_subscribe_cb(args, kwargs)
     if cb is None or type(cb) is TracedCallback or not isinstance(subject, str):
         return await wrapped(*args, **kwargs)
-    traced = TracedCallback(cb, subject, queue if isinstance(queue, str) else None)
-    if len(args) > 2:
-        args = (*args[:2], traced, *args[3:])
-    else:
-        kwargs = {**kwargs, "cb": traced}
+    args, kwargs = _with_cb(args, kwargs, TracedCallback(cb, subject, queue if isinstance(queue, str) else None))
     return await wrapped(*args, **kwargs)
 
 
+def _with_cb(args: Args, kwargs: Kwargs, cb: Any) -> tuple[Args, Kwargs]:
+    """``Client.subscribe``'s arguments with ``cb`` as the callback."""
+    if len(args) > 2:
+        return (*args[:2], cb, *args[3:]), kwargs
+    return args, {**kwargs, "cb": cb}
+
+
 def message_operation(op: Any, kind: SpanKind, msg: Any, sub_subject: Any, queue: Any, extra: Any) -> Operation:
-    """The consumer-side :class:`Operation` for a delivered message (receive spans, micro endpoints);
-    ``sub_subject`` becomes the template when it has wildcards."""
-    return Operation(
-        op=op,
-        kind=kind,
-        access=ACCESS,
-        client=message_client(msg),
-        subject=msg.subject,
-        template=sub_subject if isinstance(sub_subject, str) and is_wildcard(sub_subject) else None,
-        queue=queue or None,
-        body_size=size(msg.data),
-        reply_to=msg.reply,
+    """The consumer-side :class:`Operation` for a delivered message (receive spans, micro endpoints)."""
+    return delivered(
+        op,
+        kind,
+        ACCESS,
+        message_client(msg),
+        msg,
         headers=msg.headers,
         sid=message_sid(msg),
-        hook_args=(msg,),
+        sub_subject=sub_subject,
+        queue=queue,
         extra=extra,
     )
 

@@ -1,4 +1,4 @@
-"""JetStream patches: publish, publish_async, fetch, settle (ack …), key-value and object store.
+"""JetStream patches: publish, publish_async, fetch, settle (ack …), key-value and object-store writes.
 
 Push-consumer callbacks are traced by :class:`.core.TracedCallback` (``js.subscribe`` ends in
 ``Client.subscribe``); JetStream API traffic runs under :func:`api_request` and makes no spans.
@@ -256,7 +256,9 @@ class Settle:
 
 
 class StoreCall:
-    """A key-value or object-store method: one CLIENT span ``{op} {bucket}``; internals make none."""
+    """A key-value or object-store method: one CLIENT span ``{op} {bucket}``; internals make none.
+
+    ``inject``: the messages it writes carry its context (a value's writer, read back later)."""
 
     __slots__ = ("bucket_attr", "inject", "key_attr", "on_result", "op")
 
@@ -267,17 +269,15 @@ class StoreCall:
         self.on_result = on_result
         self.inject = inject
 
-    async def __call__(self, wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
-        rec = entry()
-        if rec is None:
-            return await wrapped(*args, **kwargs)
+    def operation(self, instance: Any, args: Args, kwargs: Kwargs) -> Operation:
+        """The operation of a call on ``instance`` (a ``KeyValue`` or ``ObjectStore``)."""
         client, bucket = store(instance)
         key = args[0] if args else kwargs.get("key", kwargs.get("name"))
         extra: dict[str, Any] = {self.bucket_attr: bucket}
         if isinstance(key, str):
             extra[self.key_attr] = key
         value = args[1] if len(args) > 1 else kwargs.get("value", kwargs.get("data"))
-        op = Operation(
+        return Operation(
             op=self.op,
             kind=SpanKind.CLIENT,
             access=ACCESS,
@@ -289,12 +289,17 @@ class StoreCall:
             name_dest=bucket or None,
             on_result=self.on_result,
         )
-        return await rec.run(op, wrapped, args, kwargs)
+
+    async def __call__(self, wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+        rec = entry()
+        if rec is None:
+            return await wrapped(*args, **kwargs)
+        return await rec.run(self.operation(instance, args, kwargs), wrapped, args, kwargs)
 
 
 def kv(op: Op, inject: bool = False) -> StoreCall:
     return StoreCall(op, names.KV_BUCKET, names.KV_KEY, attributes.revision_attributes, inject)
 
 
-def obj(op: Op) -> StoreCall:
-    return StoreCall(op, names.OBJECT_BUCKET, names.OBJECT_NAME, attributes.object_info_attributes)
+def obj(op: Op, inject: bool = False) -> StoreCall:
+    return StoreCall(op, names.OBJECT_BUCKET, names.OBJECT_NAME, attributes.object_info_attributes, inject)

@@ -26,12 +26,14 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.nats import names
 from opentelemetry.instrumentation.nats.natspy.access import ACCESS, endpoint, message_client, request_message
 from opentelemetry.instrumentation.nats.natspy.core import Args, Kwargs, message_operation, size
-from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, entry, untraced
+from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, entry, installed, untraced
 
 _LOG = logging.getLogger(__name__)
 
-# The endpoint span being recorded in this task, and the message it is for.
-_ENDPOINT: ContextVar[tuple[Span, Any] | None] = ContextVar("opentelemetry_nats_micro_endpoint", default=None)
+# The endpoint span being recorded in this task, the message it is for, and its operation.
+_ENDPOINT: ContextVar[tuple[Span, Any, Operation] | None] = ContextVar(
+    "opentelemetry_nats_micro_endpoint", default=None
+)
 
 
 async def internal(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
@@ -40,8 +42,8 @@ async def internal(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> A
     return await untraced(wrapped, args, kwargs)
 
 
-async def _in_endpoint_span(wrapped: Any, msg: Any, args: Args, kwargs: Kwargs) -> Any:
-    token = _ENDPOINT.set((trace.get_current_span(), msg))
+async def _in_endpoint_span(wrapped: Any, msg: Any, op: Operation, args: Args, kwargs: Kwargs) -> Any:
+    token = _ENDPOINT.set((trace.get_current_span(), msg, op))
     try:
         return await wrapped(*args, **kwargs)
     finally:
@@ -73,7 +75,7 @@ async def handle_request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs
     except Exception:
         _LOG.debug("not tracing an unusual nats.micro request", exc_info=True)
         return await wrapped(*args, **kwargs)
-    return await rec.run(op, _in_endpoint_span, (wrapped, msg, args, kwargs), {}, parent=parent, links=links)
+    return await rec.run(op, _in_endpoint_span, (wrapped, msg, op, args, kwargs), {}, parent=parent, links=links)
 
 
 def _respond_args(data: bytes = b"", headers: dict[str, str] | None = None) -> tuple[bytes, dict[str, str] | None]:
@@ -111,9 +113,15 @@ def _error_args(code: Any, description: Any, *args: Any, **kwargs: Any) -> tuple
     return str(code), str(description)
 
 
-def _mark_error(span: Span, args: Args, kwargs: Kwargs) -> None:
+def _mark_error(span: Span, op: Operation, args: Args, kwargs: Kwargs) -> None:
     code, description = _error_args(*args, **kwargs)
     exc = sys.exc_info()[1]  # set when nats.micro answers for a handler that raised
+    if exc is not None:
+        rec = installed()
+        if rec is not None and rec.events is not None:  # (also for an unsampled span, as Recorder.finish)
+            rec.events.emit(rec, span, op, exc, error_type=code)
+    if not span.is_recording():
+        return
     if exc is not None:
         span.record_exception(exc)
     span.set_status(Status(StatusCode.ERROR, f"{code}: {description}"))
@@ -130,9 +138,9 @@ async def respond_error(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs)
     """``Request.respond_error``: the endpoint span becomes an error (code, description, and the
     handler's exception when nats.micro answers for one); the reply itself goes through ``respond``."""
     current = _ENDPOINT.get()
-    if current is not None and current[1] is request_message(instance) and current[0].is_recording():
+    if current is not None and current[1] is request_message(instance):
         try:
-            _mark_error(current[0], args, kwargs)
+            _mark_error(current[0], current[2], args, kwargs)
         except Exception:
             _LOG.debug("could not record a nats.micro error", exc_info=True)
     return await wrapped(*args, **kwargs)

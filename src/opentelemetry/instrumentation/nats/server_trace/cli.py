@@ -50,7 +50,7 @@ def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--subject", required=True, help="the account's msg_trace dest subject")
     parser.add_argument("--queue", default="", help="queue group, to share the events among several bridges")
-    parser.add_argument("--creds", metavar="FILE", help="NATS credentials file (JWT + NKEY seed)")
+    parser.add_argument("--creds", metavar="FILE", help="NATS credentials file (a user JWT and its NKEY private key)")
     args = parser.parse_args(argv)
     urls = args.servers or [os.environ.get("NATS_URL") or "nats://127.0.0.1:4222"]
     args.servers = [u.strip() for url in urls for u in url.split(",") if u.strip()]

@@ -1,0 +1,179 @@
+"""Every read of nats-core's private state (and of the INFO it drops), in one place.
+
+nats-core 0.2 keeps what spans and metrics need partly in public properties (``Client.server_info``,
+``status``; ``Subscription.subject``, ``queue``, ``pending``, ``dropped``) and partly in private
+attributes: the current server (``_last_server``, ``_server_pool``), the inbox prefix, the
+subscriptions by id, a subscription's client and id, and the lists a ``Headers`` object holds
+(``_data``, read without a copy). Each read tolerates their absence (``getattr`` with a default) so a
+release that renames one loses that attribute or metric, never the application's call.
+
+Its ``ServerInfo`` keeps only some of the server's INFO (no ``server_name`` or ``cluster``): the
+``ServerInfo.from_protocol`` patch hands each INFO to :func:`remember_info`, and
+:meth:`NatsCoreAccess.server_info` returns it for the ``ServerInfo`` object made from it.
+
+:data:`ACCESS` is nats-core's :class:`~..access.ClientAccess`; the functions below are what the
+patch modules read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from contextlib import suppress
+from functools import partial
+from typing import Any
+from urllib.parse import urlparse
+from weakref import ref
+
+from opentelemetry.instrumentation.nats.access import (
+    DEFAULT_MAX_PAYLOAD,
+    DEFAULT_PORT,
+    INBOX_PREFIX,
+    SubscriptionState,
+)
+
+_NO_SUBS: Mapping[Any, Any] = {}  # (shared, read only)
+_CONNECTED = "connected"  # ClientStatus.CONNECTED.value
+
+# id(ServerInfo) → (the ServerInfo, the INFO it was made from). ServerInfo is an unhashable
+# dataclass, so it cannot key a WeakKeyDictionary; a weak reference drops the entry with it.
+_INFOS: dict[int, tuple[ref[Any], Mapping[str, Any]]] = {}
+_INFO_FIELDS = ("server_id", "version", "host", "port", "headers", "max_payload", "proto", "client_id", "jetstream")
+
+
+def remember_info(server_info: Any, info: Any) -> None:
+    """``server_info`` (a ``ServerInfo``) was made from the INFO dict ``info``."""
+    if not isinstance(info, Mapping):
+        return
+    key = id(server_info)
+    with suppress(TypeError):  # (not weak-referenceable: not remembered)
+        _INFOS[key] = (ref(server_info, partial(_forget, key)), info)
+
+
+def _forget(key: int, gone: ref[Any]) -> None:
+    found = _INFOS.get(key)
+    if found is not None and found[0] is gone:
+        del _INFOS[key]
+
+
+def _info(server_info: Any) -> Mapping[str, Any]:
+    """The INFO ``server_info`` was made from; else its own fields (``server_name`` and ``cluster``
+    unknown: a ``ServerInfo`` made before ``instrument()``), remembered too."""
+    found = _INFOS.get(id(server_info))
+    if found is not None and found[0]() is server_info:
+        return found[1]
+    if server_info is None:
+        return {}
+    fields = {name: getattr(server_info, name, None) for name in _INFO_FIELDS}
+    info = {k: v for k, v in fields.items() if v is not None}
+    remember_info(server_info, info)
+    return info
+
+
+def _endpoint(server: Any) -> tuple[str | None, int | None]:
+    """Host and port of a server pool entry: ``host:port`` (IPv6 unbracketed, as ``connect`` writes
+    it) or a URL."""
+    if not isinstance(server, str) or not server:
+        return None, None
+    if "://" in server:
+        try:
+            url = urlparse(server)
+            return url.hostname, url.port or DEFAULT_PORT
+        except ValueError:  # malformed port
+            return None, None
+    host, _, port = server.rpartition(":")
+    if not host:
+        return server.strip("[]"), DEFAULT_PORT
+    return host.strip("[]"), int(port) if port.isdigit() else None
+
+
+class NatsCoreAccess:
+    """nats-core's :class:`~..access.ClientAccess`."""
+
+    def server_info(self, client: Any) -> Mapping[str, Any]:
+        return _info(getattr(client, "_server_info", None))
+
+    def server_endpoint(self, client: Any) -> tuple[str | None, int | None]:
+        server = getattr(client, "_last_server", None)  # the server of the last reconnect
+        if server is None:
+            pool = getattr(client, "_server_pool", None)  # its first entry: the URL connect() was given
+            server = pool[0] if isinstance(pool, list) and pool else None
+        return _endpoint(server)
+
+    def connection_marks(self, client: Any) -> tuple[Any, ...]:
+        return getattr(client, "_server_info", None), getattr(client, "_last_server", None)
+
+    def inbox_prefix(self, client: Any) -> str:
+        prefix = getattr(client, "_inbox_prefix", None)
+        return prefix + "." if isinstance(prefix, str) and prefix else INBOX_PREFIX
+
+    def max_payload(self, client: Any) -> int:
+        value = getattr(getattr(client, "_server_info", None), "max_payload", None)
+        return value if type(value) is int else DEFAULT_MAX_PAYLOAD
+
+    def is_connected(self, client: Any) -> bool:
+        return getattr(getattr(client, "status", None), "value", None) == _CONNECTED
+
+    def ordered_consumer(self, client: Any, sid: Any) -> bool:
+        """Always False: nats-core subscriptions are core NATS ones (nats-jetstream's ordered
+        consumers pull through their own calls, which name no consumer for message age)."""
+        return False
+
+    def subscription(self, client: Any, sid: Any) -> SubscriptionState | None:
+        sub = getattr(client, "_subscriptions", _NO_SUBS).get(sid)
+        return None if sub is None else _state(sub)
+
+    def subscriptions(self, client: Any) -> Iterable[SubscriptionState]:
+        inbox = self.inbox_prefix(client)
+        for sub in list(getattr(client, "_subscriptions", _NO_SUBS).values()):
+            state = _state(sub)
+            # (the client's inboxes and nats-jetstream's, which always start with _INBOX.)
+            if state.subject and not state.subject.startswith(inbox) and not state.subject.startswith(INBOX_PREFIX):
+                yield state
+
+
+def _state(sub: Any) -> SubscriptionState:
+    subject, queue = getattr(sub, "subject", ""), getattr(sub, "queue", "")
+    pending = getattr(sub, "_pending_messages", None)
+    dropped = getattr(sub, "_dropped_messages", None)
+    return SubscriptionState(
+        sub,
+        subject if isinstance(subject, str) else "",
+        queue if isinstance(queue, str) and queue else None,
+        None,  # (nats-core does not count deliveries)
+        pending if type(pending) is int else None,
+        dropped if type(dropped) is int else None,
+    )
+
+
+ACCESS = NatsCoreAccess()
+
+
+# --- what the patch modules read -----------------------------------------------------------------
+
+
+def header_view(headers: Any) -> Any:
+    """The caller's or a message's headers as the dict the recorder reads: a ``Headers`` object's
+    own ``dict[str, list[str]]`` (no copy, never changed); a dict (or ``None``) as it is."""
+    if headers is None or type(headers) is dict:
+        return headers
+    data = getattr(headers, "_data", None)
+    return data if type(data) is dict else headers
+
+
+def subscription_client(sub: Any) -> Any:
+    return getattr(sub, "_client", None)
+
+
+def subscription_sid(sub: Any) -> Any:
+    return getattr(sub, "_sid", None)
+
+
+def subscription_dropped(sub: Any) -> int:
+    """The messages ``sub`` has dropped as a slow consumer, in all."""
+    dropped = getattr(sub, "_dropped_messages", 0)
+    return dropped if type(dropped) is int else 0
+
+
+def client_subscription(client: Any, sid: Any) -> Any:
+    """The subscription ``sid`` of ``client`` (``None`` when it is gone)."""
+    return getattr(client, "_subscriptions", _NO_SUBS).get(sid)

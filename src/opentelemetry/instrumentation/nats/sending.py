@@ -1,0 +1,197 @@
+"""``Client.publish`` and ``Client.request`` wrappers, shared by the client families.
+
+A family describes its two calls once (:class:`Calls`: its accessor, how its arguments bind, what a
+reply defaults to, how a non-string subject and its header objects are read); :func:`publish_wrapper`
+and :func:`request_wrapper` build the patch functions from that. Spans are made by
+:class:`~.recorder.Recorder`.
+
+Fast paths (per message; covered by tests/test_fast_paths.py): the wrappers are plain functions that
+return the coroutine to await — the client's own, or :meth:`Recorder.run`'s — rather than
+coroutines awaiting it (one coroutine frame less per call; the caller awaits what they return;
+exceptions and cancellation reach the caller from the same coroutine as before). With no SDK and
+nothing to carry (an empty current context, the stock W3C propagators) a call passes straight
+through. The installed recorder is read from its holder directly, and the usual argument shapes
+(``publish(subject, payload[, reply=…, headers=…])``) are taken apart without binding.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.nats import attributes, names
+from opentelemetry.instrumentation.nats.access import ClientAccess
+from opentelemetry.instrumentation.nats.operation import (
+    ACTIVE,
+    CLIENT,
+    PRODUCER,
+    Operation,
+    _Installed,
+    enabled,
+    size,
+    untraced,
+)
+from opentelemetry.instrumentation.nats.propagation import caller_links, current_context, nothing_to_inject
+
+_LOG = logging.getLogger(__name__)
+
+Args = tuple[Any, ...]
+Kwargs = dict[str, Any]
+Wrapper = Callable[[Any, Any, Args, Kwargs], Any]
+
+_NO_KWARGS: Kwargs = {}  # (never mutated: callees unpack it)
+_PUBLISH_KEYWORDS = frozenset(("reply", "headers"))
+_PUBLISH, _REQUEST, _JS_PREFIX = names.PUBLISH, names.REQUEST, names.JS_PREFIX
+
+
+@dataclass(frozen=True)
+class Calls:
+    """How one client family's ``publish`` and ``request`` look.
+
+    ``bind_publish(*args, **kwargs)`` → ``(subject, payload, reply, headers)`` and
+    ``bind_request(*args, **kwargs)`` → ``(subject, payload, headers)`` bind unusual argument shapes
+    (``TypeError``: the call passes through). ``request_keywords``: the keywords a request may take
+    without binding. ``text(subject)``: a subject that is not a ``str`` as text, ``None`` when it
+    passes through untraced (``text`` itself ``None``: every non-string subject does). ``view(headers)``:
+    the caller's headers as the mapping the recorder reads (``None``: they are one already).
+    ``result_error(response)``: the error a request's response stands for (status replies)."""
+
+    access: ClientAccess
+    bind_publish: Callable[..., tuple[Any, Any, Any, Any]]
+    bind_request: Callable[..., tuple[Any, Any, Any]]
+    request_keywords: frozenset[str]
+    no_reply: Any = None
+    text: Callable[[Any], str | None] | None = None
+    view: Callable[[Any], Any] | None = None
+    result_error: Callable[[Any], BaseException | None] | None = None
+
+
+def publish_wrapper(calls: Calls) -> Wrapper:
+    """The ``Client.publish`` patch function of a family: a PRODUCER span (CLIENT when the caller's
+    headers carry a creation context, sent unchanged); inside another operation, only the injection."""
+    access, bind, no_reply, text, view = calls.access, calls.bind_publish, calls.no_reply, calls.text, calls.view
+
+    def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+        rec = _Installed.recorder
+        active = ACTIVE.get()
+        if rec is None or (active is not None and not active.inject):
+            return wrapped(*args, **kwargs)
+        live = rec.live or not rec.idle()
+        if not live and nothing_to_inject():
+            return wrapped(*args, **kwargs)  # no SDK, nothing to carry
+        # inside an operation whose span is not current (Recorder.run without hooks) only client
+        # internals run, so nothing can have suppressed instrumentation since its entry check
+        ctx = current_context()
+        if (active is None or active.span is None) and ctx and not enabled():
+            return wrapped(*args, **kwargs)
+        if len(args) == 2 and not kwargs:
+            (subject, payload), reply, headers = args, no_reply, None
+        elif len(args) == 2 and kwargs.keys() <= _PUBLISH_KEYWORDS:
+            (subject, payload), reply, headers = args, kwargs.get("reply", no_reply), kwargs.get("headers")
+        else:
+            try:
+                subject, payload, reply, headers = bind(*args, **kwargs)
+            except TypeError:
+                return wrapped(*args, **kwargs)
+        if active is not None:  # internals of request/respond/…: inject, no span of its own
+            if headers:
+                _record_features(active, headers if view is None else view(headers))
+            # (the operation's span - or, when that is None, its current span: never an empty context)
+            headers = rec.inject(
+                access, instance, payload, headers, span_current=True, span=active.span, parent=active.parent
+            )
+            return wrapped(subject, payload, reply=reply, headers=headers)
+        name = subject if isinstance(subject, str) else text(subject) if text is not None else None
+        if name is None or (rec.excluding is not None and rec.excluded(name)) or name.startswith(_JS_PREFIX):
+            return wrapped(*args, **kwargs)
+        readable = headers if view is None or headers is None else view(headers)
+        # the caller's own creation context in the headers: sent unchanged, a CLIENT span linked to it
+        links = caller_links(readable) if readable else None
+        if not live:  # no SDK: the no-op span would only carry the current context
+            if links is None:
+                headers = rec.inject(access, instance, payload, headers)
+            return wrapped(subject, payload, reply=reply, headers=headers)
+        op = Operation(
+            op=_PUBLISH,
+            kind=PRODUCER if links is None else CLIENT,
+            access=access,
+            client=instance,
+            subject=name,
+            body_size=len(payload) if type(payload) is bytes else size(payload),
+            reply_to=reply if reply is None or type(reply) is str else text(reply) if text is not None else None,
+            headers=readable,
+            hook_args=(subject, payload, headers) if rec.hooks else (),
+        )
+        if readable:
+            op.extra = attributes.feature_header_attributes(readable)
+        # the current context as the explicit parent: the SDK (and its sampler) need not look it up again
+        args = (subject, payload, reply, headers)
+        if links is None:
+            return rec.run(op, wrapped, args, _NO_KWARGS, parent=ctx, inject=True)
+        return rec.run(op, wrapped, args[:2], {"reply": reply, "headers": headers}, parent=ctx, links=links)
+
+    return publish
+
+
+# Operations whose span records the JetStream message features in the headers their client
+# internals send (JetStream publish: with the Nats-TTL of ``msg_ttl=``; key-value writes and purges)
+_FEATURE_OPS = (names.PUBLISH, names.REQUEST, names.KV_PUT, names.KV_CREATE, names.KV_UPDATE, names.KV_PURGE)
+
+
+def _record_features(active: Operation, headers: Any) -> None:
+    """Record on ``active``'s span the JetStream message features (TTL, atomic batch, counter,
+    schedule) of the headers its client internals send (see :func:`.attributes.feature_header_attributes`)."""
+    try:
+        if active.op not in _FEATURE_OPS:
+            return
+        # the operation's span, or when that is not set (Recorder.run with hooks) the current one: its span
+        span = active.span if active.span is not None else trace.get_current_span()
+        if span.is_recording():
+            found = attributes.feature_header_attributes(headers)
+            if found is not None:
+                span.set_attributes(found)
+    except Exception:
+        _LOG.debug("could not record the JetStream features of a message", exc_info=True)
+
+
+def request_wrapper(calls: Calls) -> Wrapper:
+    """The ``Client.request`` patch function of a family: one CLIENT span over the round trip; its
+    inner publish injects and makes no span."""
+    access, bind, keywords = calls.access, calls.bind_request, calls.request_keywords
+    text, view, result_error = calls.text, calls.view, calls.result_error
+
+    def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
+        rec = _Installed.recorder
+        if rec is None or ACTIVE.get() is not None or not enabled():
+            return wrapped(*args, **kwargs)
+        if len(args) == 2 and (not kwargs or kwargs.keys() <= keywords):
+            (subject, payload), headers = args, kwargs.get("headers")
+        else:
+            try:
+                subject, payload, headers = bind(*args, **kwargs)
+            except TypeError:
+                return wrapped(*args, **kwargs)
+        name = subject if isinstance(subject, str) else text(subject) if text is not None else None
+        if name is None or (rec.excluding is not None and rec.excluded(name)) or name.startswith(_JS_PREFIX):
+            return untraced(wrapped, args, kwargs)  # its inner publish/subscribe stay internal too
+        readable = headers if view is None or headers is None else view(headers)
+        links = caller_links(readable) if readable else None  # the caller's creation context: sent unchanged
+        op = Operation(
+            op=_REQUEST,
+            kind=CLIENT,
+            access=access,
+            client=instance,
+            subject=name,
+            body_size=len(payload) if type(payload) is bytes else size(payload),
+            headers=readable,
+            hook_args=(subject, payload, headers) if rec.hooks else (),
+            inject=links is None,
+            on_result=attributes.response_attributes,
+            result_error=result_error,
+        )
+        return rec.run(op, wrapped, args, kwargs, parent=current_context(), links=links)
+
+    return request

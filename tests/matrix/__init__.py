@@ -1,0 +1,1 @@
+"""The behaviour tests that run on each client family (see tests/families.py)."""

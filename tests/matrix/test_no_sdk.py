@@ -1,0 +1,70 @@
+"""Without an SDK (the API's no-op tracer and meter) each client family still carries the context:
+a publish injects the current one, a callback runs in the one its message carries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.baggage import get_baggage, set_baggage
+from opentelemetry.context import attach, detach
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.trace import NoOpTracerProvider, get_current_span
+
+from opentelemetry import propagate
+from opentelemetry.instrumentation.nats import NatsInstrumentor, message_context
+from opentelemetry.instrumentation.nats.operation import installed
+from tests.families import Family
+from tests.matrix.expect import wait_for
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.fixture
+def no_sdk() -> Iterator[None]:
+    instrumentor = NatsInstrumentor()
+    instrumentor.instrument(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
+    rec = installed()
+    assert rec is not None and rec.idle()
+    yield
+    instrumentor.uninstrument()
+
+
+async def test_a_publish_outside_any_context_sends_no_headers(no_sdk: None, server: Any, family: Family) -> None:
+    conn = await family.connect(server)
+    sub = await conn.subscribe("nosdk.plain")
+    await conn.publish("nosdk.plain", b"x")
+    await conn.publish("nosdk.plain", b"y", headers={"k": "v"})
+    first, second = await conn.next_message(sub), await conn.next_message(sub)
+    assert (family.headers(first), family.headers(second)) == ({}, {"k": "v"})
+
+
+async def test_a_publish_carries_the_current_context(no_sdk: None, server: Any, family: Family) -> None:
+    conn = await family.connect(server)
+    sub = await conn.subscribe("nosdk.ctx")
+    token = attach(set_baggage("tenant", "t1", propagate.extract({"traceparent": TRACEPARENT})))
+    try:
+        await conn.publish("nosdk.ctx", b"x")
+    finally:
+        detach(token)
+    headers = family.headers(await conn.next_message(sub))
+    assert (headers["traceparent"], headers["baggage"]) == (TRACEPARENT, "tenant=t1")
+
+
+async def test_a_callback_runs_in_its_messages_context(no_sdk: None, server: Any, family: Family) -> None:
+    """The producer's trace context is current; the message's baggage is set aside (what the callback
+    sends carries it), and ``message_context`` has it."""
+    conn = await family.connect(server)
+    seen: list[Any] = []
+
+    def record(msg: Any) -> None:
+        seen.append(
+            (get_current_span().get_span_context(), get_baggage("tenant"), get_baggage("tenant", message_context(msg)))
+        )
+
+    await conn.on("nosdk.in", record)
+    await conn.publish("nosdk.in", b"", headers={"traceparent": TRACEPARENT, "baggage": "tenant=t2"})
+    await wait_for(lambda: seen)
+    ((span_context, current, carried),) = seen
+    assert (format(span_context.span_id, "016x"), current, carried) == ("b7ad6b7169203331", None, "t2")
