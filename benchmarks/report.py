@@ -426,6 +426,12 @@ def plot(report: Report, path: Path) -> None:
             ax.axis("off")
         for ax, (title, bars) in zip(row, groups, strict=False):
             bars = [b for b in bars if (family.name, b[1]) in med]
+            if not bars:
+                ax.set_title(f"{family.name}: {title}", fontsize=10)
+                ax.text(0.5, 0.5, "not measured\n(see the notes)", ha="center", va="center", transform=ax.transAxes)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                continue
             values = [med[(family.name, p)] * 1e6 for _, p, _ in bars]
             ax.bar(range(len(bars)), values, color=[c for _, _, c in bars])
             for i, v in enumerate(values):
