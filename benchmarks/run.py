@@ -91,7 +91,6 @@ class Family:
     """A client family: its worker script, interpreter, operations and bounds."""
 
     name: str
-    key: str  # prefix of its sample keys
     script: str
     operations: tuple[str, ...]
     titles: dict[str, str]
@@ -119,7 +118,6 @@ METRICS_LIMIT = 1.1
 
 NATS_PY = Family(
     name="nats-py",
-    key="py",
     script="worker.py",
     operations=("publish", "callback", "request", "js_publish"),
     titles=TITLES,
@@ -133,7 +131,6 @@ NATS_PY = Family(
 )
 NATS_CORE = Family(
     name="nats-core",
-    key="core",
     script="natscore_worker.py",
     operations=("publish", "callback", "iterator", "request", "js_publish"),
     titles=TITLES,
