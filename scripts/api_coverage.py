@@ -668,7 +668,14 @@ NEXT: tuple[Section, ...] = (
         traced("watch", RECEIVE_BUCKET, KV_RECEIVE, _WATCHER, WATCHED),
         traced("watch_all", RECEIVE_BUCKET, KV_RECEIVE, _WATCHER, "As `watch`."),
         traced("watch_filtered", RECEIVE_BUCKET, KV_RECEIVE, _WATCHER, "As `watch`."),
-        traced("history", RECEIVE_BUCKET, KV_RECEIVE, _HISTORY, "No span of its own: a span per entry taken."),
+        traced(
+            "history",
+            RECEIVE_BUCKET,
+            KV_RECEIVE,
+            _HISTORY,
+            "No span of its own: a span per entry taken (nats-py's `history()`, which returns a list, makes one"
+            " `kv.history` span).",
+        ),
         untraced("keys", "Key names: no span per key.", _LISTER),
         untraced("purge_deletes", "It reads the history itself: no spans.", _NKV + "KeyValue.purge_deletes"),
         untraced("status", API, _NAPI),
@@ -680,7 +687,11 @@ NEXT: tuple[Section, ...] = (
         traced("__anext__", RECEIVE_BUCKET, KV_RECEIVE, _WATCHER, "`async for entry in watcher`."),
         traced("values", RECEIVE_BUCKET, KV_RECEIVE, _WATCHER, "Through `__anext__`."),
         traced(
-            "updates", RECEIVE_BUCKET, KV_RECEIVE, _WATCHER, "Through `__anext__`; the values it skips get spans too."
+            "updates",
+            RECEIVE_BUCKET,
+            KV_RECEIVE,
+            (_NKV + "KeyWatcher.updates", _WATCHER),
+            "Through `__anext__`; the initial values it takes and drops get no spans.",
         ),
         same(NONE, "at_eod", "stop"),
         intro="What `KeyValue.watch` returns.",

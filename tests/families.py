@@ -119,12 +119,13 @@ class Family:
     def __init__(self) -> None:
         self.conns: list[Conn] = []
 
-    async def connect(self, server: NatsServer, *, reconnect: bool = False) -> Conn:
-        conn = await self._connect(server, reconnect)
+    async def connect(self, server: NatsServer, *, reconnect: bool = False, **options: Any) -> Conn:
+        """A connection to ``server``; ``options`` go to the client's ``connect`` (``user=``, ``password=`` …)."""
+        conn = await self._connect(server, reconnect, options)
         self.conns.append(conn)
         return conn
 
-    async def _connect(self, server: NatsServer, reconnect: bool) -> Conn:
+    async def _connect(self, server: NatsServer, reconnect: bool, options: dict[str, Any]) -> Conn:
         raise NotImplementedError
 
     async def close_all(self) -> None:
@@ -245,7 +246,7 @@ class NatsPy(Family):
     legacy_reply_operation = "reply"
     callbacks_in_subscribers_context = True
 
-    async def _connect(self, server: NatsServer, reconnect: bool) -> Conn:
+    async def _connect(self, server: NatsServer, reconnect: bool, options: dict[str, Any]) -> Conn:
         import nats
         import nats.errors
 
@@ -261,7 +262,7 @@ class NatsPy(Family):
         async def reconnected_cb() -> None:
             conn.events.append("reconnected")
 
-        options: dict[str, Any] = {}
+        options = dict(options)
         if reconnect:
             options.update(reconnect_time_wait=0.1, max_reconnect_attempts=100)
         native = await nats.connect(
@@ -351,10 +352,10 @@ class NatsCore(Family):
     legacy_reply_operation = "publish"  # (no respond(): a reply is a publish)
     callbacks_in_subscribers_context = False
 
-    async def _connect(self, server: NatsServer, reconnect: bool) -> Conn:
+    async def _connect(self, server: NatsServer, reconnect: bool, options: dict[str, Any]) -> Conn:
         import nats.client
 
-        options: dict[str, Any] = {}
+        options = dict(options)
         if reconnect:
             options.update(reconnect_time_wait=0.1, reconnect_max_attempts=100, reconnect_jitter=0.0)
         native = await nats.client.connect(server.url, **options)

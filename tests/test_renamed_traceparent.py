@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind, get_current_span
 from opentelemetry.instrumentation.nats import message_context, propagation
 from tests.helpers import assert_child, assert_links, by_name, new_stream, synced, wait_spans
 from tests.natsserver import NatsServer
-from tests.trace_topology import disabled_headers, requires_msg_trace, traceparent
+from tests.trace_topology import TRACED_ACCOUNTS, disabled_headers, requires_msg_trace, traceparent
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
@@ -114,25 +114,11 @@ async def test_consumers_read_xraceparent_from_any_producer(telemetry: Any, serv
 # consumers continue the trace with account tracing on, where the headers stay as sent.
 tracing = requires_msg_trace
 
-ACCOUNTS = """
-accounts {
-  TRACED {
-    jetstream: enabled
-    users: [{user: traced, password: traced}]
-    msg_trace { dest: "trace.events", sampling: 100 }
-  }
-  SAMPLED {
-    users: [{user: sampled, password: sampled}]
-    msg_trace { dest: "trace.events", sampling: 1 }
-  }
-}
-"""
-
 
 @pytest.fixture(scope="module")
 def tracing_server() -> Iterator[NatsServer]:
     """Account TRACED traces every message with a sampled traceparent; SAMPLED about 2 in 100."""
-    srv = NatsServer(jetstream=True, extra=ACCOUNTS).start()
+    srv = NatsServer(jetstream=True, extra=TRACED_ACCOUNTS).start()
     yield srv
     srv.cleanup()
 

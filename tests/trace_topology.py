@@ -25,6 +25,23 @@ from tests.natsserver import NatsServer, free_ports, nats_server_version, requir
 
 TRACE_SUBJECT = "otel.trace"
 
+# Accounts whose messages the servers trace (ADR-41): TRACED every message with a sampled
+# traceparent (with JetStream), SAMPLED about 2 in 100.
+TRACED_ACCOUNTS = """
+accounts {
+  TRACED {
+    jetstream: enabled
+    users: [{user: traced, password: traced}]
+    msg_trace { dest: "trace.events", sampling: 100 }
+  }
+  SAMPLED {
+    users: [{user: sampled, password: sampled}]
+    msg_trace { dest: "trace.events", sampling: 1 }
+  }
+}
+"""
+
+
 requires_msg_trace = requires_server(
     "2.11",
     why="message tracing (ADR-41) is new in 2.11 (point NATS_SERVER_BIN at a newer server, e.g. bin/nats-server "

@@ -198,9 +198,13 @@ def ack_timestamp(reply: Any) -> int | None:
 
 def puback_attributes(keys: Keys, ack: Any, client: Any = None) -> Attrs:
     """Stream, sequence, duplicate flag and domain from a JetStream ``PubAck``; an atomic batch's
-    id and size (on its commit) and a counter's value after the increment, when it has them."""
+    id and size (on its commit) and a counter's value after the increment, when it has them.
+    nats-py names the sequence and the counter's value ``seq`` and ``val``, nats-jetstream
+    ``sequence`` and ``value``."""
     attrs: Attrs = {}
     stream, seq, domain = getattr(ack, "stream", None), getattr(ack, "seq", None), getattr(ack, "domain", None)
+    if seq is None:
+        seq = getattr(ack, "sequence", None)
     if stream is not None and stream != "":  # (one per JetStream publish: the checks of _put, inline)
         attrs[names.JS_STREAM] = stream
     if seq is not None and seq != "":
@@ -209,6 +213,8 @@ def puback_attributes(keys: Keys, ack: Any, client: Any = None) -> Attrs:
         attrs[names.JS_DOMAIN] = domain
     attrs[names.JS_DUPLICATE] = bool(getattr(ack, "duplicate", False))
     batch, value = getattr(ack, "batch_id", None), getattr(ack, "val", None)  # (nats-py 2.16)
+    if value is None:
+        value = getattr(ack, "value", None)
     if batch:
         attrs[names.JS_BATCH_ID] = str(batch)
         size = getattr(ack, "batch_size", None)

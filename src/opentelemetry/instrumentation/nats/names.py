@@ -95,8 +95,9 @@ SPANS: tuple[SpanSpec, ...] = (
     SpanSpec("nats.micro endpoint handler", PROCESS, "SERVER", "process {endpoint subject}"),
 )
 
-# The next-generation clients: nats-core (``nats.client``). A reply is a ``Client.publish`` to the
-# message's reply subject (``publish``, a temporary destination).
+# The next-generation clients: nats-core (``nats.client``), nats-jetstream (``nats.jetstream``) and
+# nats-key-value (``nats.key_value``). A reply is a ``Client.publish`` to the message's reply subject
+# (``publish``, a temporary destination).
 CORE_SPANS: tuple[SpanSpec, ...] = (
     SpanSpec("Client.publish", PUBLISH, _SEND_KIND, "publish {subject}"),
     SpanSpec("Client.request", REQUEST, "CLIENT", "request {subject}"),
@@ -104,6 +105,21 @@ CORE_SPANS: tuple[SpanSpec, ...] = (
         "Subscription.add_callback callback", PROCESS, "CONSUMER, SERVER when the message has a reply", "process {dest}"
     ),
     SpanSpec("Subscription.next, async for, .messages", RECEIVE, "CLIENT", "receive {dest}"),
+    SpanSpec("JetStream.publish", PUBLISH, _SEND_KIND, "publish {subject}"),
+    SpanSpec("Message.ack / double_ack", ACK, "CLIENT", "ack {stream}"),
+    SpanSpec("Message.nak / nak_with_delay", NAK, "CLIENT", "nak {stream}"),
+    SpanSpec("Message.term / term_with_reason", TERM, "CLIENT", "term {stream}"),
+    SpanSpec("Message.in_progress", IN_PROGRESS, "CLIENT", "in_progress {stream}"),
+    SpanSpec("JetStream.get_message / get_last_message_for_subject, the same of Stream", GET, "CLIENT", "get {stream}"),
+    SpanSpec("KeyValue.put", KV_PUT, "CLIENT", "kv.put {bucket}"),
+    SpanSpec("KeyValue.get", KV_GET, "CLIENT", "kv.get {bucket}"),
+    SpanSpec("KeyValue.create", KV_CREATE, "CLIENT", "kv.create {bucket}"),
+    SpanSpec("KeyValue.update", KV_UPDATE, "CLIENT", "kv.update {bucket}"),
+    SpanSpec("KeyValue.delete", KV_DELETE, "CLIENT", "kv.delete {bucket}"),
+    SpanSpec("KeyValue.purge", KV_PURGE, "CLIENT", "kv.purge {bucket}"),
+    SpanSpec(
+        "KeyWatcher (watch, watch_all, watch_filtered) and KeyHistory entries", RECEIVE, "CLIENT", "receive {bucket}"
+    ),
 )
 
 
@@ -151,6 +167,8 @@ JS_CONSUMER = "messaging.nats.jetstream.consumer"
 JS_NUM_DELIVERED = "messaging.nats.jetstream.num_delivered"
 JS_NUM_PENDING = "messaging.nats.jetstream.num_pending"
 JS_NAK_DELAY = "messaging.nats.jetstream.nak_delay"
+# the requests a JetStream publish made after its first (a client that retries when no server answered)
+JS_PUBLISH_RETRIES = "messaging.nats.jetstream.publish.retries"
 # stream and consumer configuration, when an API response showed it (see streams.py)
 JS_DUPLICATE_WINDOW = "messaging.nats.jetstream.duplicate_window"
 JS_DELIVER_SUBJECT = "messaging.nats.jetstream.deliver_subject"

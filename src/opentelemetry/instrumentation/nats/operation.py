@@ -94,6 +94,7 @@ class Operation:
     # an error the call returned rather than raised (a status reply given back as a message)
     result_error: Callable[[Any], BaseException | None] | None = None
     started: int = 0  # time_ns() when the operation started (set by the recorder)
+    attempts: int = 0  # requests its client internals made (a JetStream publish's: see sending.request_wrapper)
     metric_attrs: Attrs | None = None  # cached low-cardinality metric attributes (set by the recorder)
     span: Any = None  # the span its internals inject, as a child of ``parent``, when it is not current (see run)
     parent: Context | None = None

@@ -217,14 +217,15 @@ class Recorder:
                 parent = propagation.callback_context(None, parent)
         return parent, links, idle
 
-    def settle_parent(self, msg: Any) -> tuple[Context | None, list[Link] | None]:
-        """Parent and links of a settle span (ack …) for ``msg``: the current span when there is one,
-        else the message's creation context (an ack outside any span joins the producer's trace);
-        a link to the creation context either way. ``(None, None)`` while nothing records (no SDK)."""
+    def settle_parent(self, headers: Any, subject: str, data: Any) -> tuple[Context | None, list[Link] | None]:
+        """Parent and links of a settle span (ack …) for a message (its headers as the family reads
+        them, subject and data): the current span when there is one, else the message's creation
+        context (an ack outside any span joins the producer's trace); a link to the creation context
+        either way. ``(None, None)`` while nothing records (no SDK)."""
         if not self.live and self.idle():
             return None, None
         try:
-            producer = self.producer_context(msg.headers, msg.subject, msg.data)
+            producer = self.producer_context(headers, subject, data)
         except Exception:
             _LOG.debug("could not read the creation context of a settled message", exc_info=True)
             return None, None

@@ -159,13 +159,21 @@ def _record_features(active: Operation, headers: Any) -> None:
 
 def request_wrapper(calls: Calls) -> Wrapper:
     """The ``Client.request`` patch function of a family: one CLIENT span over the round trip; its
-    inner publish injects and makes no span."""
+    inner publish injects and makes no span. Inside another operation it makes none (a JetStream
+    publish's requests are its attempts: see :func:`attempted`)."""
     access, bind, keywords = calls.access, calls.bind_request, calls.request_keywords
     text, view, result_error = calls.text, calls.view, calls.result_error
 
     def request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         rec = _Installed.recorder
-        if rec is None or ACTIVE.get() is not None or not enabled():
+        if rec is None:
+            return wrapped(*args, **kwargs)
+        active = ACTIVE.get()
+        if active is not None:  # client internals: no span (a JetStream publish counts its attempts)
+            if active.op is _PUBLISH:
+                attempted(active)
+            return wrapped(*args, **kwargs)
+        if not enabled():
             return wrapped(*args, **kwargs)
         if len(args) == 2 and (not kwargs or kwargs.keys() <= keywords):
             (subject, payload), headers = args, kwargs.get("headers")
@@ -195,3 +203,15 @@ def request_wrapper(calls: Calls) -> Wrapper:
         return rec.run(op, wrapped, args, kwargs, parent=current_context(), links=links)
 
     return request
+
+
+def attempted(op: Operation) -> None:
+    """A request of a JetStream publish ``op`` (its client retries a publish that found no responders
+    with another request): the attempts after the first are recorded on its span as its retries."""
+    op.attempts += 1
+    if op.attempts > 1:
+        try:  # (its span, or - when the recorder made it current, with hooks - the current one)
+            span = op.span if op.span is not None else trace.get_current_span()
+            span.set_attribute(names.JS_PUBLISH_RETRIES, op.attempts - 1)
+        except Exception:
+            _LOG.debug("could not record a JetStream publish retry", exc_info=True)

@@ -9,8 +9,15 @@ imports them: a patch whose module is missing is skipped when the instrumentor a
 
 from __future__ import annotations
 
-from opentelemetry.instrumentation.nats.natscore import connection, core
+from opentelemetry.instrumentation.nats import names
+from opentelemetry.instrumentation.nats.jetstream import Settle, internal
+from opentelemetry.instrumentation.nats.jetstream import kv as write
+from opentelemetry.instrumentation.nats.names import ACK, IN_PROGRESS, NAK, TERM
+from opentelemetry.instrumentation.nats.natscore import connection, core, jetstream, kv
+from opentelemetry.instrumentation.nats.natscore.jetstream import JS
 from opentelemetry.instrumentation.nats.patching import Plain, Wrapt, WraptClassMethod
+
+_MSG, _KV = "nats.jetstream.message", "nats.key_value"
 
 PATCHES: tuple[Wrapt, ...] = (
     # core NATS (core.py)
@@ -22,4 +29,34 @@ PATCHES: tuple[Wrapt, ...] = (
     Wrapt("nats.client", "Client.__init__", connection.client_init),
     Wrapt("nats.client", "Client.close", connection.client_close),
     WraptClassMethod("nats.client", "ServerInfo.from_protocol", connection.server_info),
+    # JetStream (jetstream.py): publish, the API funnel, settle
+    Plain("nats.jetstream", "JetStream.publish", jetstream.publish),
+    Wrapt("nats.jetstream.api.client", "Client.request_json", jetstream.api_request),
+    Wrapt(_MSG, "Message.ack", Settle(ACK, JS)),
+    Wrapt(_MSG, "Message.double_ack", Settle(ACK, JS)),
+    Wrapt(_MSG, "Message.nak", Settle(NAK, JS)),
+    Wrapt(_MSG, "Message.nak_with_delay", Settle(NAK, JS)),
+    Wrapt(_MSG, "Message.term", Settle(TERM, JS)),
+    Wrapt(_MSG, "Message.term_with_reason", Settle(TERM, JS)),
+    Wrapt(_MSG, "Message.in_progress", Settle(IN_PROGRESS, JS)),
+    # reads of stored messages: links to their writers, never parents
+    Wrapt("nats.jetstream", "JetStream.get_message", jetstream.js_get_message),
+    Wrapt("nats.jetstream", "JetStream.get_last_message_for_subject", jetstream.js_get_last_message),
+    Wrapt("nats.jetstream.stream", "Stream.get_message", jetstream.stream_get_message),
+    Wrapt("nats.jetstream.stream", "Stream.get_last_message_for_subject", jetstream.stream_get_last_message),
+    # key-value (kv.py): writes carry their span's context for readers
+    Wrapt(_KV, "KeyValue.put", write(names.KV_PUT, JS, inject=True)),
+    Wrapt(_KV, "KeyValue.create", write(names.KV_CREATE, JS, inject=True)),
+    Wrapt(_KV, "KeyValue.update", write(names.KV_UPDATE, JS, inject=True)),
+    Wrapt(_KV, "KeyValue.delete", write(names.KV_DELETE, JS, inject=True)),
+    Wrapt(_KV, "KeyValue.purge", write(names.KV_PURGE, JS, inject=True)),
+    Wrapt(_KV, "KeyValue.get", kv.KV_GET),
+    Plain(_KV, "KeyWatcher.__anext__", kv.taken),
+    Plain(_KV, "KeyHistory.__anext__", kv.taken),
+    Wrapt(_KV, "KeyWatcher.updates", kv.updates),
+    # they read the bucket themselves: no spans (no receive span per key or marker)
+    Wrapt(_KV, "KeyLister.__anext__", internal),
+    Wrapt(_KV, "KeyValue.purge_deletes", internal),
+    # the ordered consumer's stream under watchers and histories hands its messages to them
+    Wrapt("nats.jetstream.consumer.ordered", "_OrderedMessageStream.__anext__", kv.collected),
 )

@@ -177,3 +177,51 @@ def subscription_dropped(sub: Any) -> int:
 def client_subscription(client: Any, sid: Any) -> Any:
     """The subscription ``sid`` of ``client`` (``None`` when it is gone)."""
     return getattr(client, "_subscriptions", _NO_SUBS).get(sid)
+
+
+# --- nats-jetstream and nats-key-value ------------------------------------------------------------
+
+
+def jetstream_client(js: Any) -> Any:
+    """The client of a ``JetStream`` context (its public ``client``)."""
+    return getattr(js, "client", None)
+
+
+def api_client(api: Any) -> Any:
+    """The client of nats-jetstream's JetStream API client."""
+    return getattr(api, "_client", None)
+
+
+def stream_client(stream: Any) -> Any:
+    """The client of a ``Stream`` (through its JetStream context)."""
+    return jetstream_client(getattr(stream, "_jetstream", None))
+
+
+def stream_name(stream: Any) -> Any:
+    return getattr(stream, "name", None)
+
+
+def message_client(msg: Any) -> Any:
+    """The client of a delivered JetStream ``Message`` (``None`` for one built by hand)."""
+    return jetstream_client(getattr(msg, "_jetstream", None))
+
+
+def stored_message(msg: Any) -> tuple[Any, Any, Any, Any]:
+    """Headers (see :func:`header_view`), subject, data and stream sequence of a message read back from
+    a stream: a ``StreamMessage`` (a stored-message get), or a delivered JetStream ``Message`` (a
+    key-value watcher's or history's, by its metadata)."""
+    seq = getattr(msg, "sequence", None)
+    if seq is None:
+        seq = msg.metadata.sequence.stream
+    return header_view(msg.headers), msg.subject, msg.data, seq
+
+
+def store(kv: Any) -> tuple[Any, str]:
+    """Client and bucket of a ``KeyValue``."""
+    bucket = getattr(kv, "bucket", None)
+    return jetstream_client(getattr(kv, "_js", None)), bucket if isinstance(bucket, str) else ""
+
+
+def iterator_client(iterator: Any) -> Any:
+    """The client of a key-value ``KeyWatcher`` or ``KeyHistory`` (through its ordered consumer's stream)."""
+    return stream_client(getattr(getattr(iterator, "_consumer", None), "_stream", None))

@@ -8,9 +8,10 @@ state is in :mod:`.access`.
 from __future__ import annotations
 
 from opentelemetry.instrumentation.nats import names
+from opentelemetry.instrumentation.nats.jetstream import internal
 from opentelemetry.instrumentation.nats.names import ACK, IN_PROGRESS, NAK, TERM
 from opentelemetry.instrumentation.nats.natspy import connection, core, jetstream, micro, stored
-from opentelemetry.instrumentation.nats.natspy.jetstream import Settle, kv, obj
+from opentelemetry.instrumentation.nats.natspy.jetstream import kv, obj, settle
 from opentelemetry.instrumentation.nats.patching import Plain, Wrapt
 
 PATCHES: tuple[Wrapt, ...] = (
@@ -29,19 +30,19 @@ PATCHES: tuple[Wrapt, ...] = (
     Plain("nats.js.client", "JetStreamContext.publish", jetstream.publish),
     Plain("nats.js.client", "JetStreamContext.publish_async", jetstream.publish_async),
     Wrapt("nats.js.client", "JetStreamContext.PullSubscription.fetch", jetstream.fetch),
-    Wrapt("nats.aio.msg", "Msg.ack", Settle(ACK)),
-    Wrapt("nats.aio.msg", "Msg.ack_sync", Settle(ACK)),
-    Wrapt("nats.aio.msg", "Msg.nak", Settle(NAK)),
-    Wrapt("nats.aio.msg", "Msg.term", Settle(TERM)),
-    Wrapt("nats.aio.msg", "Msg.in_progress", Settle(IN_PROGRESS)),
+    Wrapt("nats.aio.msg", "Msg.ack", settle(ACK)),
+    Wrapt("nats.aio.msg", "Msg.ack_sync", settle(ACK)),
+    Wrapt("nats.aio.msg", "Msg.nak", settle(NAK)),
+    Wrapt("nats.aio.msg", "Msg.term", settle(TERM)),
+    Wrapt("nats.aio.msg", "Msg.in_progress", settle(IN_PROGRESS)),
     # key-value and object-store writes (jetstream.py): they carry their span's context for readers
-    Wrapt("nats.js.kv", "KeyValue.put", kv(names.KV_PUT, inject=True)),
-    Wrapt("nats.js.kv", "KeyValue.create", kv(names.KV_CREATE, inject=True)),
-    Wrapt("nats.js.kv", "KeyValue.update", kv(names.KV_UPDATE, inject=True)),
-    Wrapt("nats.js.kv", "KeyValue.delete", kv(names.KV_DELETE, inject=True)),
-    Wrapt("nats.js.kv", "KeyValue.purge", kv(names.KV_PURGE, inject=True)),
-    Wrapt("nats.js.object_store", "ObjectStore.put", obj(names.OBJECT_PUT, inject=True)),
-    Wrapt("nats.js.object_store", "ObjectStore.delete", obj(names.OBJECT_DELETE, inject=True)),
+    Wrapt("nats.js.kv", "KeyValue.put", kv(names.KV_PUT)),
+    Wrapt("nats.js.kv", "KeyValue.create", kv(names.KV_CREATE)),
+    Wrapt("nats.js.kv", "KeyValue.update", kv(names.KV_UPDATE)),
+    Wrapt("nats.js.kv", "KeyValue.delete", kv(names.KV_DELETE)),
+    Wrapt("nats.js.kv", "KeyValue.purge", kv(names.KV_PURGE)),
+    Wrapt("nats.js.object_store", "ObjectStore.put", obj(names.OBJECT_PUT)),
+    Wrapt("nats.js.object_store", "ObjectStore.delete", obj(names.OBJECT_DELETE)),
     # reads of stored values (stored.py): links to their writers, never parents
     Wrapt("nats.js.manager", "JetStreamManager.get_msg", stored.get_msg),
     Wrapt("nats.js.kv", "KeyValue.get", stored.KV_GET),
@@ -51,9 +52,9 @@ PATCHES: tuple[Wrapt, ...] = (
     Wrapt("nats.js.kv", "KeyValue.KeyWatcher.__anext__", stored.taken),
     Wrapt("nats.js.object_store", "ObjectStore.get", stored.OBJECT_GET),
     # they read a watcher to its end themselves: no spans (no receive span per key or object)
-    Wrapt("nats.js.kv", "KeyValue.keys", jetstream.internal),
-    Wrapt("nats.js.kv", "KeyValue.purge_deletes", jetstream.internal),
-    Wrapt("nats.js.object_store", "ObjectStore.watch", jetstream.internal),
+    Wrapt("nats.js.kv", "KeyValue.keys", internal),
+    Wrapt("nats.js.kv", "KeyValue.purge_deletes", internal),
+    Wrapt("nats.js.object_store", "ObjectStore.watch", internal),
     # nats.micro (micro.py)
     Wrapt("nats.micro.service", "Service.start", micro.internal),
     Wrapt("nats.micro.service", "Endpoint._start", micro.internal),

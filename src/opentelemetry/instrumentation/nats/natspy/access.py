@@ -140,6 +140,11 @@ def store(instance: Any) -> tuple[Any, str]:
     return jetstream_client(getattr(instance, "_js", None)), getattr(instance, "_name", None) or ""
 
 
+def stored_message(msg: Any) -> tuple[Any, Any, Any, Any]:
+    """Headers, subject, data and stream sequence of a message read back from a stream (``RawStreamMsg``)."""
+    return msg.headers, msg.subject, msg.data, msg.seq
+
+
 def endpoint(instance: Any) -> tuple[dict[str, Any], str, str | None]:
     """A nats.micro ``Endpoint``'s service and endpoint names (by attribute key), subject and queue group."""
     service = getattr(instance, "_service", None)

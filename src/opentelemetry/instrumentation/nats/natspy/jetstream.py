@@ -2,6 +2,8 @@
 
 Push-consumer callbacks are traced by :class:`.core.TracedCallback` (``js.subscribe`` ends in
 ``Client.subscribe``); JetStream API traffic runs under :func:`api_request` and makes no spans.
+Settle and key-value/object-store writes are the shared wrappers of :mod:`..jetstream`, given where
+nats-py keeps what they read (:data:`JS`).
 
 Fast paths: as in core.py, the publish wrappers return the coroutine to await (no coroutine frame
 of their own), and ``publish(subject, payload)`` is taken apart without binding.
@@ -16,6 +18,8 @@ from typing import Any
 from opentelemetry.trace import Link, Span, SpanKind
 
 from opentelemetry.instrumentation.nats import attributes, names
+from opentelemetry.instrumentation.nats.jetstream import JetStreamAccess, Settle, StoreCall, api_call, publish_operation
+from opentelemetry.instrumentation.nats.jetstream import kv as shared_kv
 from opentelemetry.instrumentation.nats.names import Op
 from opentelemetry.instrumentation.nats.natspy.access import (
     ACCESS,
@@ -24,28 +28,21 @@ from opentelemetry.instrumentation.nats.natspy.access import (
     message_client,
     pull_subscription,
     store,
+    stored_message,
 )
-from opentelemetry.instrumentation.nats.natspy.core import Args, Kwargs, size
-from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, entry, installed, now, untraced
-from opentelemetry.instrumentation.nats.propagation import caller_links, current_context
+from opentelemetry.instrumentation.nats.natspy.core import Args, Kwargs
+from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, entry, installed, now
+from opentelemetry.instrumentation.nats.propagation import current_context
 from opentelemetry.instrumentation.nats.recorder import Recorder
-from opentelemetry.instrumentation.nats.streams import CONFIGS, puback_result, with_consumer
+from opentelemetry.instrumentation.nats.streams import with_consumer
 
 _LOG = logging.getLogger(__name__)
 
 
-async def internal(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
-    """JetStream management/API calls: no spans for the requests they make."""
-    return await untraced(wrapped, args, kwargs)
-
-
-async def api_request(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
-    """``JetStreamManager._api_request``, every JetStream API call: no spans for its request; the
-    stream and consumer configurations in its responses are kept (see streams.py)."""
-    response = await untraced(wrapped, args, kwargs)
-    if installed() is not None:
-        CONFIGS.seen(jetstream_client(instance), response)
-    return response
+api_request = api_call(jetstream_client)
+api_request.__doc__ = (
+    """``JetStreamManager._api_request``, every JetStream API call: see :func:`..jetstream.api_call`."""
+)
 
 
 def _js_publish_args(
@@ -60,8 +57,7 @@ def _js_publish_args(
 
 
 def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> tuple[Operation, list[Link] | None] | None:
-    """The operation of a JetStream publish, and the link to the caller's own creation context when
-    its headers carry one (then they are sent unchanged and the span is CLIENT)."""
+    """The operation of a JetStream publish (see :func:`..jetstream.publish_operation`)."""
     if len(args) == 2 and not kwargs:
         (subject, payload), stream, headers = args, None, None
     else:
@@ -69,23 +65,7 @@ def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> tuple[Ope
             subject, payload, stream, headers = _js_publish_args(*args, **kwargs)
         except TypeError:
             return None
-    if rec.excluding is not None and rec.excluded(subject):
-        return None
-    links = caller_links(headers) if headers else None
-    op = Operation(
-        op=names.PUBLISH,
-        kind=SpanKind.PRODUCER if links is None else SpanKind.CLIENT,
-        access=ACCESS,
-        client=jetstream_client(js),
-        subject=subject,
-        body_size=len(payload) if type(payload) is bytes else size(payload),
-        headers=headers,
-        hook_args=(subject, payload, headers) if rec.hooks else (),
-        extra={names.JS_SUBJECT: subject, names.JS_EXPECTED_STREAM: stream} if stream else {names.JS_SUBJECT: subject},
-        inject=links is None,
-        on_result=puback_result,
-    )
-    return op, links
+    return publish_operation(rec, ACCESS, jetstream_client(js), subject, payload, headers, stream=stream)
 
 
 def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
@@ -221,85 +201,20 @@ async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     return msgs
 
 
-class Settle:
-    """``Msg.ack`` / ``ack_sync`` / ``nak`` / ``term`` / ``in_progress``: a CLIENT span ``{op} {stream}``,
-    a child of the current span (else of the message's creation context) with a link to the latter."""
-
-    __slots__ = ("op",)
-
-    def __init__(self, op: Op) -> None:
-        self.op = op
-
-    async def __call__(self, wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
-        rec = entry()
-        reply = getattr(instance, "reply", None)
-        if rec is None or not isinstance(reply, str) or not reply.startswith(names.JS_ACK_PREFIX):
-            return await wrapped(*args, **kwargs)
-        client = message_client(instance)
-        extra = with_consumer(client, attributes.ack_subject_attributes(reply))
-        if self.op is names.NAK:
-            delay = args[0] if args else kwargs.get("delay")
-            if isinstance(delay, (int, float)) and delay:
-                extra[names.JS_NAK_DELAY] = float(delay)
-        op = Operation(
-            op=self.op,
-            kind=SpanKind.CLIENT,
-            access=ACCESS,
-            client=client,
-            subject=instance.subject,
-            inject=False,
-            extra=extra,
-            name_dest=extra.get(names.JS_STREAM),
-        )
-        parent, links = rec.settle_parent(instance)
-        return await rec.run(op, wrapped, args, kwargs, parent=parent, links=links)
+# where nats-py keeps what the shared JetStream and key-value wrappers read
+JS = JetStreamAccess(access=ACCESS, message_client=message_client, store=store, stored_message=stored_message)
 
 
-class StoreCall:
-    """A key-value or object-store method: one CLIENT span ``{op} {bucket}``; internals make none.
-
-    ``inject``: the messages it writes carry its context (a value's writer, read back later)."""
-
-    __slots__ = ("bucket_attr", "inject", "key_attr", "on_result", "op")
-
-    def __init__(self, op: Op, bucket_attr: str, key_attr: str, on_result: Any, inject: bool = False) -> None:
-        self.op = op
-        self.bucket_attr = bucket_attr
-        self.key_attr = key_attr
-        self.on_result = on_result
-        self.inject = inject
-
-    def operation(self, instance: Any, args: Args, kwargs: Kwargs) -> Operation:
-        """The operation of a call on ``instance`` (a ``KeyValue`` or ``ObjectStore``)."""
-        client, bucket = store(instance)
-        key = args[0] if args else kwargs.get("key", kwargs.get("name"))
-        extra: dict[str, Any] = {self.bucket_attr: bucket}
-        if isinstance(key, str):
-            extra[self.key_attr] = key
-        value = args[1] if len(args) > 1 else kwargs.get("value", kwargs.get("data"))
-        return Operation(
-            op=self.op,
-            kind=SpanKind.CLIENT,
-            access=ACCESS,
-            client=client,
-            subject=bucket,
-            body_size=size(value) if isinstance(value, (bytes, bytearray, str)) else None,
-            inject=self.inject,
-            extra=extra,
-            name_dest=bucket or None,
-            on_result=self.on_result,
-        )
-
-    async def __call__(self, wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
-        rec = entry()
-        if rec is None:
-            return await wrapped(*args, **kwargs)
-        return await rec.run(self.operation(instance, args, kwargs), wrapped, args, kwargs)
+def settle(op: Op) -> Settle:
+    """``Msg.ack`` / ``ack_sync`` / ``nak`` / ``term`` / ``in_progress``: see :class:`..jetstream.Settle`."""
+    return Settle(op, JS)
 
 
-def kv(op: Op, inject: bool = False) -> StoreCall:
-    return StoreCall(op, names.KV_BUCKET, names.KV_KEY, attributes.revision_attributes, inject)
+def kv(op: Op) -> StoreCall:
+    """A key-value write: its messages carry its context (see :func:`..jetstream.kv`)."""
+    return shared_kv(op, JS, inject=True)
 
 
-def obj(op: Op, inject: bool = False) -> StoreCall:
-    return StoreCall(op, names.OBJECT_BUCKET, names.OBJECT_NAME, attributes.object_info_attributes, inject)
+def obj(op: Op) -> StoreCall:
+    """An object-store write: its messages carry its context."""
+    return StoreCall(op, names.OBJECT_BUCKET, names.OBJECT_NAME, attributes.object_info_attributes, JS, inject=True)
