@@ -87,7 +87,11 @@ class HandWritten:
         self.pub_conn = connection_attributes(c.nc, url)
         self.sub_conn = connection_attributes(c.sc, url)
         self.publish_attrs = {**operation("send", "publish", SUBJECT), **self.pub_conn}
-        self.js_attrs = {**operation("send", "publish", JS_SUBJECT), **self.pub_conn}
+        self.js_attrs = {
+            **operation("send", "publish", JS_SUBJECT),
+            **self.pub_conn,
+            "messaging.nats.jetstream.subject": JS_SUBJECT,
+        }
         if meter is not None:
             self.duration = meter.create_histogram(
                 "messaging.client.operation.duration", unit="s", explicit_bucket_boundaries_advisory=BUCKETS
