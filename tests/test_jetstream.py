@@ -148,21 +148,6 @@ async def test_pull_fetch_process_ack_is_one_trace(telemetry: Any, js_server: An
         assert_links(ack, pub)
 
 
-async def test_empty_fetch_span_is_not_an_error(make_telemetry: Any, js_server: Any, connect: Any) -> None:
-    telemetry = make_telemetry(empty_fetch_spans=True)  # (no span by default: tests/test_empty_fetch.py)
-    nc = await connect(js_server.url)
-    js, stream = await _stream(nc, telemetry, ["empty.>"])
-    psub = await js.pull_subscribe("empty.q", durable="e")
-    telemetry.clear()
-    with pytest.raises(nats.errors.TimeoutError):
-        await psub.fetch(1, timeout=0.2)
-    (span,) = await wait_spans(telemetry, 1)
-    assert span.name == f"fetch {stream}"
-    assert span.status.status_code == StatusCode.UNSET
-    assert span.attributes["messaging.batch.message_count"] == 0
-    assert "error.type" not in span.attributes
-
-
 async def test_nak_redelivery_and_double_ack(telemetry: Any, js_server: Any, connect: Any) -> None:
     nc = await connect(js_server.url)
     js, stream = await _stream(nc, telemetry, ["nak.>"])

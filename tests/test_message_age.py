@@ -15,24 +15,11 @@ from nats.protocol.parser import Parser
 from opentelemetry.metrics import NoOpMeterProvider
 
 from opentelemetry.instrumentation.nats import attributes
-from opentelemetry.instrumentation.nats.names import MESSAGE_AGE_BUCKETS_S
 from tests.helpers import Telemetry, new_stream, synced
-from tests.test_metrics import metrics, points
+from tests.matrix.test_jetstream_consume import ages
 
 AGE = "messaging.nats.jetstream.message.age"
 STORED = 0.3  # seconds between publish and consume
-
-
-def ages(telemetry: Any) -> list[Any]:
-    """The message-age data points (checking the instrument's unit and bucket advice)."""
-    m = metrics(telemetry).get(AGE)
-    if m is None:
-        return []
-    assert m.unit == "s"
-    found = points(m)
-    for p in found:
-        assert tuple(p.explicit_bounds) == MESSAGE_AGE_BUCKETS_S
-    return found
 
 
 def by_stream(stream: str, consumer: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -68,23 +55,6 @@ async def test_push_consumer_callbacks_record_the_age(telemetry: Any, js_server:
     (point,) = ages(telemetry)
     assert dict(point.attributes) == by_stream(stream, "pusher")  # never the subject
     assert_waited(point, 2, STORED)
-
-
-async def test_fetch_records_the_age_of_each_message(telemetry: Any, js_server: Any, connect: Any) -> None:
-    nc = await connect(js_server.url)
-    js, stream = await new_stream(nc, telemetry, "AGEPULL")
-    psub = await js.pull_subscribe(f"{stream}.>", durable="puller")
-    for i in range(3):
-        await js.publish(f"{stream}.q.{i}", b"x")
-    await asyncio.sleep(STORED)
-    msgs = await psub.fetch(3, timeout=5)
-    assert len(msgs) == 3
-    (point,) = ages(telemetry)
-    assert dict(point.attributes) == by_stream(stream, "puller")
-    assert_waited(point, 3, STORED)
-    # the age is the stored time the server put in the ack subject (what nats-py reports too)
-    stored = msgs[0].metadata.timestamp.timestamp()
-    assert attributes.ack_timestamp(msgs[0].reply) == pytest.approx(stored * 1e9, abs=1e3)
 
 
 async def test_ordered_consumer_ages_are_by_stream(telemetry: Any, js_server: Any, connect: Any) -> None:
@@ -155,32 +125,6 @@ async def test_age_ends_at_delivery(telemetry: Any, js_server: Any, connect: Any
         assert 0 < point.max < 0.4, point.max
     receive = [s for s in telemetry.spans() if s.name == f"receive {stream}.s"]
     assert receive and (receive[0].end_time - receive[0].start_time) / 1e9 >= 0.5
-
-
-@pytest.mark.parametrize(
-    ("mode", "system"),
-    [
-        ("legacy", {"messaging.system": "nats"}),
-        ("dup", {"messaging.system.name": "nats", "messaging.system": "nats"}),
-    ],
-)
-async def test_every_mode_records_the_age_in_seconds(
-    make_telemetry: Any, js_server: Any, connect: Any, mode: str, system: dict[str, str]
-) -> None:
-    telemetry = make_telemetry(semconv=mode)
-    nc = await connect(js_server.url)
-    js, stream = await new_stream(nc, telemetry, "AGEMODE")
-    psub = await js.pull_subscribe(f"{stream}.q", durable="puller")
-    await js.publish(f"{stream}.q", b"x")
-    await asyncio.sleep(STORED)
-    await psub.fetch(1, timeout=5)
-    (point,) = ages(telemetry)  # unit "s" in legacy mode too
-    assert dict(point.attributes) == {
-        **system,
-        "messaging.nats.jetstream.stream": stream,
-        "messaging.nats.jetstream.consumer": "puller",
-    }
-    assert_waited(point, 1, STORED)
 
 
 async def test_subject_templates_name_the_messages(make_telemetry: Any, js_server: Any, connect: Any) -> None:

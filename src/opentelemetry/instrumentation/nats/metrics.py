@@ -147,7 +147,7 @@ class NatsMetrics:
                     delivered = op.started if kind is names.PROCESS else time.time_ns()
                     ordered = op.access.ordered_consumer(op.client, op.sid)
                     self.jetstream_age(op.extra, stored, delivered, op.subject, ordered)
-        elif kind is names.FETCH:  # per-message JetStream metadata: see Recorder.fetched
+        elif kind is names.FETCH:  # per-message JetStream metadata: see fetches.fetched
             if self.current:
                 self.op_duration.record(seconds, attrs)
             self._consumed(attrs, messages, nbytes, None)

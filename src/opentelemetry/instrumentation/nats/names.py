@@ -120,6 +120,10 @@ CORE_SPANS: tuple[SpanSpec, ...] = (
     SpanSpec(
         "KeyWatcher (watch, watch_all, watch_filtered) and KeyHistory entries", RECEIVE, "CLIENT", "receive {bucket}"
     ),
+    SpanSpec("PullConsumer / OrderedConsumer .fetch, .fetch_nowait (per batch)", FETCH, "CLIENT", "fetch {stream}"),
+    SpanSpec(
+        "PullConsumer / OrderedConsumer .next, each message of .messages()", RECEIVE, "CLIENT", "receive {stream}"
+    ),
 )
 
 

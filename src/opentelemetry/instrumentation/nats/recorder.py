@@ -3,7 +3,9 @@
 Patch functions describe a client call as an :class:`Operation` and hand it to
 :meth:`Recorder.run` (a call with a span around it: the one span lifecycle), its synchronous
 counterpart :meth:`Recorder.run_sync` (a synchronous callback: nats-core's subscription callbacks),
-or :meth:`Recorder.received` (a message handed to the application by an iterator or ``next``).
+or :meth:`Recorder.received` (a message handed to the application by an iterator or ``next``);
+a JetStream fetch, whose links are known only when it ends, is recorded by :mod:`.fetches` with
+:meth:`Recorder.start` and :meth:`Recorder.finish` (at its end time) and :meth:`Recorder.measure`.
 
 Fast paths (the per-message cost is what users pay; each is covered by tests/test_fast_paths.py):
 
@@ -382,9 +384,11 @@ class Recorder:
         error: BaseException | None = None,
         messages: int = 1,
         nbytes: int | None = None,
+        end_time: int | None = None,
     ) -> None:
-        """End the span of ``op`` with the call's result or error, and record its metrics. A result
-        that is an error the caller sees (``op.result_error``) is recorded as one."""
+        """End the span of ``op`` (at ``end_time``, else now) with the call's result or error, and
+        record its metrics. A result that is an error the caller sees (``op.result_error``) is
+        recorded as one."""
         if error is None and op.result_error is not None:
             try:
                 error = op.result_error(result)
@@ -399,50 +403,20 @@ class Recorder:
                 span.set_attributes(op.on_result(self.keys, result, op.client))
             except Exception:
                 _LOG.debug("could not read attributes from a %s result", op.op.name, exc_info=True)
-        span.end()
-        self._measure(op, error, messages, nbytes)
+        span.end(end_time)
+        self.measure(op, error, messages, nbytes, end_time)
 
-    def _measure(self, op: Operation, error: BaseException | None, messages: int, nbytes: int | None) -> None:
+    def measure(
+        self, op: Operation, error: BaseException | None, messages: int, nbytes: int | None, end_time: int | None = None
+    ) -> None:
         """Record the metrics of an ended operation (none when ``op.metric_attrs`` is ``None``: no SDK meter)."""
         if self.metrics is not None and op.metric_attrs is not None:
             try:
-                seconds = (now() - op.started) / 1e9
+                seconds = ((end_time or now()) - op.started) / 1e9
                 nbytes = op.body_size if nbytes is None else nbytes
                 self.metrics.record(op, op.metric_attrs or {}, seconds, error, messages, nbytes)
             except Exception:
                 _LOG.debug("could not record metrics for %s", op.op.name, exc_info=True)
-
-    def fetched(self, op: Operation, start_time: int, msgs: Any = None, error: BaseException | None = None) -> None:
-        """Record a ``fetch`` that already happened: its links (one per message) are known only now."""
-        delivered = now()  # (the messages reach the application when fetch returns)
-        msgs = msgs or []
-        links: list[Link] = []
-        for msg in msgs:
-            links += creation_links(self.producer_context(msg.headers, msg.subject, msg.data)) or ()
-        span = self.start(op, links=links, start_time=start_time)
-        self.finish(span, op, msgs, error=error, messages=len(msgs), nbytes=sum(len(m.data) for m in msgs))
-        if self.metrics is not None:
-            for msg in msgs:
-                meta = attributes.jetstream_message_attributes(msg.reply)
-                if meta:
-                    self.metrics.jetstream_message(meta, op.metric_attrs or {})
-                    stored = attributes.ack_timestamp(msg.reply) if op.metric_attrs is not None else None
-                    if stored is not None:
-                        self.metrics.jetstream_age(meta, stored, delivered, msg.subject)
-
-    def fetched_nothing(self, op: Operation, start_time: int, cancelled: bool) -> None:
-        """Record a ``fetch`` that returned no messages (its ``TimeoutError``) or was cancelled while
-        it waited: never an error, no span unless ``empty_fetch_spans`` is on; metrics record an
-        empty fetch (a batch of none), not a cancelled one (it did not complete)."""
-        if self.config.empty_fetch_spans:
-            span = self.start(op, start_time=start_time)
-            if cancelled:
-                op.metric_attrs = None
-            self.finish(span, op, (), messages=0, nbytes=0)
-        elif not cancelled and self.measuring():
-            op.started = start_time
-            op.metric_attrs = self.describe(op)[2]
-            self._measure(op, None, 0, 0)
 
     async def received(self, op: Operation, msg: Any, start_time: int) -> None:
         """Record a receive span for a message handed to the application (started at ``start_time``):

@@ -13,7 +13,7 @@ from opentelemetry.instrumentation.nats import names
 from opentelemetry.instrumentation.nats.jetstream import Settle, internal
 from opentelemetry.instrumentation.nats.jetstream import kv as write
 from opentelemetry.instrumentation.nats.names import ACK, IN_PROGRESS, NAK, TERM
-from opentelemetry.instrumentation.nats.natscore import connection, core, jetstream, kv
+from opentelemetry.instrumentation.nats.natscore import connection, consume, core, jetstream, kv
 from opentelemetry.instrumentation.nats.natscore.jetstream import JS
 from opentelemetry.instrumentation.nats.patching import Plain, Wrapt, WraptClassMethod
 
@@ -57,6 +57,15 @@ PATCHES: tuple[Wrapt, ...] = (
     # they read the bucket themselves: no spans (no receive span per key or marker)
     Wrapt(_KV, "KeyLister.__anext__", internal),
     Wrapt(_KV, "KeyValue.purge_deletes", internal),
-    # the ordered consumer's stream under watchers and histories hands its messages to them
-    Wrapt("nats.jetstream.consumer.ordered", "_OrderedMessageStream.__anext__", kv.collected),
+    # JetStream consumers (consume.py): fetch (one span per lazily read batch), next, message streams
+    Wrapt("nats.jetstream.consumer.pull", "PullConsumer.fetch", consume.FETCH),
+    Wrapt("nats.jetstream.consumer.pull", "PullConsumer.fetch_nowait", consume.FETCH),
+    Wrapt("nats.jetstream.consumer.ordered", "OrderedConsumer.fetch", consume.ORDERED_FETCH),
+    Wrapt("nats.jetstream.consumer.ordered", "OrderedConsumer.fetch_nowait", consume.ORDERED_FETCH),
+    Plain("nats.jetstream.consumer.pull", "PullMessageBatch.__anext__", consume.next_in_batch),
+    Wrapt("nats.jetstream.consumer.pull", "PullConsumer.next", consume.NEXT),
+    Wrapt("nats.jetstream.consumer.ordered", "OrderedConsumer.next", consume.ORDERED_NEXT),
+    Plain("nats.jetstream.consumer.pull", "PullMessageStream.__anext__", consume.next_in_stream),
+    # (a private class: where it is missing, its inner PullMessageStream's messages are the spans)
+    Plain("nats.jetstream.consumer.ordered", "_OrderedMessageStream.__anext__", consume.next_in_ordered_stream),
 )

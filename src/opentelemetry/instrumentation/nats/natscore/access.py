@@ -148,6 +148,76 @@ def _state(sub: Any) -> SubscriptionState:
 ACCESS = NatsCoreAccess()
 
 
+class OrderedConsumerAccess(NatsCoreAccess):
+    """nats-core's accessor for the operations of nats-jetstream's ordered consumers (consume.py):
+    their messages name a consumer that the client recreates under a new name after a gap, so
+    metrics leave the consumer's name out."""
+
+    def ordered_consumer(self, client: Any, sid: Any) -> bool:
+        return True
+
+
+ORDERED_ACCESS = OrderedConsumerAccess()
+
+
+# --- nats-jetstream's consumers (consume.py) -----------------------------------------------------
+
+_FETCH = "_opentelemetry_nats_fetch"  # (ours) the LazyFetch following a batch, in the batch's __dict__
+
+
+def consumer_client(consumer: Any) -> Any:
+    """The client of a ``PullConsumer`` or ``OrderedConsumer`` (through its stream's JetStream context)."""
+    return getattr(getattr(getattr(consumer, "_stream", None), "_jetstream", None), "client", None)
+
+
+def consumer_names(consumer: Any) -> tuple[str, str | None]:
+    """Stream and consumer name of a consumer (public properties; an ordered consumer's is its
+    current server-side consumer's)."""
+    try:
+        stream, name = consumer.stream_name, consumer.name
+    except Exception:  # (an ordered consumer that is closed)
+        return getattr(getattr(consumer, "_stream", None), "name", None) or "", None
+    return (stream if isinstance(stream, str) else ""), (name if isinstance(name, str) and name else None)
+
+
+def stream_consumer(stream: Any) -> Any:
+    """The consumer of a ``PullMessageStream`` or an ordered consumer's message stream."""
+    return getattr(stream, "_consumer", None)
+
+
+def reading_batch(batch: Any) -> Any:
+    """The ``PullMessageBatch`` that reads ``batch``'s messages: itself, or the one an ordered
+    consumer's batch wraps."""
+    return getattr(batch, "_inner", batch)
+
+
+def follow_batch(batch: Any, tracker: Any) -> bool:
+    """Keep ``tracker`` with ``batch`` (``False`` when it cannot hold it)."""
+    try:
+        batch.__dict__[_FETCH] = tracker
+    except (AttributeError, TypeError):
+        return False
+    return True
+
+
+def batch_tracker(batch: Any) -> Any:
+    """The tracker kept with ``batch`` (``None``: not followed)."""
+    found = getattr(batch, "__dict__", None)
+    return found.get(_FETCH) if found is not None else None
+
+
+def batch_complete(batch: Any) -> bool:
+    """True when ``batch`` has handed over every message it asked for (its next step only ends it)."""
+    pending = getattr(batch, "_pending_messages", None)
+    return type(pending) is int and pending <= 0
+
+
+def batch_error(batch: Any) -> BaseException | None:
+    """The error a batch recorded when it ended (public ``error``)."""
+    error = getattr(batch, "error", None)
+    return error if isinstance(error, BaseException) else None
+
+
 # --- what the patch modules read -----------------------------------------------------------------
 
 

@@ -126,14 +126,3 @@ async def _updates(steps: AsyncIterator[Any], watcher: Any) -> AsyncIterator[Any
             yield update
     finally:
         await steps.aclose()  # type: ignore[attr-defined]
-
-
-async def collected(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
-    """``_OrderedMessageStream.__anext__`` (the ordered consumer's stream under watchers and
-    histories): each message goes to :data:`~..operation.COLLECT` when it is set."""
-    collect = COLLECT.get()
-    if collect is None:
-        return await wrapped(*args, **kwargs)
-    msg = await wrapped(*args, **kwargs)
-    collect(msg)
-    return msg

@@ -15,9 +15,10 @@ import asyncio
 import logging
 from typing import Any
 
-from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.trace import Link, Span
 
 from opentelemetry.instrumentation.nats import attributes, names
+from opentelemetry.instrumentation.nats.fetches import fetch_operation, fetched, fetched_nothing
 from opentelemetry.instrumentation.nats.jetstream import JetStreamAccess, Settle, StoreCall, api_call, publish_operation
 from opentelemetry.instrumentation.nats.jetstream import kv as shared_kv
 from opentelemetry.instrumentation.nats.names import Op
@@ -34,7 +35,6 @@ from opentelemetry.instrumentation.nats.natspy.core import Args, Kwargs
 from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, entry, installed, now
 from opentelemetry.instrumentation.nats.propagation import current_context
 from opentelemetry.instrumentation.nats.recorder import Recorder
-from opentelemetry.instrumentation.nats.streams import with_consumer
 
 _LOG = logging.getLogger(__name__)
 
@@ -158,26 +158,12 @@ async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``PullSubscription.fetch``: one CLIENT span, a link per message to its producer.
 
     The span is recorded after the call (its links are known only then). An empty fetch (its
-    ``TimeoutError``) and a cancelled one make no span by default (see ``Recorder.fetched_nothing``)."""
+    ``TimeoutError``) and a cancelled one make no span by default (see ``fetches.fetched_nothing``)."""
     rec = entry()
     if rec is None:
         return await wrapped(*args, **kwargs)
     nc, stream, consumer = pull_subscription(instance)
-    extra = {names.JS_STREAM: stream}
-    if consumer:
-        extra[names.JS_CONSUMER] = consumer
-        with_consumer(nc, extra)
-    op = Operation(
-        op=names.FETCH,
-        kind=SpanKind.CLIENT,
-        access=ACCESS,
-        client=nc,
-        subject=stream,
-        inject=False,
-        extra=extra,
-        name_dest=stream or None,
-        on_result=attributes.batch_attributes,
-    )
+    op = fetch_operation(ACCESS, nc, stream, consumer)
     start = now()
     token = ACTIVE.set(op)  # the MSG.NEXT publish and next_msg loop make no spans
     try:
@@ -185,17 +171,17 @@ async def fetch(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
         # nats.errors.TimeoutError, or asyncio's own when nats-py's deadline passed; or cancelled
         try:
-            rec.fetched_nothing(op, start, isinstance(exc, asyncio.CancelledError))
+            fetched_nothing(rec, op, start, isinstance(exc, asyncio.CancelledError))
         except Exception:
             _LOG.debug("could not record an empty fetch", exc_info=True)
         raise
     except BaseException as exc:
-        rec.fetched(op, start, error=exc)
+        fetched(rec, op, start, error=exc)
         raise
     finally:
         ACTIVE.reset(token)
     try:
-        rec.fetched(op, start, msgs)
+        fetched(rec, op, start, msgs)
     except Exception:
         _LOG.debug("could not record a fetch span", exc_info=True)
     return msgs
