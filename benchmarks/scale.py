@@ -39,7 +39,9 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+import report as rep
 import run as suite
+from worker import DISTS
 
 HERE = Path(__file__).resolve().parent
 DISTINCT = 100_000
@@ -242,8 +244,8 @@ def report(samples: list[Sample]) -> tuple[list[str], list[list[str]], bool]:
                 [
                     config,
                     op,
-                    suite.fmt_us(statistics.median(s[(config, op, "single")][1] for s in samples)),
-                    suite.fmt_us(statistics.median(s[(config, op, "distinct")][1] for s in samples)),
+                    rep.fmt_us(statistics.median(s[(config, op, "single")][1] for s in samples)),
+                    rep.fmt_us(statistics.median(s[(config, op, "distinct")][1] for s in samples)),
                     f"{ratio:.3f}",
                     f"{q[0]:.3f} to {q[2]:.3f}" if q else "—",
                     f"{statistics.median(wall):.3f}",
@@ -288,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     suite.plan_cpus(not args.no_pin)
     server = suite.Server()
     url = server.start()
-    info = suite.machine()
+    info = rep.machine(HERE, DISTS)
     info["nats-server"] = server.version()
     print(f"nats-server at {url}; {rounds} rounds; configurations {', '.join(configs)}", file=sys.stderr)
     workers: dict[str, Worker] = {}
@@ -306,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     shead, srows = series_rows(series)
     verdict = f"ALL BOUNDS PASS (distinct / one subject ≤ {LIMIT:g})" if passed else "SOME BOUNDS FAIL"
     text = [f"per-message cost, {DISTINCT} distinct subjects vs one (median of {rounds} rounds)", ""]
-    text += [*suite.table_text(head, rows), "", *suite.table_text(shead, srows), "", verdict]
+    text += [*rep.table_text(head, rows), "", *rep.table_text(shead, srows), "", verdict]
     print("\n".join(text))
     if not args.no_write:
         command = "python benchmarks/scale.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -322,11 +324,11 @@ def main(argv: list[str] | None = None) -> int:
             "| --- | --- |",
             *(f"| {k} | {v} |" for k, v in info.items()),
             "",
-            *suite.table_markdown(head, rows),
+            *rep.table_markdown(head, rows),
             "",
             "Series per metric at the end of the run (the metrics configurations):",
             "",
-            *suite.table_markdown(shead, srows),
+            *rep.table_markdown(shead, srows),
             "",
             f"**{verdict}**",
             "",

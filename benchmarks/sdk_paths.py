@@ -12,36 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from common import BUCKETS, DiscardExporter, creation_links, metric_points, operation, shapes
 from opentelemetry.metrics import Meter
 from opentelemetry.propagate import extract, inject
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import Histogram, InMemoryMetricReader, Sum
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Link, SpanKind, Tracer, get_current_span
+from opentelemetry.trace import SpanKind, Tracer
+from protocol import BEFORE_STOP, Counter, Elapsed, Worker, clock, since
 from worker import (
-    BEFORE_STOP,
     JS_SUBJECT,
     OPERATIONS,
     PAYLOAD,
     PLAIN,
     RESPONSE,
     SUBJECT,
+    WARMUP,
     Clients,
-    Counter,
-    Elapsed,
-    Worker,
-    clock,
     delivery,
     responder,
-    since,
     warm_publish,
 )
 
@@ -51,26 +47,7 @@ from opentelemetry.instrumentation.nats import NatsInstrumentor
 # "created already" warning each time; it is expected here.
 logging.getLogger("opentelemetry.sdk.metrics._internal").setLevel(logging.ERROR)
 
-BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
-
-
-class DiscardExporter(SpanExporter):
-    """Accepts every batch and keeps nothing."""
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
-
-
 # --- hand-written equivalents -------------------------------------------------------------------
-
-
-def creation_links(ctx: Any) -> list[Link] | None:
-    """The link a process span has to the message's creation context (semconv), when there is one."""
-    span_ctx = get_current_span(ctx).get_span_context()
-    return [Link(span_ctx)] if span_ctx.is_valid else None
 
 
 def connection_attributes(nc: Any) -> dict[str, Any]:
@@ -85,17 +62,6 @@ def connection_attributes(nc: Any) -> dict[str, Any]:
         "messaging.nats.server.name": info["server_name"],
         "messaging.nats.server.version": info["version"],
     }
-
-
-def operation(type_: str, name: str, subject: str | None) -> dict[str, Any]:
-    attrs: dict[str, Any] = {
-        "messaging.system.name": "nats",
-        "messaging.operation.type": type_,
-        "messaging.operation.name": name,
-    }
-    if subject is not None:
-        attrs["messaging.destination.name"] = subject
-    return attrs
 
 
 class HandWritten:
@@ -307,7 +273,7 @@ class HandWritten:
                     }
                 )
 
-        for _ in range(50):
+        for _ in range(WARMUP):
             await one()
         t0 = clock()
         for _ in range(n):
@@ -340,8 +306,8 @@ async def instrumented(c: Clients, fn: Fn, n: int, warm: bool, **options: Any) -
 
 
 async def warm_up_traffic(c: Clients, instrument: bool) -> None:
-    """The ``uninst`` worker: instrument with the SDK, send traffic on every path, uninstrument.
-    The ``raw`` worker: the same traffic with nothing instrumented (its control)."""
+    """The ``unit`` worker's switch: instrument with the SDK, send traffic on every path, uninstrument.
+    The ``control`` worker: the same traffic with nothing instrumented."""
     tp = TracerProvider()
     tp.add_span_processor(BatchSpanProcessor(DiscardExporter()))
     mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
@@ -357,10 +323,9 @@ async def warm_up_traffic(c: Clients, instrument: bool) -> None:
 RATIO_OPERATIONS = ("publish", "callback")
 
 
-def add_sdk_paths(worker: Worker) -> None:
+def add_sdk_paths(worker: Worker, c: Clients) -> None:
     """The SDK worker's paths: ``{off,on}.{hand,inst}.{operation}``, ``ratio.{hand,inst}.{publish,callback}``
     (``ParentBased(TraceIdRatioBased(0.01))``) and ``metrics.{hand,inst}.publish``."""
-    c = worker.c
     tp_off = TracerProvider(sampler=ALWAYS_OFF)
     tp_on = TracerProvider()
     tp_on.add_span_processor(BatchSpanProcessor(DiscardExporter()))
@@ -399,59 +364,6 @@ def add_sdk_paths(worker: Worker) -> None:
 
 # --- fairness check -----------------------------------------------------------------------------
 
-# Attributes whose values differ per message or per subscription: compared by key only.
-VOLATILE = frozenset(
-    {
-        "messaging.nats.reply_to",
-        "messaging.nats.delivered_messages",
-        "messaging.nats.pending_messages",
-        "messaging.nats.subscription.id",
-        "messaging.nats.jetstream.sequence",
-    }
-)
-
-
-def _block(value: Any) -> Any:
-    """Blocks publish to subjects of their own (``bench.callback.17``): compare them as one."""
-    return re.sub(r"^((?:\w+ )?bench\.\w+)\.\d+$", r"\1.<block>", value) if isinstance(value, str) else value
-
-
-def _shapes(spans: Sequence[ReadableSpan]) -> set[str]:
-    """The kinds of span made: ``name kind parent-name links attributes`` (volatile values masked).
-
-    A set: how many of each depends on the readiness probes (see ``worker.until_delivered``), and
-    failed probes are left out."""
-    by_id = {s.context.span_id: s for s in spans if s.context is not None}
-    out = []
-    for s in spans:
-        if not s.status.is_ok:  # a readiness probe that found no responder yet
-            continue
-        attrs = {}
-        for k, v in (s.attributes or {}).items():
-            volatile = k in VOLATILE or (k == "messaging.destination.name" and str(v).startswith("_INBOX."))
-            attrs[k] = "<var>" if volatile else _block(v)
-        parent = by_id.get(s.parent.span_id) if s.parent is not None else None
-        parent_name = _block(parent.name) if parent else None
-        linked = [by_id.get(link.context.span_id) for link in s.links]
-        links = [_block(target.name) if target else "?" for target in linked]
-        out.append(f"{_block(s.name)} {s.kind.name} parent={parent_name} links={links} {sorted(attrs.items())}")
-    return set(out)
-
-
-def _metric_points(reader: InMemoryMetricReader) -> list[str]:
-    """The per-operation metric streams (histograms, counters; not the observable gauges and
-    up-down counters, which are read from connection state on collection)."""
-    data = reader.get_metrics_data()
-    out = []
-    for rm in data.resource_metrics if data else []:
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                if not isinstance(m.data, Histogram) and not (isinstance(m.data, Sum) and m.data.is_monotonic):
-                    continue
-                for p in m.data.data_points:
-                    out.append(f"{m.name} {m.unit} {sorted((p.attributes or {}).items())}")
-    return sorted(out)
-
 
 async def check_equivalence(c: Clients) -> None:
     """Fail unless each hand-written path makes the same spans (names, kinds, parents, links, attributes)
@@ -467,7 +379,7 @@ async def check_equivalence(c: Clients) -> None:
             else:
                 await instrumented(c, PLAIN[op], 3, False, tracer_provider=tp)
             await asyncio.sleep(0.05)
-            exported.append(_shapes(exporter.get_finished_spans()))
+            exported.append(shapes(exporter.get_finished_spans()))
         if not exported[0]:
             raise SystemExit(f"the equivalence check of {op} saw no spans")
         if exported[0] != exported[1]:
@@ -482,6 +394,6 @@ async def check_equivalence(c: Clients) -> None:
             await HandWritten(tp.get_tracer("bench.hand"), c, mp.get_meter("bench.hand")).publish_with_metrics(c, 3)
         else:
             await instrumented(c, PLAIN["publish"], 3, False, tracer_provider=tp, meter_provider=mp)
-        points.append(_metric_points(reader))
+        points.append(metric_points(reader))
     if points[0] != points[1]:
         raise SystemExit(f"hand-written metrics are not equivalent:\nhand {points[0]}\ninst {points[1]}")

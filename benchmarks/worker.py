@@ -1,38 +1,31 @@
-"""One benchmark worker process (started by ``benchmarks/run.py``, not meant to be run by hand).
+"""A nats-py benchmark worker process (started by ``benchmarks/run.py``, not meant to be run by hand).
 
-A worker owns one configuration of the process-wide OpenTelemetry state:
+A worker owns one configuration of the process-wide OpenTelemetry state (``run.py`` says why):
 
-``raw``       nats-py; the SDK and the instrumentation are imported and the same traffic as in
-              ``uninst`` is sent first, but nothing is ever instrumented.
-``nosdk``     instrumented, no SDK: no tracer or meter provider set (the API's no-op/proxy objects).
-``sdk``       the SDK: a tracer provider with an always-off sampler, one sampled with a
-              ``BatchSpanProcessor`` and an exporter that discards, a ``MeterProvider`` with a reader.
-              Runs the hand-written equivalents (uninstrumented nats-py plus the user's own span,
-              inject and metrics code) and the instrumented paths, instrumenting and uninstrumenting
-              around each measured block.
-``uninst``    instrumented with the SDK, traffic sent, then ``uninstrument()``: measures raw paths.
+``control``   nats-py, never instrumented: ``raw.{op}`` and ``floor.publish``. The SDK and the
+              instrumentation are imported and the same traffic as in ``unit`` is sent, uninstrumented.
+``unit``      the same paths and history as ``control`` until its ``switch`` command instruments with
+              the SDK, sends traffic on every path and calls ``uninstrument()``; ``run.py`` compares its
+              blocks before and after the switch (each against the control, measured in alternation).
+``nosdk``     ``base.{op}`` (plain nats-py) and ``nosdk.{op}``: ``instrument()`` with no tracer or meter
+              provider set (the API's no-op/proxy objects) before the block, ``uninstrument()`` after it.
+``sdk``       the SDK: hand-written equivalents and the instrumented paths (``sdk_paths.py``).
 
-Protocol (JSON lines): the worker prints ``{"ready": [paths]}``; then for each line
-``{"path": p, "n": n}`` on stdin it measures ``n`` messages of path ``p`` and prints
-``{"path": p, "wall": per-message wall seconds, "cpu": per-message CPU seconds}``. An empty line or
-EOF ends it. CPU time is the process's (``time.process_time()``: every thread, the batch span
-processor's export included; the SDK worker flushes its span processors before the clocks stop).
+The protocol and the clocks are in ``protocol.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import itertools
-import json
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
 import nats.errors
+from protocol import Counter, Elapsed, Worker, clock, serve, since
 
 SUBJECT = "bench.publish"
 CB_SUBJECT = "bench.callback"
@@ -41,27 +34,20 @@ JS_SUBJECT = "bench.js"
 STREAM = "BENCH"
 PAYLOAD = b"x" * 128
 RESPONSE = b"ok"
-WARMUP = 50
+WARMUP = 20  # untimed messages before each block (after subscribing, instrumenting)
 
 OPERATIONS = ("publish", "callback", "request", "js_publish")
+# Reported with the results.
+DISTS = (
+    "nats-py",
+    "opentelemetry-api",
+    "opentelemetry-sdk",
+    "opentelemetry-instrumentation",
+    "opentelemetry-instrumentation-nats",
+    "wrapt",
+)
 # The floor of carrying a context: raw nats-py with a constant W3C ``traceparent`` header.
 TRACEPARENT_HEADERS = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
-
-# Per-message cost: (wall seconds, CPU seconds of this process, all threads).
-Elapsed = tuple[float, float]
-# Called before the clocks stop (the SDK worker: flush its span processors, so that exporting the
-# block's spans is counted in the block).
-BEFORE_STOP: list[Callable[[], object]] = []
-
-
-def clock() -> Elapsed:
-    return time.perf_counter(), time.process_time()
-
-
-def since(t0: Elapsed) -> Elapsed:
-    for fn in BEFORE_STOP:
-        fn()
-    return time.perf_counter() - t0[0], time.process_time() - t0[1]
 
 
 class Clients:
@@ -104,25 +90,6 @@ async def floor_publish(c: Clients, n: int) -> Elapsed:
         await nc.publish(SUBJECT, PAYLOAD, headers=headers)
     await nc.flush()
     return since(t0)
-
-
-class Counter:
-    """Counts delivered messages; ``done`` is set when ``target`` have been seen."""
-
-    def __init__(self) -> None:
-        self.seen = 0
-        self.target = 0
-        self.done = asyncio.Event()
-
-    def expect(self, n: int) -> None:
-        self.seen = 0
-        self.target = n
-        self.done.clear()
-
-    def tick(self) -> None:
-        self.seen += 1
-        if self.seen == self.target:
-            self.done.set()
 
 
 _blocks = itertools.count(1)
@@ -258,78 +225,61 @@ async def warm_publish(c: Clients, fn: Callable[[Clients, int], Awaitable[Elapse
     return await fn(c, n)
 
 
-# --- workers ------------------------------------------------------------------------------------
+# --- worker kinds -------------------------------------------------------------------------------
 
 
-class Worker:
-    def __init__(self, clients: Clients) -> None:
-        self.c = clients
-        self.paths: dict[str, Callable[[int], Awaitable[Elapsed]]] = {}
-
-    async def measure(self, path: str, n: int) -> Elapsed:
-        # Every block starts from a clean heap, so that a collection of garbage left by an earlier
-        # block (or by instrument()/uninstrument()) does not land in this block's time.
-        gc.collect()
-        wall, cpu = await self.paths[path](n)
-        return wall / n, cpu / n
-
-    async def close(self) -> None:
-        await self.c.close()
-
-
-def plain_paths(worker: Worker, prefix: str) -> None:
+def plain_paths(worker: Worker, c: Clients, prefix: str) -> None:
     for op, fn in PLAIN.items():
         worker.paths[f"{prefix}.{op}"] = (
-            (lambda n, fn=fn: warm_publish(worker.c, fn, n)) if op == "publish" else (lambda n, fn=fn: fn(worker.c, n))
+            (lambda n, fn=fn: warm_publish(c, fn, n)) if op == "publish" else (lambda n, fn=fn: fn(c, n))
         )
+
+
+def toggled(
+    c: Clients, fn: Callable[[Clients, int], Awaitable[Elapsed]], warm: bool
+) -> Callable[[int], Awaitable[Elapsed]]:
+    """A block of ``fn`` instrumented with no SDK: ``instrument()`` before it, ``uninstrument()`` after (untimed)."""
+    from opentelemetry.instrumentation.nats import NatsInstrumentor
+
+    async def run(n: int) -> Elapsed:
+        instrumentor = NatsInstrumentor()
+        instrumentor.instrument()
+        try:
+            return await warm_publish(c, fn, n) if warm else await fn(c, n)
+        finally:
+            instrumentor.uninstrument()
+
+    return run
 
 
 async def make_worker(config: str, url: str) -> Worker:
     clients = Clients()
     await clients.connect(url)
-    worker = Worker(clients)
-    if config == "raw":
-        # the same process footprint and traffic as the ``uninst`` worker, without instrumenting
+    worker = Worker()
+    worker.closers.append(clients.close)
+    if config in ("control", "unit"):
+        # the same process footprint and traffic in both; the unit's switch instruments it
         from sdk_paths import warm_up_traffic
 
         await warm_up_traffic(clients, instrument=False)
-        plain_paths(worker, "raw")
-        worker.paths["floor.publish"] = lambda n: warm_publish(worker.c, floor_publish, n)
+        plain_paths(worker, clients, "raw")
+        instrument = config == "unit"
+        worker.commands["switch"] = lambda: warm_up_traffic(clients, instrument=instrument)
+        if config == "control":
+            worker.paths["floor.publish"] = lambda n: warm_publish(clients, floor_publish, n)
     elif config == "nosdk":
-        from opentelemetry.instrumentation.nats import NatsInstrumentor
-
-        NatsInstrumentor().instrument()
-        plain_paths(worker, "nosdk")
-    elif config == "uninst":
-        from sdk_paths import warm_up_traffic
-
-        await warm_up_traffic(clients, instrument=True)
-        plain_paths(worker, "uninst")
+        plain_paths(worker, clients, "base")
+        for op, fn in PLAIN.items():
+            worker.paths[f"nosdk.{op}"] = toggled(clients, fn, op == "publish")
     elif config == "sdk":
         from sdk_paths import add_sdk_paths, check_equivalence
 
         await check_equivalence(clients)
-        add_sdk_paths(worker)
+        add_sdk_paths(worker, clients)
     else:
         raise SystemExit(f"unknown worker configuration {config!r}")
     return worker
 
 
-async def main(config: str, url: str) -> None:
-    worker = await make_worker(config, url)
-    loop = asyncio.get_running_loop()
-    print(json.dumps({"ready": sorted(worker.paths)}), flush=True)
-    try:
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line.strip():
-                break
-            cmd = json.loads(line)
-            wall, cpu = await worker.measure(cmd["path"], cmd["n"])
-            print(json.dumps({"path": cmd["path"], "wall": wall, "cpu": cpu}), flush=True)
-    finally:
-        await worker.close()
-
-
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(serve(lambda: make_worker(sys.argv[1], sys.argv[2]), DISTS))
