@@ -187,6 +187,44 @@ def test_enabled_agrees_with_is_instrumentation_enabled() -> None:
             detach(token)
 
 
+def test_fast_operation_builds_what_the_keywords_build() -> None:
+    """operation.fast_operation (positional, generated from the fields) equals the keyword construction;
+    every field it does not take has its default."""
+    from opentelemetry.trace import SpanKind
+
+    from opentelemetry.instrumentation.nats import names
+    from opentelemetry.instrumentation.nats.access import NO_ACCESS
+    from opentelemetry.instrumentation.nats.operation import Operation, fast_operation
+
+    values = (
+        names.PROCESS,
+        SpanKind.CONSUMER,
+        NO_ACCESS,
+        object(),
+        "a.b",
+        3,
+        "r",
+        {"h": "v"},
+        (1,),
+        7,
+        "a.*",
+        "q",
+        {"x": 1},
+    )
+    keywords = ("op", "kind", "access", "client", "subject", "body_size", "reply_to", "headers", "hook_args")
+    keywords += ("sid", "template", "queue", "extra")
+    assert fast_operation(*values) == Operation(**dict(zip(keywords, values, strict=True)))
+    made = fast_operation(*values)
+    assert (made.inject, made.name_dest, made.on_result, made.started, made.span, made.parent) == (
+        True,
+        None,
+        None,
+        0,
+        None,
+        None,
+    )
+
+
 async def test_replies_to_different_inboxes_name_their_own_inbox(
     telemetry: Any, server: NatsServer, connect: Any
 ) -> None:

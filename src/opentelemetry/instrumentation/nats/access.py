@@ -26,6 +26,12 @@ class SubscriptionState(NamedTuple):
     dropped: int | None = None  # slow-consumer drops, where the client counts them itself (nats-core)
 
 
+# What a span shows of the subscription that delivered a message, read per message (cheaper than a
+# SubscriptionState): the subscription object (the key of its slow-consumer drop count), its
+# delivered, pending and dropped counts (``None`` where the client does not count them).
+SubscriptionCounts = tuple[Any, int | None, int | None, int | None]
+
+
 class ClientAccess(Protocol):
     """Reads of one client family's connection and subscription state."""
 
@@ -35,20 +41,22 @@ class ClientAccess(Protocol):
     def server_endpoint(self, client: Any) -> tuple[str | None, int | None]:
         """Host and port of the current server (never credentials)."""
 
-    def connection_marks(self, client: Any) -> tuple[Any, ...]:
-        """Objects the client replaces when it (re)connects: a cached view of the connection is
-        stale when they change."""
+    # The two attributes holding objects the client replaces when it (re)connects: a cached view of
+    # the connection is stale when either is no longer the same object. Attribute names, not a
+    # method: the per-operation check is two ``getattr`` and identity tests, no call or tuple.
+    connection_marks: tuple[str, str]
 
     def inbox_prefix(self, client: Any) -> str:
         """The client's inbox prefix with its trailing dot."""
 
-    def max_payload(self, client: Any) -> int:
-        """The server's maximum message size (headers and payload)."""
+    def send_limits(self, client: Any) -> tuple[Mapping[str, Any], int]:
+        """What an injection checks, in one call per message: the server's INFO (:meth:`server_info`)
+        and its maximum message size (headers and payload)."""
 
     def is_connected(self, client: Any) -> bool: ...
 
-    def subscription(self, client: Any, sid: Any) -> SubscriptionState | None:
-        """The subscription ``sid`` of ``client`` (``None`` when it is gone)."""
+    def subscription_counts(self, client: Any, sid: Any) -> SubscriptionCounts | None:
+        """The counts of subscription ``sid`` of ``client`` (``None`` when it is gone)."""
 
     def subscriptions(self, client: Any) -> Iterable[SubscriptionState]:
         """The client's application subscriptions (not its internal inboxes)."""
@@ -61,25 +69,24 @@ class ClientAccess(Protocol):
 class NoAccess:
     """The accessor of an operation that has no client (internal markers)."""
 
+    connection_marks = ("_server_info", "_current_server")  # (any names: the client is None)
+
     def server_info(self, client: Any) -> Mapping[str, Any]:
         return {}
 
     def server_endpoint(self, client: Any) -> tuple[str | None, int | None]:
         return None, None
 
-    def connection_marks(self, client: Any) -> tuple[Any, ...]:
-        return ()
-
     def inbox_prefix(self, client: Any) -> str:
         return INBOX_PREFIX
 
-    def max_payload(self, client: Any) -> int:
-        return DEFAULT_MAX_PAYLOAD
+    def send_limits(self, client: Any) -> tuple[Mapping[str, Any], int]:
+        return {}, DEFAULT_MAX_PAYLOAD
 
     def is_connected(self, client: Any) -> bool:
         return False
 
-    def subscription(self, client: Any, sid: Any) -> SubscriptionState | None:
+    def subscription_counts(self, client: Any, sid: Any) -> SubscriptionCounts | None:
         return None
 
     def subscriptions(self, client: Any) -> Iterable[SubscriptionState]:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.instrumentation.nats import names
-from opentelemetry.instrumentation.nats.access import ClientAccess, SubscriptionState
+from opentelemetry.instrumentation.nats.access import ClientAccess, SubscriptionCounts
 from opentelemetry.instrumentation.nats.names import Keys, Op
 from opentelemetry.instrumentation.nats.propagation import as_mapping
 from opentelemetry.instrumentation.nats.subjects import SubjectSet
@@ -113,7 +113,7 @@ def _first(value: Any) -> Any:
 
 
 def subscription_attributes(
-    sid: Any, state: SubscriptionState | None, dropped: Mapping[Any, int] | None = None, attrs: Attrs | None = None
+    sid: Any, counts: SubscriptionCounts | None, dropped: Mapping[Any, int] | None = None, attrs: Attrs | None = None
 ) -> Attrs:
     """Subscription id and its delivered/pending counters, when the subscription is known; its
     slow-consumer drops once there are any (the client's own count, else ``dropped``, counted by
@@ -125,15 +125,16 @@ def subscription_attributes(
     if sid is None:
         return attrs
     attrs[names.NATS_SUBSCRIPTION_ID] = str(sid)
-    if state is not None:
-        if state.delivered is not None:
-            attrs[names.NATS_DELIVERED] = state.delivered
-        if state.pending is not None:
-            attrs[names.NATS_PENDING] = state.pending
-        if state.dropped:
-            attrs[names.NATS_DROPPED] = state.dropped
+    if counts is not None:
+        sub, delivered, pending, own_dropped = counts
+        if delivered is not None:
+            attrs[names.NATS_DELIVERED] = delivered
+        if pending is not None:
+            attrs[names.NATS_PENDING] = pending
+        if own_dropped:
+            attrs[names.NATS_DROPPED] = own_dropped
         elif dropped:
-            n = dropped.get(state.sub)
+            n = dropped.get(sub)
             if n:
                 attrs[names.NATS_DROPPED] = n
     return attrs

@@ -28,11 +28,12 @@ class ClientState(ClientDestinations):
     """One connection's attributes and per-subject entries; rebuilt when the client reconnects
     (its accessor's ``connection_marks`` change: new server INFO, failover)."""
 
-    __slots__ = ("inbox", "marks")
+    __slots__ = ("inbox", "mark", "marked", "other", "other_mark")
 
     def __init__(self, client: Any, keys: names.Keys, access: ClientAccess) -> None:
         super().__init__(attributes.connection_attributes(keys, access, client))
-        self.marks = access.connection_marks(client)
+        self.marked, self.other = access.connection_marks  # (attribute names)
+        self.mark, self.other_mark = getattr(client, self.marked, None), getattr(client, self.other, None)
         self.inbox = access.inbox_prefix(client)
 
 
@@ -50,8 +51,13 @@ class Clients:
     def state(self, client: Any, access: ClientAccess) -> ClientState:
         key = id(client)
         found = self._states.get(key)
-        if found is not None and found[0]() is client and found[1].marks == access.connection_marks(client):
-            return found[1]  # (tuples of the same objects: compared by identity first)
+        if found is not None and found[0]() is client:
+            state = found[1]  # (its connection marks still the same objects: two getattr, no call)
+            if (
+                getattr(client, state.marked, None) is state.mark
+                and getattr(client, state.other, None) is state.other_mark
+            ):
+                return state
         state = ClientState(client, self.keys, access)
         try:
             self._states[key] = (ref(client, partial(self._forget, key)), state)

@@ -142,7 +142,7 @@ class Recorder:
         if op.sid is not None:
             metrics = self.metrics
             dropped = metrics.sub_dropped if metrics is not None and metrics.any_dropped else None
-            attributes.subscription_attributes(op.sid, op.access.subscription(op.client, op.sid), dropped, attrs)
+            attributes.subscription_attributes(op.sid, op.access.subscription_counts(op.client, op.sid), dropped, attrs)
         if op.extra:
             attrs.update(op.extra)
         return name, attrs, metric_attrs
@@ -166,7 +166,7 @@ class Recorder:
             if not span_current and propagation.nothing_to_inject():
                 return headers
             size = len(payload) if payload is not None else 0
-            info, limit = access.server_info(client), access.max_payload(client)
+            info, limit = access.send_limits(client)
             carrier = None if span is None else propagation.span_carrier(span, parent, headers)
             out, skipped = propagation.inject(headers, size, info, limit, context, carrier)
             if skipped is not None and self.metrics is not None:

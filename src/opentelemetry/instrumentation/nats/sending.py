@@ -31,6 +31,7 @@ from opentelemetry.instrumentation.nats.operation import (
     Operation,
     _Installed,
     enabled,
+    fast_operation,
     size,
     untraced,
 )
@@ -114,19 +115,21 @@ def publish_wrapper(calls: Calls) -> Wrapper:
             if links is None:
                 headers = rec.inject(access, instance, payload, headers)
             return wrapped(subject, payload, reply=reply, headers=headers)
-        op = Operation(
-            op=_PUBLISH,
-            kind=PRODUCER if links is None else CLIENT,
-            access=access,
-            client=instance,
-            subject=name,
-            body_size=len(payload) if type(payload) is bytes else size(payload),
-            reply_to=reply if reply is None or type(reply) is str else text(reply) if text is not None else None,
-            headers=readable,
-            hook_args=(subject, payload, headers) if rec.hooks else (),
+        op = fast_operation(
+            _PUBLISH,
+            PRODUCER if links is None else CLIENT,
+            access,
+            instance,
+            name,
+            len(payload) if type(payload) is bytes else size(payload),
+            reply if reply is None or type(reply) is str else text(reply) if text is not None else None,
+            readable,
+            (subject, payload, headers) if rec.hooks else (),
+            None,
+            None,
+            None,
+            attributes.feature_header_attributes(readable) if readable else None,
         )
-        if readable:
-            op.extra = attributes.feature_header_attributes(readable)
         # the current context as the explicit parent: the SDK (and its sampler) need not look it up again
         args = (subject, payload, reply, headers)
         if links is None:

@@ -28,6 +28,7 @@ from opentelemetry.instrumentation.nats.access import (
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_PORT,
     INBOX_PREFIX,
+    SubscriptionCounts,
     SubscriptionState,
 )
 
@@ -89,6 +90,8 @@ def _endpoint(server: Any) -> tuple[str | None, int | None]:
 class NatsCoreAccess:
     """nats-core's :class:`~..access.ClientAccess`."""
 
+    connection_marks = ("_server_info", "_last_server")
+
     def server_info(self, client: Any) -> Mapping[str, Any]:
         return _info(getattr(client, "_server_info", None))
 
@@ -99,16 +102,14 @@ class NatsCoreAccess:
             server = pool[0] if isinstance(pool, list) and pool else None
         return _endpoint(server)
 
-    def connection_marks(self, client: Any) -> tuple[Any, ...]:
-        return getattr(client, "_server_info", None), getattr(client, "_last_server", None)
-
     def inbox_prefix(self, client: Any) -> str:
         prefix = getattr(client, "_inbox_prefix", None)
         return prefix + "." if isinstance(prefix, str) and prefix else INBOX_PREFIX
 
-    def max_payload(self, client: Any) -> int:
-        value = getattr(getattr(client, "_server_info", None), "max_payload", None)
-        return value if type(value) is int else DEFAULT_MAX_PAYLOAD
+    def send_limits(self, client: Any) -> tuple[Mapping[str, Any], int]:
+        server_info = getattr(client, "_server_info", None)
+        value = getattr(server_info, "max_payload", None)
+        return _info(server_info), value if type(value) is int else DEFAULT_MAX_PAYLOAD
 
     def is_connected(self, client: Any) -> bool:
         return getattr(getattr(client, "status", None), "value", None) == _CONNECTED
@@ -118,9 +119,14 @@ class NatsCoreAccess:
         consumers pull through their own calls, which name no consumer for message age)."""
         return False
 
-    def subscription(self, client: Any, sid: Any) -> SubscriptionState | None:
+    def subscription_counts(self, client: Any, sid: Any) -> SubscriptionCounts | None:
         sub = getattr(client, "_subscriptions", _NO_SUBS).get(sid)
-        return None if sub is None else _state(sub)
+        if sub is None:
+            return None
+        pending = getattr(sub, "_pending_messages", None)
+        dropped = getattr(sub, "_dropped_messages", None)
+        # (nats-core does not count deliveries)
+        return sub, None, pending if type(pending) is int else None, dropped if type(dropped) is int else None
 
     def subscriptions(self, client: Any) -> Iterable[SubscriptionState]:
         inbox = self.inbox_prefix(client)

@@ -20,6 +20,7 @@ from opentelemetry.instrumentation.nats.access import (
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_PORT,
     INBOX_PREFIX,
+    SubscriptionCounts,
     SubscriptionState,
 )
 
@@ -28,6 +29,8 @@ _NO_SUBS: Mapping[Any, Any] = {}  # (shared, read only)
 
 class NatsPyAccess:
     """nats-py's :class:`~..access.ClientAccess`."""
+
+    connection_marks = ("_server_info", "_current_server")
 
     def server_info(self, client: Any) -> Mapping[str, Any]:
         info = getattr(client, "_server_info", None)
@@ -42,25 +45,28 @@ class NatsPyAccess:
         except ValueError:  # malformed port
             return uri.hostname, None
 
-    def connection_marks(self, client: Any) -> tuple[Any, ...]:
-        return getattr(client, "_server_info", None), getattr(client, "_current_server", None)
-
     def inbox_prefix(self, client: Any) -> str:
         prefix = getattr(client, "_inbox_prefix", None)
         if isinstance(prefix, (bytes, bytearray)):
             return prefix.decode() + "."
         return INBOX_PREFIX
 
-    def max_payload(self, client: Any) -> int:
+    def send_limits(self, client: Any) -> tuple[Mapping[str, Any], int]:
+        info = getattr(client, "_server_info", None)
+        if type(info) is not dict:
+            info = self.server_info(client)
         value = getattr(client, "_max_payload", None)
-        return value if type(value) is int else DEFAULT_MAX_PAYLOAD
+        return info, value if type(value) is int else DEFAULT_MAX_PAYLOAD
 
     def is_connected(self, client: Any) -> bool:
         return bool(getattr(client, "is_connected", False))
 
-    def subscription(self, client: Any, sid: Any) -> SubscriptionState | None:
+    def subscription_counts(self, client: Any, sid: Any) -> SubscriptionCounts | None:
         sub = getattr(client, "_subs", _NO_SUBS).get(sid)
-        return None if sub is None else _state(sub)
+        if sub is None:
+            return None
+        queue = getattr(sub, "_pending_queue", None)
+        return sub, getattr(sub, "_received", None), queue.qsize() if queue is not None else None, None
 
     def subscriptions(self, client: Any) -> Iterable[SubscriptionState]:
         inbox = self.inbox_prefix(client)

@@ -38,6 +38,7 @@ from opentelemetry.instrumentation.nats.operation import (
     delivered,
     enabled,
     entry,
+    fast_operation,
     now,
     size,
     untraced,
@@ -135,20 +136,20 @@ class TracedCallback(wrapt.ObjectProxy):  # type: ignore[type-arg]
                 return _in_context(parent, wrapped, args, kwargs)
             reply, data, client = msg.reply, msg.data, message_client(msg)
             kind, extra = process_kind(reply, client)
-            op = Operation(
-                op=names.PROCESS,
-                kind=kind,
-                access=ACCESS,
-                client=client,
-                subject=msg.subject,
-                body_size=len(data) if type(data) is bytes else size(data),
-                reply_to=reply,
-                headers=msg.headers,
-                hook_args=(msg,) if rec.hooks else (),
-                sid=message_sid(msg),
-                template=self._self_template,
-                queue=self._self_queue,
-                extra=extra,
+            op = fast_operation(
+                names.PROCESS,
+                kind,
+                ACCESS,
+                client,
+                msg.subject,
+                len(data) if type(data) is bytes else size(data),
+                reply,
+                msg.headers,
+                (msg,) if rec.hooks else (),
+                message_sid(msg),
+                self._self_template,
+                self._self_queue,
+                extra,
             )
         except Exception:
             _LOG.debug("not tracing an unusual message", exc_info=True)
