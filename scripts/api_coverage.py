@@ -483,12 +483,16 @@ _LISTER = _NKV + "KeyLister.__anext__"
 _CORE, _JET, _KEYS = "nats-core", "nats-jetstream", "nats-key-value"
 
 
-def _consumer(cls: str, batch: str, stream: str) -> tuple[Row, ...]:
+# (an ordered consumer's batch is followed through the pull batch it reads)
+_PULL_BATCH = "nats.jetstream.consumer.pull:PullMessageBatch.__anext__"
+
+
+def _consumer(cls: str, stream: str) -> tuple[Row, ...]:
     """The rows of a pull or ordered consumer (``cls`` is ``module:Class``)."""
     module = cls.partition(":")[0] + ":"
     return (
-        traced("fetch", FETCH, JS_RECEIVE, (cls + ".fetch", module + batch + ".__anext__"), BATCH),
-        traced("fetch_nowait", FETCH, JS_RECEIVE, (cls + ".fetch_nowait", module + batch + ".__anext__"), BATCH),
+        traced("fetch", FETCH, JS_RECEIVE, (cls + ".fetch", _PULL_BATCH), BATCH),
+        traced("fetch_nowait", FETCH, JS_RECEIVE, (cls + ".fetch_nowait", _PULL_BATCH), BATCH),
         traced("next", RECEIVE_STREAM, JS_RECEIVE, cls + ".next", "One span for the message (its fetch makes none)."),
         traced("messages", RECEIVE_STREAM, JS_RECEIVE, module + stream + ".__anext__", "A span per message taken."),
         untraced("get_info", API, _NAPI),
@@ -499,8 +503,10 @@ def _consumer(cls: str, batch: str, stream: str) -> tuple[Row, ...]:
 
 def _batch(cls: str) -> tuple[Row, ...]:
     note = "No span per message: each one is a link on the batch's `fetch {stream}` span."
+    if not cls.endswith("PullMessageBatch"):
+        note += " Followed through the `PullMessageBatch` it reads."
     return (
-        traced("__anext__", FETCH, JS_RECEIVE, cls + ".__anext__", note),
+        traced("__anext__", FETCH, JS_RECEIVE, _PULL_BATCH, note),
         untraced("__aiter__", NONE),
         *attrs("error"),
     )
@@ -602,13 +608,13 @@ NEXT: tuple[Section, ...] = (
     section(
         "nats.jetstream.consumer.pull:PullConsumer",
         _JET,
-        _consumer(_PULL + "PullConsumer", "PullMessageBatch", "PullMessageStream"),
+        _consumer(_PULL + "PullConsumer", "PullMessageStream"),
         untraced("reset", API, _NAPI),
     ),
     section(
         "nats.jetstream.consumer.ordered:OrderedConsumer",
         _JET,
-        _consumer(_ORDERED + "OrderedConsumer", "_OrderedMessageBatch", "_OrderedMessageStream"),
+        _consumer(_ORDERED + "OrderedConsumer", "_OrderedMessageStream"),
         untraced("create", f"{API} Creates the consumer.", _NAPI),
         untraced("reset", "no messages (ordered consumers do not support it)."),
         intro="Messages it discards (out of order, before a reset) make no spans.",

@@ -32,9 +32,9 @@ from api_coverage import ATTRIBUTE, DELIVERY, METHOD, Row, Section
 OUT = Path(__file__).resolve().parent.parent / "docs" / "api-coverage.md"
 PROTOCOL = ("__aiter__", "__anext__")  # the dunder methods that deliver messages
 PATCHES: dict[str, tuple[Wrapt, ...]] = {"nats-py": natspy.PATCHES, "next": natscore.PATCHES}
-# The next-generation family is being instrumented: a row's patches are checked only once its
-# family's patch table patches something of that row's class. Set to True when the family is done.
-STRICT = {"nats-py": True, "next": False}
+# Whether every traced row's patches must be in its family's patch table (False: only once the
+# table patches something of that row's class, for a family still being instrumented).
+STRICT = {"nats-py": True, "next": True}
 
 # --- the installed libraries -----------------------------------------------------------------------
 

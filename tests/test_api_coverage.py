@@ -85,8 +85,21 @@ def test_a_missing_patch_is_found() -> None:
     assert gen.unpatched("nats-py", [no_patch]) == ["nats.aio.client:Client publish: traced, but no patch named"]
 
 
-def test_the_next_family_is_checked_class_by_class() -> None:
-    """Until the family is done, a row's patches are checked only for the classes its patch table patches."""
+def test_the_next_family_is_strict() -> None:
+    """Every family is instrumented: every traced row's patches must be in its patch table."""
+    assert gen.STRICT == {"nats-py": True, "next": True}
+    client = _section("nats.client:Client")
+    publish = tuple(r for r in client.rows if r.name == "publish")
+    wrong = client._replace(rows=tuple(r._replace(via=("nats.client:Client.nothing",)) for r in publish))
+    assert gen.unpatched("next", [wrong], patches=()) == [
+        "nats.client:Client publish: nats.client:Client.nothing is not in the next patch table"
+    ]
+
+
+def test_a_family_being_instrumented_is_checked_class_by_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For a family still being instrumented, a row's patches are checked only for the classes its
+    patch table patches."""
+    monkeypatch.setitem(gen.STRICT, "next", False)
     client = _section("nats.client:Client")
     publish = tuple(r for r in client.rows if r.name == "publish")
     wrong = client._replace(rows=tuple(r._replace(via=("nats.client:Client.nothing",)) for r in publish))
