@@ -27,6 +27,7 @@ from opentelemetry.instrumentation.nats.patching import Wrapt
 if str(Path(__file__).resolve().parent) not in sys.path:  # the table is the module next to this script
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import api_coverage as table
+from _pages import write_or_check
 from api_coverage import ATTRIBUTE, DELIVERY, METHOD, Row, Section
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "api-coverage.md"
@@ -258,18 +259,8 @@ def problems() -> list[str]:
 
 def main(argv: list[str] | None = None, out: Path = OUT) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    text = render()
-    if "--check" in argv:
-        found = problems()
-        if not out.exists() or out.read_text() != text:
-            found.append(f"{out} is stale: run python scripts/gen_api_coverage.py")
-        for problem in found:
-            print(problem, file=sys.stderr)
-        return 1 if found else 0
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(text)
-    print(f"wrote {out}")
-    return 0
+    found = problems() if "--check" in argv else []
+    return write_or_check(out, render(), "scripts/gen_api_coverage.py", argv, found)
 
 
 if __name__ == "__main__":

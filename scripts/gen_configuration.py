@@ -13,6 +13,10 @@ from pathlib import Path
 from opentelemetry.instrumentation.nats import names
 from opentelemetry.instrumentation.nats.options import OPTIONS, Option
 
+if str(Path(__file__).resolve().parent) not in sys.path:  # _pages.py is the module next to this script
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _pages import write_or_check
+
 OUT = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
 _FLAG_WORDS = "`true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`, in any case)"
@@ -127,16 +131,7 @@ def render() -> str:
 
 
 def main() -> int:
-    text = render()
-    if "--check" in sys.argv:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT} is stale: run python scripts/gen_configuration.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(text)
-    print(f"wrote {OUT}")
-    return 0
+    return write_or_check(OUT, render(), "scripts/gen_configuration.py", sys.argv[1:])
 
 
 if __name__ == "__main__":

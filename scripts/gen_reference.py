@@ -13,6 +13,10 @@ from opentelemetry.instrumentation.nats import names
 from opentelemetry.instrumentation.nats.names import KEYS, Metric, Mode
 from opentelemetry.instrumentation.nats.otel_private import EVENT_NAME_ATTRIBUTE
 
+if str(Path(__file__).resolve().parent) not in sys.path:  # _pages.py is the module next to this script
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _pages import write_or_check
+
 OUT = Path(__file__).resolve().parent.parent / "docs" / "reference.md"
 
 _MEANINGS = {
@@ -203,16 +207,7 @@ def render() -> str:
 
 
 def main() -> int:
-    text = render()
-    if "--check" in sys.argv:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT} is stale: run python scripts/gen_reference.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(text)
-    print(f"wrote {OUT}")
-    return 0
+    return write_or_check(OUT, render(), "scripts/gen_reference.py", sys.argv[1:])
 
 
 if __name__ == "__main__":
