@@ -10,9 +10,14 @@ import pytest
 from opentelemetry.baggage import get_baggage, set_baggage
 from opentelemetry.context import attach, detach
 from opentelemetry.metrics import NoOpMeterProvider
-from opentelemetry.trace import NoOpTracerProvider, get_current_span
+from opentelemetry.propagators.textmap import CarrierT, Setter, TextMapPropagator, default_setter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NoOpTracerProvider, SpanKind, get_current_span
+from opentelemetry.util._once import Once
 
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.nats import NatsInstrumentor, message_context
 from opentelemetry.instrumentation.nats.operation import installed
 from tests.families import Family
@@ -68,3 +73,68 @@ async def test_a_callback_runs_in_its_messages_context(no_sdk: None, server: Any
     await wait_for(lambda: seen)
     ((span_context, current, carried),) = seen
     assert (format(span_context.span_id, "016x"), current, carried) == ("b7ad6b7169203331", None, "t2")
+
+
+@pytest.fixture
+def global_tracer_provider() -> Iterator[None]:
+    """Restores the API's global tracer provider, which ``set_tracer_provider`` sets once per process
+    (the private names are the ones opentelemetry-test-utils resets)."""
+    yield
+    trace._TRACER_PROVIDER = None
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+
+
+async def test_a_provider_set_after_instrument_is_used_from_the_next_publish(
+    global_tracer_provider: None, server: Any, family: Family
+) -> None:
+    """Instrumented with the global providers before any is set: publishes pass straight through
+    until an SDK provider is set, then each one has its span (and carries it)."""
+    instrumentor = NatsInstrumentor()
+    instrumentor.instrument()
+    try:
+        conn = await family.connect(server)
+        sub = await conn.subscribe("nosdk.late")
+        await conn.publish("nosdk.late", b"before")
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        await conn.publish("nosdk.late", b"after")
+        before, after = await conn.next_message(sub), await conn.next_message(sub)
+        spans = exporter.get_finished_spans()
+        (span,) = [s for s in spans if s.kind is SpanKind.PRODUCER]
+        assert [s.name for s in spans] == ["publish nosdk.late", "receive nosdk.late", "receive nosdk.late"]
+        sent = span.context
+        traceparent = f"00-{sent.trace_id:032x}-{sent.span_id:016x}-{sent.trace_flags:02x}"
+        assert (family.headers(before), family.headers(after)) == ({}, {"traceparent": traceparent})
+    finally:
+        instrumentor.uninstrument()
+
+
+async def test_a_propagator_set_after_the_first_publish_is_asked(no_sdk: None, server: Any, family: Family) -> None:
+    conn = await family.connect(server)
+    sub = await conn.subscribe("nosdk.textmap")
+    await conn.publish("nosdk.textmap", b"stock")
+    previous = propagate.get_global_textmap()
+    propagate.set_global_textmap(_ConstantPropagator())
+    try:
+        await conn.publish("nosdk.textmap", b"constant")
+    finally:
+        propagate.set_global_textmap(previous)
+    await conn.publish("nosdk.textmap", b"stock again")
+    received = [family.headers(await conn.next_message(sub)) for _ in range(3)]
+    assert received == [{}, {"x-constant": "1"}, {}]
+
+
+class _ConstantPropagator(TextMapPropagator):
+    """Writes a header whatever the context (so it must be asked even without an SDK)."""
+
+    def extract(self, carrier: CarrierT, context: Any = None, getter: Any = None) -> Any:
+        return context
+
+    def inject(self, carrier: CarrierT, context: Any = None, setter: Setter[CarrierT] = default_setter) -> None:
+        setter.set(carrier, "x-constant", "1")
+
+    @property
+    def fields(self) -> set[str]:
+        return {"x-constant"}

@@ -24,7 +24,7 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import NoOpTracer, ProxyTracer, Span, set_span_in_context
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 
 # --- the current context: the runtime context's context variable ----------------------------------
 # ``get_current()``/``attach()``/``detach()`` go through two layers of calls to a ContextVar of the
@@ -157,7 +157,8 @@ def propagator_parts(textmap: TextMapPropagator) -> Sequence[TextMapPropagator] 
 # only propagate context (recorder.py's idle path). The global proxy tracer and meter resolve to an
 # SDK once a provider is set; until then their ``_real_tracer``/``_real_meter`` is None and the
 # API's ``_TRACER_PROVIDER`` global is unset. Without these names: a proxy counts as an SDK
-# (everything is recorded as usual, through the proxy; only the no-SDK shortcut is lost).
+# (everything is recorded as usual, through the proxy; only the no-SDK shortcut is lost, and with it
+# the gate that lets a no-SDK publish skip its wrapper: quiet_check returns None then).
 
 
 def meter_resolved(meter: Any) -> bool:
@@ -169,19 +170,49 @@ def no_sdk_probe(tracer: Any, proxy_meter: Any) -> Callable[[], bool] | None:
     """A cheap check that is True while neither ``tracer`` nor ``proxy_meter`` (a global proxy meter
     with no provider yet, or ``None``) has an SDK behind it; ``None`` when ``tracer`` is neither the
     API's no-op tracer nor the global proxy tracer (then ask :func:`tracer_is_noop`)."""
+    return _no_sdk_check(tracer, proxy_meter, None)
+
+
+def quiet_check(tracer: Any, proxy_meter: Any, is_stock: Callable[[Any], bool]) -> Callable[[], bool] | None:
+    """:func:`no_sdk_probe`'s check that is also False while the current context is not empty or
+    ``is_stock(global textmap propagator)`` is False (asked when the global propagator changes): in one
+    call, for the no-SDK publish (sending.publish_gate). ``None`` where :func:`no_sdk_probe` is."""
+    return _no_sdk_check(tracer, proxy_meter, is_stock)
+
+
+def _no_sdk_check(tracer: Any, proxy_meter: Any, is_stock: Callable[[Any], bool] | None) -> Callable[[], bool] | None:
     proxied = isinstance(tracer, ProxyTracer) and hasattr(tracer, "_real_tracer") and hasattr(trace, "_TRACER_PROVIDER")
     if not proxied and type(tracer) is not NoOpTracer:
         return None
     if proxy_meter is not None and not hasattr(proxy_meter, "_real_meter"):
         return None
     proxy = tracer if proxied else None
+    if is_stock is None:
 
-    def probe() -> bool:
-        return (proxy is None or (proxy._real_tracer is None and trace._TRACER_PROVIDER is None)) and (
-            proxy_meter is None or proxy_meter._real_meter is None
-        )
+        def probe() -> bool:
+            return (proxy is None or (proxy._real_tracer is None and trace._TRACER_PROVIDER is None)) and (
+                proxy_meter is None or proxy_meter._real_meter is None
+            )
 
-    return probe
+        return probe
+
+    get_textmap, current = propagate.get_global_textmap, current_context
+    seen: object = None  # the global propagator last asked about
+    stock = False  # is_stock(seen)
+
+    def quiet() -> bool:
+        nonlocal seen, stock
+        if current() or not (
+            (proxy is None or (proxy._real_tracer is None and trace._TRACER_PROVIDER is None))
+            and (proxy_meter is None or proxy_meter._real_meter is None)
+        ):
+            return False
+        textmap = get_textmap()
+        if textmap is not seen:
+            seen, stock = textmap, is_stock(textmap)
+        return stock
+
+    return quiet
 
 
 def tracer_is_noop(tracer: Any) -> bool:

@@ -12,7 +12,10 @@ attribute; the entry's class says how it is patched. Wrappers are called as wrap
   nats-py's whole ``publish``); a plain function binds like any method. It has the original's name,
   docstring and ``__wrapped__``, and is marked as a coroutine function where Python has a marker
   (asyncio's; ``inspect.markcoroutinefunction`` from Python 3.12). An attribute that is not a
-  coroutine function is patched with wrapt instead.
+  coroutine function is patched with wrapt instead. An entry's ``gate``, when given, is called once
+  when the entry is applied and returns ``None`` or a check that every call asks first: while it is
+  True the original is called directly, without the wrapper or the bound method it takes (publish
+  with no SDK: 0.55 -> 0.2 µs on top of nats-core's own call).
 - :class:`WraptClassMethod`: a ``classmethod`` wrapped by a ``wrapt.FunctionWrapper``; removal puts
   the ``classmethod`` object itself back into the class's ``__dict__``
   (``opentelemetry.instrumentation.utils.unwrap`` would leave a method bound to the class there).
@@ -85,20 +88,32 @@ class Wrapt:
 
 @dataclass(frozen=True)
 class Plain(Wrapt):
-    """``module.attribute`` replaced by a plain function that calls the wrapper (the fast path above)."""
+    """``module.attribute`` replaced by a plain function that calls the wrapper (the fast path above);
+    ``gate()``: ``None``, or a check, and while it is True a call goes straight to the original."""
+
+    gate: Callable[[], Callable[[], bool] | None] | None = None
 
     def apply(self) -> None:
         owner, name = _owner(self.module, self.attribute)
         original = owner.__dict__.get(name)
         if inspect.iscoroutinefunction(original):
-            setattr(owner, name, _plain(original, self.wrapper))
+            setattr(owner, name, _plain(original, self.wrapper, self.gate() if self.gate is not None else None))
         else:
             super().apply()
 
 
-def _plain(original: Any, wrapper: Wrapper) -> Any:
-    def patched(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return wrapper(MethodType(original, self), self, args, kwargs)
+def _plain(original: Any, wrapper: Wrapper, gate: Callable[[], bool] | None) -> Any:
+    if gate is None:
+
+        def patched(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return wrapper(MethodType(original, self), self, args, kwargs)
+
+    else:
+
+        def patched(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if gate():
+                return original(self, *args, **kwargs)
+            return wrapper(MethodType(original, self), self, args, kwargs)
 
     functools.update_wrapper(patched, original)
     setattr(patched, _MARK, True)

@@ -265,9 +265,7 @@ def _stock_parts() -> _Stock | None:
     textmap = propagate.get_global_textmap()
     checked, parts = _stock
     if checked is not textmap:
-        found = otel_private.propagator_parts(textmap)
-        ok = isinstance(found, (list, tuple)) and all(type(p) in _QUIET_WHEN_EMPTY for p in found)
-        parts = tuple(cast(_Stock, found)) if ok and found is not None else None
+        parts = tuple(cast(_Stock, otel_private.propagator_parts(textmap))) if is_stock(textmap) else None
         _stock = (textmap, parts)
     return parts
 
@@ -280,6 +278,12 @@ def nothing_to_inject() -> bool:
         return False
     checked, parts = _stock
     return (parts if checked is propagate.get_global_textmap() else _stock_parts()) is not None
+
+
+def is_stock(textmap: Any) -> bool:
+    """True when ``textmap`` writes nothing for an empty context (see :func:`nothing_to_inject`)."""
+    found = otel_private.propagator_parts(textmap)
+    return isinstance(found, (list, tuple)) and all(type(p) in _QUIET_WHEN_EMPTY for p in found)
 
 
 # "-{flags:02x}" per trace-flags byte

@@ -98,6 +98,11 @@ class Recorder:
         # what idle() asks first: True while no provider is set behind the tracer and that meter
         self._no_sdk = otel_private.no_sdk_probe(tracer, self._proxy_meter)
         self.measuring()
+        # a publish's gate (sending.publish_gate): True while idle() and nothing_to_inject() are; None
+        # when that cannot be told without idle()'s calls
+        self.quiet = (
+            None if self._measuring else otel_private.quiet_check(tracer, self._proxy_meter, propagation.is_stock)
+        )
 
     def measuring(self) -> bool:
         """True when metrics are recorded: a meter from an SDK (cached once True, like :meth:`idle`)."""

@@ -9,8 +9,8 @@ Fast paths (per message; covered by tests/test_fast_paths.py): the wrappers are 
 return the coroutine to await — the client's own, or :meth:`Recorder.run`'s — rather than
 coroutines awaiting it (one coroutine frame less per call; the caller awaits what they return;
 exceptions and cancellation reach the caller from the same coroutine as before). With no SDK and
-nothing to carry (an empty current context, the stock W3C propagators) a call passes straight
-through. The installed recorder is read from its holder directly, and the usual argument shapes
+nothing to carry (an empty current context, the stock W3C propagators) a publish passes straight
+through before its wrapper is called (:func:`publish_gate`), and any call does in the wrapper. The installed recorder is read from its holder directly, and the usual argument shapes
 (``publish(subject, payload[, reply=…, headers=…])``) are taken apart without binding.
 """
 
@@ -68,6 +68,13 @@ class Calls:
     text: Callable[[Any], str | None] | None = None
     view: Callable[[Any], Any] | None = None
     result_error: Callable[[Any], BaseException | None] | None = None
+
+
+def publish_gate() -> Callable[[], bool] | None:
+    """The ``gate`` of a family's publish entry (see :class:`~.patching.Plain`): a check that is True
+    while a publish passes straight through, no SDK and nothing to carry (the installed recorder's)."""
+    rec = _Installed.recorder
+    return rec.quiet if rec is not None else None
 
 
 def publish_wrapper(calls: Calls) -> Wrapper:

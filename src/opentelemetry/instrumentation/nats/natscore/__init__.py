@@ -16,12 +16,13 @@ from opentelemetry.instrumentation.nats.names import ACK, IN_PROGRESS, NAK, TERM
 from opentelemetry.instrumentation.nats.natscore import connection, consume, core, jetstream, kv
 from opentelemetry.instrumentation.nats.natscore.jetstream import JS
 from opentelemetry.instrumentation.nats.patching import Plain, Wrapt, WraptClassMethod
+from opentelemetry.instrumentation.nats.sending import publish_gate
 
 _MSG, _KV = "nats.jetstream.message", "nats.key_value"
 
 PATCHES: tuple[Wrapt, ...] = (
     # core NATS (core.py)
-    Plain("nats.client", "Client.publish", core.publish),
+    Plain("nats.client", "Client.publish", core.publish, gate=publish_gate),
     Plain("nats.client", "Client.request", core.request),
     Plain("nats.client.subscription", "Subscription.next", core.next_message),
     Wrapt("nats.client.subscription", "Subscription.add_callback", core.add_callback),

@@ -13,10 +13,11 @@ from opentelemetry.instrumentation.nats.names import ACK, IN_PROGRESS, NAK, TERM
 from opentelemetry.instrumentation.nats.natspy import connection, core, jetstream, micro, stored
 from opentelemetry.instrumentation.nats.natspy.jetstream import kv, obj, settle
 from opentelemetry.instrumentation.nats.patching import Plain, Wrapt
+from opentelemetry.instrumentation.nats.sending import publish_gate
 
 PATCHES: tuple[Wrapt, ...] = (
     # core NATS (core.py)
-    Plain("nats.aio.client", "Client.publish", core.publish),
+    Plain("nats.aio.client", "Client.publish", core.publish, gate=publish_gate),
     Plain("nats.aio.client", "Client.request", core.request),
     Wrapt("nats.aio.client", "Client.subscribe", core.subscribe),
     Wrapt("nats.aio.subscription", "Subscription.next_msg", core.next_msg),
