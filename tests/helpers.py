@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.propagators.textmap import CarrierT, Setter, TextMapPropagator, default_setter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -231,3 +232,17 @@ class Telemetry:
 
     def clear(self) -> None:
         self.exporter.clear()
+
+
+class ConstantPropagator(TextMapPropagator):
+    """Writes ``x-constant: 1`` whatever the context (so the no-SDK shortcuts must still ask it)."""
+
+    def extract(self, carrier: CarrierT, context: Any = None, getter: Any = None) -> Any:
+        return context
+
+    def inject(self, carrier: CarrierT, context: Any = None, setter: Setter[CarrierT] = default_setter) -> None:
+        setter.set(carrier, "x-constant", "1")
+
+    @property
+    def fields(self) -> set[str]:
+        return {"x-constant"}

@@ -18,7 +18,7 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context, attach, detach
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.propagators.textmap import CarrierT, Setter, TextMapPropagator, default_setter
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import (
     INVALID_SPAN_CONTEXT,
@@ -35,7 +35,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry import propagate
 from opentelemetry.instrumentation.nats import NatsInstrumentor, propagation
 from opentelemetry.instrumentation.nats.operation import installed
-from tests.helpers import Telemetry
+from tests.helpers import ConstantPropagator, Telemetry
 from tests.natsserver import NatsServer
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -101,32 +101,6 @@ async def test_no_sdk_callback_errors_propagate_once(no_sdk: None, server: NatsS
     assert isinstance(await asyncio.wait_for(errors.get(), 2), ValueError)
     await asyncio.sleep(0.05)
     assert calls == [b"x"]
-
-
-class _ConstantPropagator(TextMapPropagator):
-    """Writes a header whatever the context: the no-SDK shortcut must still ask it."""
-
-    def extract(self, carrier: CarrierT, context: Any = None, getter: Any = None) -> Any:
-        return context
-
-    def inject(self, carrier: CarrierT, context: Any = None, setter: Setter[CarrierT] = default_setter) -> None:
-        setter.set(carrier, "x-constant", "1")
-
-    @property
-    def fields(self) -> set[str]:
-        return {"x-constant"}
-
-
-async def test_no_sdk_other_propagators_are_always_asked(no_sdk: None, server: NatsServer, connect: Any) -> None:
-    previous = propagate.get_global_textmap()
-    propagate.set_global_textmap(_ConstantPropagator())
-    try:
-        nc = await connect(server.url)
-        sub = await nc.subscribe("fast.custom")
-        await nc.publish("fast.custom", b"x")
-        assert (await _next(sub)).headers == {"x-constant": "1"}
-    finally:
-        propagate.set_global_textmap(previous)
 
 
 async def test_sdk_meter_without_sdk_tracer_still_records_metrics(server: NatsServer, connect: Any) -> None:
@@ -401,11 +375,11 @@ def test_extract_reads_list_values_as_the_propagators_read_the_first(
 
 
 def test_extract_asks_other_propagators() -> None:
-    with _global_textmap(_ConstantPropagator()):
+    with _global_textmap(ConstantPropagator()):
         assert propagation.extract({"traceparent": TRACEPARENT}) == Context()  # (it extracts nothing)
 
 
-@pytest.mark.parametrize("textmap", [_STOCK, _REVERSED, _TRACE_ONLY, _ConstantPropagator()])
+@pytest.mark.parametrize("textmap", [_STOCK, _REVERSED, _TRACE_ONLY, ConstantPropagator()])
 @pytest.mark.parametrize("trace_state", [None, TraceState([("vendor", "x"), ("other", "y")])])
 @pytest.mark.parametrize("with_baggage", [False, True])
 @pytest.mark.parametrize("explicit_parent", [False, True])
@@ -434,7 +408,7 @@ def test_span_carrier_writes_what_the_propagators_write(
     assert list(carrier.items()) == list(expected.items())
 
 
-@pytest.mark.parametrize("textmap", [_STOCK, _REVERSED, _TRACE_ONLY, _ConstantPropagator()])
+@pytest.mark.parametrize("textmap", [_STOCK, _REVERSED, _TRACE_ONLY, ConstantPropagator()])
 @pytest.mark.parametrize("own", [{}, {"region": "us", "step": "2"}])
 @pytest.mark.parametrize("headers", [None, {"k": "v"}, {"Baggage": "app=1"}])
 def test_a_callback_sends_what_the_propagators_write_for_the_message_baggage(

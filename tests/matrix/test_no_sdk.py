@@ -10,7 +10,6 @@ import pytest
 from opentelemetry.baggage import get_baggage, set_baggage
 from opentelemetry.context import attach, detach
 from opentelemetry.metrics import NoOpMeterProvider
-from opentelemetry.propagators.textmap import CarrierT, Setter, TextMapPropagator, default_setter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -21,6 +20,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.nats import NatsInstrumentor, message_context
 from opentelemetry.instrumentation.nats.operation import installed
 from tests.families import Family
+from tests.helpers import ConstantPropagator
 from tests.matrix.expect import wait_for
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -116,7 +116,7 @@ async def test_a_propagator_set_after_the_first_publish_is_asked(no_sdk: None, s
     sub = await conn.subscribe("nosdk.textmap")
     await conn.publish("nosdk.textmap", b"stock")
     previous = propagate.get_global_textmap()
-    propagate.set_global_textmap(_ConstantPropagator())
+    propagate.set_global_textmap(ConstantPropagator())
     try:
         await conn.publish("nosdk.textmap", b"constant")
     finally:
@@ -124,17 +124,3 @@ async def test_a_propagator_set_after_the_first_publish_is_asked(no_sdk: None, s
     await conn.publish("nosdk.textmap", b"stock again")
     received = [family.headers(await conn.next_message(sub)) for _ in range(3)]
     assert received == [{}, {"x-constant": "1"}, {}]
-
-
-class _ConstantPropagator(TextMapPropagator):
-    """Writes a header whatever the context (so it must be asked even without an SDK)."""
-
-    def extract(self, carrier: CarrierT, context: Any = None, getter: Any = None) -> Any:
-        return context
-
-    def inject(self, carrier: CarrierT, context: Any = None, setter: Setter[CarrierT] = default_setter) -> None:
-        setter.set(carrier, "x-constant", "1")
-
-    @property
-    def fields(self) -> set[str]:
-        return {"x-constant"}
