@@ -10,7 +10,7 @@ return the coroutine to await — the client's own, or :meth:`Recorder.run`'s �
 coroutines awaiting it (one coroutine frame less per call; the caller awaits what they return;
 exceptions and cancellation reach the caller from the same coroutine as before). With no SDK and
 nothing to carry (an empty current context, the stock W3C propagators) a publish passes straight
-through before its wrapper is called (:func:`publish_gate`), a request in its wrapper. The
+through before its wrapper is called (:func:`publish_gate`). The
 installed recorder is read from its holder directly, and the usual argument shapes
 (``publish(subject, payload[, reply=…, headers=…])``) are taken apart without binding.
 """
