@@ -143,7 +143,7 @@ async def test_get_of_a_message_without_context(telemetry: Telemetry, js_server:
     with suppress_instrumentation():
         await w.publish(f"{stream}.a", b"x", headers={"X-App": "1"})
     msg = await r.get(stream, seq=1, direct=False)
-    assert r.stored_headers(msg) == {"X-App": "1"}
+    assert family.headers(msg) == {"X-App": "1"}
     (get,) = await wait_spans(telemetry, 1)
     assert (get.name, get.parent, get.links) == (f"get {stream}", None, ())
 
@@ -399,7 +399,7 @@ async def test_stored_copies_with_trace_disabled_still_link(
         (f"receive {bucket}", SpanKind.CLIENT),
     ]
     put = spans[0]
-    stored = {k: v for k, v in js.stored_headers(raw).items() if not k.startswith("Nats-") or k == "Nats-Trace-Dest"}
+    stored = {k: v for k, v in family.headers(raw).items() if not k.startswith("Nats-") or k == "Nats-Trace-Dest"}
     assert stored == disabled_headers(traceparent(put))  # the server really disabled the stored copy's trace
     for span in spans[1:]:
         assert span.parent is None
