@@ -113,6 +113,13 @@ class Family:
     name: str
     no_responders: str  # the error type a request without responders raises
     legacy_reply_operation: str  # a reply's messaging.operation in legacy mode
+    # a reply sent from a callback is traced even when the request was excluded (excluded_subjects):
+    # nats-py's respond() knows its request, nats-core's reply is a plain publish to the inbox
+    # (docs/configuration.md: "nats-py internals of excluded requests and replies to excluded requests")
+    traces_replies_to_excluded_requests: bool
+    # a coroutine-function consume_hook is awaited for callbacks' process spans (nats-core's callbacks
+    # are synchronous: it is called only for received messages; docs/nats-core.md)
+    async_consume_hook_in_callbacks: bool
     # a callback runs in the context its subscription was made in (nats-py: a task per subscription),
     # else in the context the connection was made in (nats-core: the read loop)
     callbacks_in_subscribers_context: bool
@@ -135,6 +142,11 @@ class Family:
                 await conn.close()
 
     def headers(self, msg: Any) -> dict[str, str]:
+        raise NotImplementedError
+
+    def reply_headers(self, request: Any) -> Any:
+        """The headers a reply to ``request`` sent from a callback (:meth:`Conn.on`) carries, as
+        ``publish_hook`` gets them."""
         raise NotImplementedError
 
     def client_id(self, conn: Conn) -> int:
@@ -245,6 +257,8 @@ class NatsPy(Family):
     name = "nats-py"
     no_responders = "NoRespondersError"
     legacy_reply_operation = "reply"
+    traces_replies_to_excluded_requests = False
+    async_consume_hook_in_callbacks = True
     callbacks_in_subscribers_context = True
 
     async def _connect(self, server: NatsServer, reconnect: bool, options: dict[str, Any]) -> Conn:
@@ -278,6 +292,9 @@ class NatsPy(Family):
 
     def headers(self, msg: Any) -> dict[str, str]:
         return dict(msg.headers or {})
+
+    def reply_headers(self, request: Any) -> Any:
+        return request.headers  # (Msg.respond resends the request's headers)
 
     def client_id(self, conn: Conn) -> int:
         return int(conn.native._server_info["client_id"])
@@ -351,6 +368,8 @@ class NatsCore(Family):
     name = "nats-core"
     no_responders = "NoRespondersError"
     legacy_reply_operation = "publish"  # (no respond(): a reply is a publish)
+    traces_replies_to_excluded_requests = True
+    async_consume_hook_in_callbacks = False
     callbacks_in_subscribers_context = False
 
     async def _connect(self, server: NatsServer, reconnect: bool, options: dict[str, Any]) -> Conn:
@@ -373,6 +392,9 @@ class NatsCore(Family):
 
     def headers(self, msg: Any) -> dict[str, str]:
         return {k: v[0] for k, v in msg.headers.items()} if msg.headers is not None else {}
+
+    def reply_headers(self, request: Any) -> Any:
+        return None  # (the reply is a publish of the data alone)
 
     def client_id(self, conn: Conn) -> int:
         return int(conn.native.server_info.client_id)
