@@ -152,6 +152,10 @@ class Family:
     def client_id(self, conn: Conn) -> int:
         raise NotImplementedError
 
+    def access(self) -> Any:
+        """The instrumentation's accessor of this family's clients (its per-client state is kept under it)."""
+        raise NotImplementedError
+
     def server_info(self, conn: Conn) -> dict[str, Any]:
         """The server facts spans show: id, name, version (and cluster when there is one)."""
         raise NotImplementedError
@@ -299,6 +303,11 @@ class NatsPy(Family):
     def client_id(self, conn: Conn) -> int:
         return int(conn.native._server_info["client_id"])
 
+    def access(self) -> Any:
+        from opentelemetry.instrumentation.nats.natspy.access import ACCESS
+
+        return ACCESS
+
     def server_info(self, conn: Conn) -> dict[str, Any]:
         info = conn.native._server_info
         return {k: info[k] for k in ("server_id", "server_name", "version") if k in info}
@@ -398,6 +407,11 @@ class NatsCore(Family):
 
     def client_id(self, conn: Conn) -> int:
         return int(conn.native.server_info.client_id)
+
+    def access(self) -> Any:
+        from opentelemetry.instrumentation.nats.natscore.access import ACCESS
+
+        return ACCESS
 
     def server_info(self, conn: Conn) -> dict[str, Any]:
         info = conn.native.server_info
