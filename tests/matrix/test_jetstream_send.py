@@ -22,6 +22,8 @@ from tests.matrix.expect import PUBLISH
 from tests.natsserver import NatsServer
 
 SETTLE = {"messaging.system.name": "nats", "messaging.operation.type": "settle"}
+CALLER_TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+CALLER = (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331)
 
 
 def _name(prefix: str) -> str:
@@ -102,17 +104,21 @@ async def test_publish_carries_its_context_to_the_stored_message(
 async def test_publish_with_the_callers_context_is_a_client_span(
     telemetry: Telemetry, js_server: NatsServer, family: Family
 ) -> None:
-    """The caller's headers already carry a creation context: sent unchanged, a CLIENT span linked to it."""
+    """The caller's headers already carry a creation context: stored unchanged, a CLIENT span linked to
+    it; the stored message's consumers link to the caller's context too."""
     _, js, stream = await _stream(family, js_server, telemetry)
-    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    await js.publish(f"{stream}.a", b"x", headers={"traceparent": traceparent})
-    stored = await js.get(stream, seq=1, direct=False)
-    publish, _get = await wait_spans(telemetry, 2)
-    assert (publish.name, publish.kind) == (f"publish {stream}.a", SpanKind.CLIENT)
-    assert [(format(lk.context.trace_id, "032x"), format(lk.context.span_id, "016x")) for lk in publish.links] == [
-        ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
-    ]
-    assert family.headers(stored)["traceparent"] == traceparent
+    consumer = await js.pull_consumer(stream, "d", f"{stream}.a")
+    telemetry.clear()
+    headers = {"traceparent": CALLER_TP, "tracestate": "vendor=theirs", "X-App": "js"}
+    ack = await js.publish(f"{stream}.a", b"stored", headers=headers)
+    (msg,) = await js.fetch(consumer, 1)
+    assert family.headers(msg) == {"traceparent": CALLER_TP, "tracestate": "vendor=theirs", "X-App": "js"}
+    publish, fetch = await wait_spans(telemetry, 2)
+    assert (publish.name, publish.kind, publish.parent) == (f"publish {stream}.a", SpanKind.CLIENT, None)
+    assert [(lk.context.trace_id, lk.context.span_id) for lk in publish.links] == [CALLER]
+    assert publish.attributes["messaging.nats.jetstream.sequence"] == js.sequence(ack)
+    assert fetch.name == f"fetch {stream}"
+    assert [(lk.context.trace_id, lk.context.span_id) for lk in fetch.links] == [CALLER]
 
 
 async def test_publish_without_a_stream_records_the_error(

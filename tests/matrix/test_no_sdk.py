@@ -68,3 +68,17 @@ async def test_a_callback_runs_in_its_messages_context(no_sdk: None, server: Any
     await wait_for(lambda: seen)
     ((span_context, current, carried),) = seen
     assert (format(span_context.span_id, "016x"), current, carried) == ("b7ad6b7169203331", None, "t2")
+
+
+async def test_the_callers_creation_context_is_sent_unchanged(no_sdk: None, server: Any, family: Family) -> None:
+    conn = await family.connect(server)
+    sub = await conn.subscribe("nosdk.keep")
+    token = attach(propagate.extract({"traceparent": f"00-{'1' * 32}-{'2' * 16}-01"}))
+    try:
+        await conn.publish("nosdk.keep", b"", headers={"traceparent": TRACEPARENT})
+        await conn.publish("nosdk.keep", b"", headers={"X-App": "1"})
+    finally:
+        detach(token)
+    kept, injected = await conn.next_message(sub), await conn.next_message(sub)
+    assert family.headers(kept) == {"traceparent": TRACEPARENT}
+    assert family.headers(injected) == {"X-App": "1", "traceparent": f"00-{'1' * 32}-{'2' * 16}-01"}
