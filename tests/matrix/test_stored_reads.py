@@ -21,6 +21,8 @@ from tests.families import Family
 from tests.families_js import Js, jetstream
 from tests.helpers import Telemetry, assert_child, assert_links, wait_spans
 from tests.matrix.expect import RECEIVE
+from tests.matrix.test_jetstream_consume import ages, by_stream
+from tests.matrix.test_lifecycle_metrics import base_metric, metrics, points
 from tests.natsserver import NatsServer
 from tests.trace_topology import TRACED_ACCOUNTS, disabled_headers, requires_msg_trace, traceparent
 
@@ -361,6 +363,46 @@ async def test_keys_make_no_spans(telemetry: Telemetry, js_server: NatsServer, f
     await asyncio.sleep(0.05)
     spans = await wait_spans(telemetry, 3)
     assert [s.name for s in spans] == [f"kv.put {bucket}"] * 3
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+
+async def test_stored_reads_metrics_and_the_watcher_entries_age(
+    telemetry: Telemetry, js_server: NatsServer, family: Family
+) -> None:
+    """Key-value calls and stored-message gets record an operation duration; a watcher entry also counts
+    a consumed message and its bytes, and its message age ends when the application takes it (by
+    stream only: an ordered consumer's). A get is no consumer delivery: no count, no age."""
+    _, reader, r, kv_w, kv_r, bucket = await _kv(family, js_server, telemetry)
+    await kv_w.put("k", b"abc")
+    await asyncio.sleep(0.2)
+    watcher = await r.watch(kv_r, "k")
+    await kv_r.get("k")
+    await r.get(f"KV_{bucket}", seq=1, direct=False)
+    await asyncio.sleep(0.2)  # delivered to the watcher's consumer by now, not yet taken
+    assert ages(telemetry) == []
+    assert (await r.next_entry(watcher)).value == b"abc"
+    await watcher.stop()
+    (point,) = ages(telemetry)
+    assert dict(point.attributes) == by_stream(f"KV_{bucket}")
+    assert point.count == 1 and point.min >= 0.4 and point.max < 5
+    got = metrics(telemetry)
+    durations = {
+        (p.attributes["messaging.operation.name"], p.attributes["messaging.destination.name"]): p.count
+        for p in points(got["messaging.client.operation.duration"])
+    }
+    assert durations == {
+        ("kv.put", bucket): 1,
+        ("kv.get", bucket): 1,
+        ("get", f"KV_{bucket}"): 1,
+        ("receive", bucket): 1,
+    }
+    receive = {**base_metric(reader, "receive", "receive"), "messaging.destination.name": bucket}
+    assert [(dict(p.attributes), p.value) for p in points(got["messaging.client.consumed.messages"])] == [(receive, 1)]
+    assert [(dict(p.attributes), p.value) for p in points(got["messaging.nats.client.received.bytes"])] == [
+        (receive, 3)
+    ]
 
 
 # --- servers that rename traceparent on stored copies ------------------------------------------------
