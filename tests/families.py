@@ -10,17 +10,13 @@ installed in the environment is skipped with the reason. A test talks to the fam
   function (nats-py gets an ``async def`` around it; nats-core's callbacks are synchronous); what it
   returns, when not ``None``, is sent back to ``msg.reply`` the family's own way (nats-py
   ``msg.respond``; nats-core ``publish`` in a task started from the callback);
-- ``subscribe`` (an iterator subscription), ``next_message`` and ``iterate`` (``async for``);
-- JetStream consumers: ``add_stream``, ``js_publish``, ``pull_consumer`` and ``fetch`` (every message
-  of one fetch) or ``cancelled_fetch``; ``receiver`` with ``receive_next`` and ``receive_iterated``
-  (one message at a time: nats-py's push subscription and its ``next_msg`` / ``async for``,
-  nats-jetstream's pull consumer and its ``next()`` / ``messages()``).
+- ``subscribe`` (an iterator subscription), ``next_message`` and ``iterate`` (``async for``).
 
-Messages are the family's own; :meth:`Family.headers` reads their headers as ``{name: first value}``.
+JetStream and key-value are tests/families_js.py's (``jetstream(conn)``). Messages are the family's
+own; :meth:`Family.headers` reads their headers (stored messages' too) as ``{name: first value}``.
 What differs by design is spelled out here, once: the subscription attributes (nats-core counts no
 deliveries; its callback subscriptions also queue every message), where the connection attributes
-come from, and how a JetStream message read one at a time is named (nats-py: after its subject, with
-its subscription's attributes; nats-jetstream: after its stream).
+come from, what a reply sent from a callback is (nats-py ``respond``; nats-core a plain publish).
 """
 
 from __future__ import annotations
@@ -110,39 +106,6 @@ class Conn:
         if self.tasks:
             await asyncio.gather(*list(self.tasks))
 
-    # --- JetStream consumers
-
-    async def add_stream(self, name: str, subjects: list[str]) -> None:
-        raise NotImplementedError
-
-    async def js_publish(self, subject: str, data: bytes, *, headers: dict[str, str] | None = None) -> None:
-        raise NotImplementedError
-
-    async def pull_consumer(self, stream: str, durable: str, subject: str) -> Any:
-        """A durable pull consumer of ``subject`` in ``stream``, with explicit acks."""
-        raise NotImplementedError
-
-    async def fetch(self, consumer: Any, count: int, timeout: float) -> list[Any]:
-        """Every message of one fetch of up to ``count`` (``[]`` when none came before ``timeout``)."""
-        raise NotImplementedError
-
-    async def cancelled_fetch(self, consumer: Any, wait: float) -> None:
-        """A fetch whose wait for a message (that does not come) is cancelled after ``wait`` seconds;
-        the consumer's pending pull request has expired when it returns."""
-        raise NotImplementedError
-
-    async def receiver(self, stream: str, durable: str, subject: str, *, holding: int = 0) -> Any:
-        """A durable consumer of ``subject`` whose messages are read one at a time (a push
-        subscription: once it holds the ``holding`` messages the stream has for it)."""
-        raise NotImplementedError
-
-    async def receive_next(self, receiver: Any, timeout: float = 5) -> Any:
-        raise NotImplementedError
-
-    async def receive_iterated(self, receiver: Any) -> Any:
-        """The next message of the receiver's iterator form."""
-        raise NotImplementedError
-
 
 class Family:
     """A client family as the tests see it."""
@@ -150,6 +113,13 @@ class Family:
     name: str
     no_responders: str  # the error type a request without responders raises
     legacy_reply_operation: str  # a reply's messaging.operation in legacy mode
+    # a reply sent from a callback is traced even when the request was excluded (excluded_subjects):
+    # nats-py's respond() knows its request, nats-core's reply is a plain publish to the inbox
+    # (docs/configuration.md: "nats-py internals of excluded requests and replies to excluded requests")
+    traces_replies_to_excluded_requests: bool
+    # a coroutine-function consume_hook is awaited for callbacks' process spans (nats-core's callbacks
+    # are synchronous: it is called only for received messages; docs/nats-core.md)
+    async_consume_hook_in_callbacks: bool
     # a callback runs in the context its subscription was made in (nats-py: a task per subscription),
     # else in the context the connection was made in (nats-core: the read loop)
     callbacks_in_subscribers_context: bool
@@ -174,7 +144,16 @@ class Family:
     def headers(self, msg: Any) -> dict[str, str]:
         raise NotImplementedError
 
+    def reply_headers(self, request: Any) -> Any:
+        """The headers a reply to ``request`` sent from a callback (:meth:`Conn.on`) carries, as
+        ``publish_hook`` gets them."""
+        raise NotImplementedError
+
     def client_id(self, conn: Conn) -> int:
+        raise NotImplementedError
+
+    def access(self) -> Any:
+        """The instrumentation's accessor of this family's clients (its per-client state is kept under it)."""
         raise NotImplementedError
 
     def server_info(self, conn: Conn) -> dict[str, Any]:
@@ -223,29 +202,6 @@ class Family:
     def pending(self, sub: Sub) -> int:
         """The messages waiting in ``sub``'s queue."""
         raise NotImplementedError
-
-    # the consumer configuration a fetch span shows, for a consumer made by the fetching connection
-    fetch_consumer_config: dict[str, Any]
-
-    def js_receive_name(self, stream: str, subject: str) -> str:
-        """The name of a receive span of a JetStream message that ``receive_next``/``receive_iterated``
-        handed over."""
-        raise NotImplementedError
-
-    def js_receive_sub_attrs(self, receiver: Any, delivered: int, pending: int) -> dict[str, Any]:
-        """Subscription attributes of that receive span."""
-        raise NotImplementedError
-
-
-async def _cancelled(waiting: Any, wait: float) -> None:
-    """Cancel ``waiting`` (a wait for a message that does not come) after ``wait`` seconds, and wait
-    until its pull request (``wait`` + 0.3 s) has expired."""
-    task = asyncio.ensure_future(waiting)
-    await asyncio.sleep(wait)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    await asyncio.sleep(0.4)
 
 
 # --- nats-py ---------------------------------------------------------------------------------------
@@ -300,47 +256,13 @@ class _PyConn(Conn):
         await self.native._flush_pending(force_flush=True)
         await self.native.flush()
 
-    async def add_stream(self, name: str, subjects: list[str]) -> None:
-        await self.native.jetstream().add_stream(name=name, subjects=subjects)
-
-    async def js_publish(self, subject: str, data: bytes, *, headers: dict[str, str] | None = None) -> None:
-        await self.native.jetstream().publish(subject, data, headers=headers)
-
-    async def pull_consumer(self, stream: str, durable: str, subject: str) -> Any:
-        return await self.native.jetstream().pull_subscribe(subject, durable=durable, stream=stream)
-
-    async def fetch(self, consumer: Any, count: int, timeout: float) -> list[Any]:
-        import nats.errors
-
-        try:
-            return list(await consumer.fetch(count, timeout=timeout))
-        except nats.errors.TimeoutError:
-            return []
-
-    async def cancelled_fetch(self, consumer: Any, wait: float) -> None:
-        await _cancelled(consumer.fetch(1, timeout=wait + 0.3), wait)
-
-    async def receiver(self, stream: str, durable: str, subject: str, *, holding: int = 0) -> Any:
-        sub = await self.native.jetstream().subscribe(subject, durable=durable, stream=stream)
-        for _ in range(500):
-            if sub.pending_msgs >= holding:
-                return sub
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"{sub.pending_msgs} of {holding} messages delivered")
-
-    async def receive_next(self, receiver: Any, timeout: float = 5) -> Any:
-        return await receiver.next_msg(timeout=timeout)
-
-    async def receive_iterated(self, receiver: Any) -> Any:
-        async for msg in receiver.messages:
-            return msg
-        raise AssertionError("the subscription ended")
-
 
 class NatsPy(Family):
     name = "nats-py"
     no_responders = "NoRespondersError"
     legacy_reply_operation = "reply"
+    traces_replies_to_excluded_requests = False
+    async_consume_hook_in_callbacks = True
     callbacks_in_subscribers_context = True
 
     async def _connect(self, server: NatsServer, reconnect: bool, options: dict[str, Any]) -> Conn:
@@ -375,8 +297,16 @@ class NatsPy(Family):
     def headers(self, msg: Any) -> dict[str, str]:
         return dict(msg.headers or {})
 
+    def reply_headers(self, request: Any) -> Any:
+        return request.headers  # (Msg.respond resends the request's headers)
+
     def client_id(self, conn: Conn) -> int:
         return int(conn.native._server_info["client_id"])
+
+    def access(self) -> Any:
+        from opentelemetry.instrumentation.nats.natspy.access import ACCESS
+
+        return ACCESS
 
     def server_info(self, conn: Conn) -> dict[str, Any]:
         info = conn.native._server_info
@@ -401,17 +331,6 @@ class NatsPy(Family):
 
     def pending(self, sub: Sub) -> int:
         return int(sub.native.pending_msgs)
-
-    fetch_consumer_config = {  # (pull_subscribe asked the server for the consumer)
-        "messaging.nats.jetstream.ack_policy": "explicit",
-        "messaging.nats.jetstream.replay_policy": "instant",
-    }
-
-    def js_receive_name(self, stream: str, subject: str) -> str:
-        return f"receive {subject}"
-
-    def js_receive_sub_attrs(self, receiver: Any, delivered: int, pending: int) -> dict[str, Any]:
-        return self.receive_sub_attrs(Sub(receiver, str(receiver._id)), delivered, pending)
 
 
 # --- nats-core -------------------------------------------------------------------------------------
@@ -453,49 +372,13 @@ class _CoreConn(Conn):
         while sub.native.pending[0]:
             await sub.native.next(timeout=5)
 
-    def jetstream(self) -> Any:
-        import nats.jetstream
-
-        return nats.jetstream.new(self.native)
-
-    async def add_stream(self, name: str, subjects: list[str]) -> None:
-        await self.jetstream().create_stream(name=name, subjects=subjects)
-
-    async def js_publish(self, subject: str, data: bytes, *, headers: dict[str, str] | None = None) -> None:
-        await self.jetstream().publish(subject, data, headers=headers)
-
-    async def pull_consumer(self, stream: str, durable: str, subject: str) -> Any:
-        return await self.jetstream().create_consumer(
-            stream, durable, durable_name=durable, ack_policy="explicit", filter_subject=subject
-        )
-
-    async def fetch(self, consumer: Any, count: int, timeout: float) -> list[Any]:
-        return [msg async for msg in await consumer.fetch(max_messages=count, max_wait=timeout)]
-
-    async def cancelled_fetch(self, consumer: Any, wait: float) -> None:
-        batch = await consumer.fetch(max_messages=1, max_wait=wait + 0.3)
-        await _cancelled(batch.__anext__(), wait)  # (the wait for its first message)
-
-    async def receiver(self, stream: str, durable: str, subject: str, *, holding: int = 0) -> Any:
-        return await self.pull_consumer(stream, durable, subject)  # (a pull consumer holds nothing)
-
-    async def receive_next(self, receiver: Any, timeout: float = 5) -> Any:
-        return await receiver.next(max_wait=timeout)
-
-    async def receive_iterated(self, receiver: Any) -> Any:
-        stream = await receiver.messages(max_messages=1)  # (one pull at a time: none left in its inbox)
-        try:
-            async for msg in stream:
-                return msg
-        finally:
-            await stream.stop()
-        raise AssertionError("the stream ended")
-
 
 class NatsCore(Family):
     name = "nats-core"
     no_responders = "NoRespondersError"
     legacy_reply_operation = "publish"  # (no respond(): a reply is a publish)
+    traces_replies_to_excluded_requests = True
+    async_consume_hook_in_callbacks = False
     callbacks_in_subscribers_context = False
 
     async def _connect(self, server: NatsServer, reconnect: bool, options: dict[str, Any]) -> Conn:
@@ -519,8 +402,16 @@ class NatsCore(Family):
     def headers(self, msg: Any) -> dict[str, str]:
         return {k: v[0] for k, v in msg.headers.items()} if msg.headers is not None else {}
 
+    def reply_headers(self, request: Any) -> Any:
+        return None  # (the reply is a publish of the data alone)
+
     def client_id(self, conn: Conn) -> int:
         return int(conn.native.server_info.client_id)
+
+    def access(self) -> Any:
+        from opentelemetry.instrumentation.nats.natscore.access import ACCESS
+
+        return ACCESS
 
     def server_info(self, conn: Conn) -> dict[str, Any]:
         info = conn.native.server_info
@@ -539,17 +430,6 @@ class NatsCore(Family):
 
     def pending(self, sub: Sub) -> int:
         return int(sub.native.pending[0])
-
-    fetch_consumer_config = {  # (create_consumer: the server's answer through the JetStream API client)
-        "messaging.nats.jetstream.ack_policy": "explicit",
-        "messaging.nats.jetstream.replay_policy": "instant",
-    }
-
-    def js_receive_name(self, stream: str, subject: str) -> str:
-        return f"receive {stream}"
-
-    def js_receive_sub_attrs(self, receiver: Any, delivered: int, pending: int) -> dict[str, Any]:
-        return {}  # (a pull consumer's subscriptions are its own inboxes)
 
 
 FAMILIES: dict[str, type[Family]] = {"nats-py": NatsPy, "nats-core": NatsCore}

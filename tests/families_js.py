@@ -1,19 +1,27 @@
 """JetStream and key-value over both client families (the JetStream side of tests/families.py).
 
-``js = jetstream(conn)`` gives a :class:`Js` for a family connection: streams, publish, pull consumers
-and settling (ack …), stored-message gets, key-value buckets, watchers and key listings, each the
-family's own way. Messages, acks, entries and errors are the family's own; what differs by design is
-spelled out here once: nats-py's ``publish(stream=…)`` is nats-jetstream's ``Nats-Expected-Stream``
-header, a nats-py watcher hands over "no more values" markers (skipped here), nats-key-value always
-makes direct-get buckets (a bucket without direct gets is made by turning it off afterwards).
+``js = jetstream(conn)`` gives a :class:`Js` for a family connection (``js.native``: the family's own
+JetStream context): streams, publish, pull consumers and their fetches (``fetch``: every message of
+one fetch; ``cancelled_fetch``), messages read one at a time (``receiver`` with ``receive_next`` and
+``receive_iterated``: nats-py's push subscription and its ``next_msg`` / ``async for``,
+nats-jetstream's pull consumer and its ``next()`` / ``messages()``), settling (ack …), stored-message
+gets, key-value buckets, watchers and key listings, each the family's own way. Messages, acks,
+entries and errors are the family's own (``conn.family.headers(msg)`` reads a message's headers).
+
+What differs by design is spelled out here once: nats-py's ``publish(stream=…)`` is nats-jetstream's
+``Nats-Expected-Stream`` header; a message read one at a time is named after its subject, with its
+subscription's attributes (nats-py) or after its stream (nats-jetstream); a nats-py watcher hands
+over "no more values" markers (skipped here); nats-key-value always makes direct-get buckets (a
+bucket without direct gets is made by turning it off afterwards).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
-from tests.families import Conn
+from tests.families import Conn, Sub
 
 SETTLE = ("ack", "ack_sync", "nak", "term", "in_progress")  # (ack_sync: nats-core's double_ack)
 
@@ -21,10 +29,17 @@ SETTLE = ("ack", "ack_sync", "nak", "term", "in_progress")  # (ack_sync: nats-co
 class Js:
     """A connection's JetStream and key-value (see the module docstring)."""
 
+    # the consumer configuration a fetch span shows, for a consumer made by the fetching connection
+    fetch_consumer_config = {
+        "messaging.nats.jetstream.ack_policy": "explicit",
+        "messaging.nats.jetstream.replay_policy": "instant",
+    }
     no_stream_error: str  # what a publish to a subject no stream takes raises
     message_not_found: str  # what a get of a missing stored message raises
     # attributes a publish to a subject no stream takes adds (nats-core's retries)
     no_stream_attrs: dict[str, Any] = {}
+
+    native: Any  # the family's own JetStream context
 
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
@@ -44,12 +59,37 @@ class Js:
     def sequence(self, ack: Any) -> int:
         raise NotImplementedError
 
-    async def pull(self, stream: str, durable: str, subject: str) -> None:
-        """A durable pull consumer with explicit acks."""
+    async def pull_consumer(self, stream: str, durable: str, subject: str) -> Any:
+        """A durable pull consumer of ``subject`` in ``stream``, with explicit acks."""
         raise NotImplementedError
 
-    async def fetch(self, stream: str, durable: str, count: int) -> list[Any]:
-        """``count`` messages of the pull consumer (call it under ``suppress_instrumentation()``)."""
+    async def fetch(self, consumer: Any, count: int, timeout: float = 5) -> list[Any]:
+        """Every message of one fetch of up to ``count`` (``[]`` when none came before ``timeout``)."""
+        raise NotImplementedError
+
+    async def cancelled_fetch(self, consumer: Any, wait: float) -> None:
+        """A fetch whose wait for a message (that does not come) is cancelled after ``wait`` seconds;
+        the consumer's pending pull request has expired when it returns."""
+        raise NotImplementedError
+
+    async def receiver(self, stream: str, durable: str, subject: str, *, holding: int = 0) -> Any:
+        """A durable consumer of ``subject`` whose messages are read one at a time (a push
+        subscription: once it holds the ``holding`` messages the stream has for it)."""
+        raise NotImplementedError
+
+    async def receive_next(self, receiver: Any, timeout: float = 5) -> Any:
+        raise NotImplementedError
+
+    async def receive_iterated(self, receiver: Any) -> Any:
+        """The next message of the receiver's iterator form."""
+        raise NotImplementedError
+
+    def receive_name(self, stream: str, subject: str) -> str:
+        """The name of a receive span of a message ``receive_next``/``receive_iterated`` handed over."""
+        raise NotImplementedError
+
+    def receive_sub_attrs(self, receiver: Any, delivered: int, pending: int) -> dict[str, Any]:
+        """Subscription attributes of that receive span."""
         raise NotImplementedError
 
     async def settle(self, msg: Any, how: str, *, delay: float | None = None) -> None:
@@ -60,9 +100,6 @@ class Js:
 
     async def get(self, stream: str, *, seq: int | None = None, subject: str | None = None, direct: bool) -> Any:
         """A stored message by sequence, or the last one of ``subject``."""
-        raise NotImplementedError
-
-    def stored_headers(self, msg: Any) -> dict[str, str]:
         raise NotImplementedError
 
     async def kv_create(self, bucket: str, *, history: int = 10, direct: bool = True) -> Any:
@@ -87,6 +124,17 @@ class Js:
         raise NotImplementedError
 
 
+async def _cancelled(waiting: Any, wait: float) -> None:
+    """Cancel ``waiting`` (a wait for a message that does not come) after ``wait`` seconds, and wait
+    until its pull request (``wait`` + 0.3 s) has expired."""
+    task = asyncio.ensure_future(waiting)
+    await asyncio.sleep(wait)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.4)
+
+
 # --- nats-py ---------------------------------------------------------------------------------------
 
 
@@ -96,32 +144,61 @@ class _PyJs(Js):
 
     def __init__(self, conn: Conn) -> None:
         super().__init__(conn)
-        self.js = conn.native.jetstream()
-        self.psubs: dict[tuple[str, str], Any] = {}
+        self.native = conn.native.jetstream()
 
     async def add_stream(self, name: str, subjects: list[str], *, allow_direct: bool = False) -> None:
-        await self.js.add_stream(name=name, subjects=subjects, allow_direct=allow_direct)
+        await self.native.add_stream(name=name, subjects=subjects, allow_direct=allow_direct)
 
     async def manage(self, stream: str) -> None:
-        await self.js.stream_info(stream)
-        await self.js.add_consumer(stream, durable_name="d1")
-        await self.js.consumer_info(stream, "d1")
-        await self.js.delete_consumer(stream, "d1")
-        await self.js.delete_stream(stream)
+        await self.native.stream_info(stream)
+        await self.native.add_consumer(stream, durable_name="d1")
+        await self.native.consumer_info(stream, "d1")
+        await self.native.delete_consumer(stream, "d1")
+        await self.native.delete_stream(stream)
 
     async def publish(
         self, subject: str, data: bytes, *, headers: Any = None, expected_stream: str | None = None
     ) -> Any:
-        return await self.js.publish(subject, data, stream=expected_stream, headers=headers)
+        return await self.native.publish(subject, data, stream=expected_stream, headers=headers)
 
     def sequence(self, ack: Any) -> int:
         return int(ack.seq)
 
-    async def pull(self, stream: str, durable: str, subject: str) -> None:
-        self.psubs[stream, durable] = await self.js.pull_subscribe(subject, durable=durable, stream=stream)
+    async def pull_consumer(self, stream: str, durable: str, subject: str) -> Any:
+        return await self.native.pull_subscribe(subject, durable=durable, stream=stream)
 
-    async def fetch(self, stream: str, durable: str, count: int) -> list[Any]:
-        return list(await self.psubs[stream, durable].fetch(count, timeout=5))
+    async def fetch(self, consumer: Any, count: int, timeout: float = 5) -> list[Any]:
+        import nats.errors
+
+        try:
+            return list(await consumer.fetch(count, timeout=timeout))
+        except nats.errors.TimeoutError:
+            return []
+
+    async def cancelled_fetch(self, consumer: Any, wait: float) -> None:
+        await _cancelled(consumer.fetch(1, timeout=wait + 0.3), wait)
+
+    async def receiver(self, stream: str, durable: str, subject: str, *, holding: int = 0) -> Any:
+        sub = await self.native.subscribe(subject, durable=durable, stream=stream)
+        for _ in range(500):
+            if sub.pending_msgs >= holding:
+                return sub
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{sub.pending_msgs} of {holding} messages delivered")
+
+    async def receive_next(self, receiver: Any, timeout: float = 5) -> Any:
+        return await receiver.next_msg(timeout=timeout)
+
+    async def receive_iterated(self, receiver: Any) -> Any:
+        async for msg in receiver.messages:
+            return msg
+        raise AssertionError("the subscription ended")
+
+    def receive_name(self, stream: str, subject: str) -> str:
+        return f"receive {subject}"
+
+    def receive_sub_attrs(self, receiver: Any, delivered: int, pending: int) -> dict[str, Any]:
+        return self.conn.family.receive_sub_attrs(Sub(receiver, str(receiver._id)), delivered, pending)
 
     async def settle(self, msg: Any, how: str, *, delay: float | None = None) -> None:
         if how == "nak":
@@ -131,17 +208,14 @@ class _PyJs(Js):
 
     async def get(self, stream: str, *, seq: int | None = None, subject: str | None = None, direct: bool) -> Any:
         if subject is not None:
-            return await self.js.get_last_msg(stream, subject, direct=direct)
-        return await self.js.get_msg(stream, seq=seq, direct=direct)
-
-    def stored_headers(self, msg: Any) -> dict[str, str]:
-        return dict(msg.headers or {})
+            return await self.native.get_last_msg(stream, subject, direct=direct)
+        return await self.native.get_msg(stream, seq=seq, direct=direct)
 
     async def kv_create(self, bucket: str, *, history: int = 10, direct: bool = True) -> Any:
-        return await self.js.create_key_value(bucket=bucket, history=history, direct=direct)
+        return await self.native.create_key_value(bucket=bucket, history=history, direct=direct)
 
     async def kv_open(self, bucket: str) -> Any:
-        return await self.js.key_value(bucket)
+        return await self.native.key_value(bucket)
 
     async def watch(self, kv: Any, key: str | None = None) -> Any:
         return await (kv.watchall() if key is None else kv.watch(key))
@@ -180,44 +254,61 @@ class _CoreJs(Js):
         import nats.jetstream
 
         super().__init__(conn)
-        self.js = nats.jetstream.new(conn.native)
-        self.consumers: dict[tuple[str, str], Any] = {}
+        self.native = nats.jetstream.new(conn.native)
 
     async def add_stream(self, name: str, subjects: list[str], *, allow_direct: bool = False) -> None:
-        await self.js.create_stream(name=name, subjects=subjects, allow_direct=allow_direct)
+        await self.native.create_stream(name=name, subjects=subjects, allow_direct=allow_direct)
 
     async def manage(self, stream: str) -> None:
-        await self.js.get_stream_info(stream)
-        found = await self.js.get_stream(stream)
+        await self.native.get_stream_info(stream)
+        found = await self.native.get_stream(stream)
         await found.create_consumer(name="d1", durable_name="d1")
         await found.get_consumer_info("d1")
         await found.delete_consumer("d1")
-        await self.js.delete_stream(stream)
+        await self.native.delete_stream(stream)
 
     async def publish(
         self, subject: str, data: bytes, *, headers: Any = None, expected_stream: str | None = None
     ) -> Any:
         if expected_stream is not None:
             headers = {**(headers or {}), "Nats-Expected-Stream": expected_stream}
-        return await self.js.publish(subject, data, headers=headers, retry_wait=0.05)
+        return await self.native.publish(subject, data, headers=headers, retry_wait=0.05)
 
     def sequence(self, ack: Any) -> int:
         return int(ack.sequence)
 
-    async def pull(self, stream: str, durable: str, subject: str) -> None:
-        found = await self.js.get_stream(stream)
-        self.consumers[stream, durable] = await found.create_consumer(
-            name=durable, durable_name=durable, ack_policy="explicit", filter_subject=subject
+    async def pull_consumer(self, stream: str, durable: str, subject: str) -> Any:
+        return await self.native.create_consumer(
+            stream, durable, durable_name=durable, ack_policy="explicit", filter_subject=subject
         )
 
-    async def fetch(self, stream: str, durable: str, count: int) -> list[Any]:
-        batch = await self.consumers[stream, durable].fetch(max_messages=count, max_wait=5)
-        msgs = []
-        async for msg in batch:
-            msgs.append(msg)
-            if len(msgs) == count:
-                break
-        return msgs
+    async def fetch(self, consumer: Any, count: int, timeout: float = 5) -> list[Any]:
+        return [msg async for msg in await consumer.fetch(max_messages=count, max_wait=timeout)]
+
+    async def cancelled_fetch(self, consumer: Any, wait: float) -> None:
+        batch = await consumer.fetch(max_messages=1, max_wait=wait + 0.3)
+        await _cancelled(batch.__anext__(), wait)  # (the wait for its first message)
+
+    async def receiver(self, stream: str, durable: str, subject: str, *, holding: int = 0) -> Any:
+        return await self.pull_consumer(stream, durable, subject)  # (a pull consumer holds nothing)
+
+    async def receive_next(self, receiver: Any, timeout: float = 5) -> Any:
+        return await receiver.next(max_wait=timeout)
+
+    async def receive_iterated(self, receiver: Any) -> Any:
+        stream = await receiver.messages(max_messages=1)  # (one pull at a time: none left in its inbox)
+        try:
+            async for msg in stream:
+                return msg
+        finally:
+            await stream.stop()
+        raise AssertionError("the stream ended")
+
+    def receive_name(self, stream: str, subject: str) -> str:
+        return f"receive {stream}"
+
+    def receive_sub_attrs(self, receiver: Any, delivered: int, pending: int) -> dict[str, Any]:
+        return {}  # (a pull consumer's subscriptions are its own inboxes)
 
     async def settle(self, msg: Any, how: str, *, delay: float | None = None) -> None:
         if how == "ack_sync":
@@ -229,39 +320,34 @@ class _CoreJs(Js):
 
     async def get(self, stream: str, *, seq: int | None = None, subject: str | None = None, direct: bool) -> Any:
         if direct:  # (a Stream of a stream with allow_direct gets directly)
-            found = await self.js.get_stream(stream)
+            found = await self.native.get_stream(stream)
             if subject is not None:
                 return await found.get_last_message_for_subject(subject)
             return await found.get_message(seq)
         if subject is not None:  # (JetStream's gets are API requests)
-            return await self.js.get_last_message_for_subject(stream, subject)
-        return await self.js.get_message(stream, seq)
-
-    def stored_headers(self, msg: Any) -> dict[str, str]:
-        return {k: v[0] for k, v in msg.headers.items()} if msg.headers is not None else {}
+            return await self.native.get_last_message_for_subject(stream, subject)
+        return await self.native.get_message(stream, seq)
 
     async def kv_create(self, bucket: str, *, history: int = 10, direct: bool = True) -> Any:
         import nats.key_value
 
         kv = await nats.key_value.create_key_value(
-            self.js, nats.key_value.KeyValueConfig(bucket=bucket, history=history)
+            self.native, nats.key_value.KeyValueConfig(bucket=bucket, history=history)
         )
         if not direct:  # (its buckets always allow direct gets: turned off for readers opened from now on)
-            info = await self.js.get_stream_info(f"KV_{bucket}")
-            await self.js.update_stream(**{**info.config.to_request(), "allow_direct": False})
+            info = await self.native.get_stream_info(f"KV_{bucket}")
+            await self.native.update_stream(**{**info.config.to_request(), "allow_direct": False})
         return kv
 
     async def kv_open(self, bucket: str) -> Any:
         import nats.key_value
 
-        return await nats.key_value.key_value(self.js, bucket)
+        return await nats.key_value.key_value(self.native, bucket)
 
     async def watch(self, kv: Any, key: str | None = None) -> Any:
         return await (kv.watch_all() if key is None else kv.watch(key))
 
     async def next_entry(self, watcher: Any, timeout: float = 5) -> Any:
-        import asyncio
-
         return await asyncio.wait_for(watcher.__anext__(), timeout)
 
     async def iterate_entry(self, watcher: Any) -> Any:

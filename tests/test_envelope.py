@@ -1,19 +1,16 @@
-"""The JSON envelope ``{"traceparent", "tracestate", "data"}``: wrap/unwrap helpers and interop with services
-that carry the trace context in it (hand-written instrumentation, no headers)."""
+"""The JSON envelope ``{"traceparent", "tracestate", "data"}``: the wrap/unwrap helpers (interop with
+services that carry the trace context in it, on each client family: tests/matrix/test_envelope.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import pytest
-from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState, get_current_span
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState, get_current_span
 
-from opentelemetry import propagate, trace
-from opentelemetry.instrumentation.nats import message_context, unwrap_envelope, wrap_envelope
-from tests.helpers import assert_child, assert_links, by_name, conn_attrs, synced, wait_spans
+from opentelemetry import trace
+from opentelemetry.instrumentation.nats import unwrap_envelope, wrap_envelope
 
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 SPAN_ID = 0xB7AD6B7169203331
@@ -119,120 +116,3 @@ def test_unwrap_envelope_accepts_whitespace_and_str() -> None:
         ctx, data = unwrap_envelope(payload)
         assert data == {"id": 1}
         assert ctx is not None and (_span_context(ctx).trace_id, _span_context(ctx).span_id) == (TRACE_ID, SPAN_ID)
-
-
-# --- an uninstrumented publisher with hand-written tracing and a JSON envelope -----------------
-
-
-async def _envelope_publish(nc: Any, tracer: Any, subject: str, data: dict[str, Any]) -> tuple[Any, bytes]:
-    """Hand-written tracing with an envelope: its own span, the context in a JSON envelope, no headers."""
-    with tracer.start_as_current_span("nats.publish", kind=SpanKind.PRODUCER) as span:
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        message = {"traceparent": carrier.get("traceparent"), "tracestate": carrier.get("tracestate"), "data": data}
-        payload = json.dumps(message).encode()
-        with suppress_instrumentation():  # an uninstrumented publisher
-            await nc.publish(subject, payload)
-    return span, payload
-
-
-async def test_consumer_span_continues_a_hand_written_envelope_trace(
-    make_telemetry: Any, server: Any, connect: Any
-) -> None:
-    telemetry = make_telemetry(envelope_subjects=["legacy.>"])
-    publisher = await connect(server.url)
-    consumer = await connect(server.url)
-    got: asyncio.Queue[Any] = asyncio.Queue()
-
-    async def handler(msg: Any) -> None:
-        await got.put((msg, get_current_span().get_span_context()))
-
-    await consumer.subscribe("legacy.orders", cb=handler)
-    pull = await consumer.subscribe("legacy.>")
-    await synced(consumer)
-    hand_span, payload = await _envelope_publish(
-        publisher, telemetry.tracer_provider.get_tracer("hand-written-app"), "legacy.orders", {"id": 7}
-    )
-    msg, current = await asyncio.wait_for(got.get(), 5)
-    received = await pull.next_msg(timeout=5)
-    spans = await wait_spans(telemetry, 3)
-    assert sorted(s.name for s in spans) == ["nats.publish", "process legacy.orders", "receive legacy.>"]
-    producer = by_name(spans, "nats.publish")
-    process = by_name(spans, "process legacy.orders")
-    receive = by_name(spans, "receive legacy.>")
-    assert producer.context.span_id == hand_span.get_span_context().span_id
-    assert_child(process, producer)
-    assert_links(process, producer)
-    # a receive span is in the caller's context (here none: a root) and links to the envelope's context
-    assert (receive.kind, receive.parent) == (SpanKind.CLIENT, None)
-    assert receive.context.trace_id != producer.context.trace_id
-    assert_links(receive, producer)
-    assert process.kind == SpanKind.CONSUMER
-    assert current.span_id == process.context.span_id  # the callback runs inside the process span
-    # the application gets the message exactly as published
-    for m in (msg, received):
-        assert (m.data, m.headers) == (payload, None)
-    assert dict(process.attributes) == {
-        "messaging.system.name": "nats",
-        "messaging.operation.type": "process",
-        "messaging.operation.name": "process",
-        "messaging.destination.name": "legacy.orders",
-        "messaging.message.body.size": len(payload),
-        "messaging.nats.subscription.id": str(msg.sid),
-        "messaging.nats.delivered_messages": 1,
-        "messaging.nats.pending_messages": 0,
-        **conn_attrs(consumer),
-    }
-    ctx = message_context(received)
-    assert (_span_context(ctx).trace_id, _span_context(ctx).span_id) == (
-        producer.context.trace_id,
-        producer.context.span_id,
-    )
-
-
-async def test_envelope_subjects_from_environment_and_link_mode(
-    make_telemetry: Any, server: Any, connect: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("OTEL_PYTHON_NATS_ENVELOPE_SUBJECTS", "envelope.*")
-    telemetry = make_telemetry(consumer_parent="link")
-    nc = await connect(server.url)
-    sub = await nc.subscribe("envelope.events")
-    hand_span, _ = await _envelope_publish(
-        nc, telemetry.tracer_provider.get_tracer("hand-written-app"), "envelope.events", {}
-    )
-    msg = await sub.next_msg(timeout=5)
-    spans = await wait_spans(telemetry, 2)
-    receive = by_name(spans, "receive envelope.events")
-    producer = (hand_span.get_span_context().trace_id, hand_span.get_span_context().span_id)
-    assert receive.parent is None
-    assert [(link.context.trace_id, link.context.span_id) for link in receive.links] == [producer]
-    # message_context() gives the producer context in link mode too
-    ctx = message_context(msg)
-    assert (_span_context(ctx).trace_id, _span_context(ctx).span_id) == producer
-
-
-async def test_envelopes_are_ignored_outside_envelope_subjects(make_telemetry: Any, server: Any, connect: Any) -> None:
-    telemetry = make_telemetry(envelope_subjects=["legacy.>"])
-    nc = await connect(server.url)
-    sub = await nc.subscribe("modern.orders")
-    await _envelope_publish(nc, telemetry.tracer_provider.get_tracer("hand-written-app"), "modern.orders", {"id": 1})
-    msg = await sub.next_msg(timeout=5)
-    spans = await wait_spans(telemetry, 2)
-    receive = by_name(spans, "receive modern.orders")
-    assert (receive.parent, tuple(receive.links)) == (None, ())
-    assert receive.context.trace_id != by_name(spans, "nats.publish").context.trace_id
-    assert message_context(msg) == {}
-
-
-async def test_headers_win_over_an_envelope(make_telemetry: Any, server: Any, connect: Any) -> None:
-    telemetry = make_telemetry(envelope_subjects=[">"])
-    nc = await connect(server.url)
-    sub = await nc.subscribe("both.ctx")
-    payload = wrap_envelope({"id": 1}, _context())  # a foreign trace in the payload …
-    await nc.publish("both.ctx", payload)  # … and the instrumented publish's context in the headers
-    msg = await sub.next_msg(timeout=5)
-    publish, receive = await wait_spans(telemetry, 2)
-    assert (publish.name, receive.name) == ("publish both.ctx", "receive both.ctx")
-    assert receive.parent is None
-    assert_links(receive, publish)
-    assert msg.data == payload

@@ -1,20 +1,19 @@
-"""instrument() options and their environment variables: validation, filters, link mode, semconv modes."""
+"""instrument() options and their environment variables: how they are read, validated and resolved
+(what each option does to spans, on each client family: tests/matrix/test_options.py and its
+neighbours)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from typing import Any
 
 import pytest
-from opentelemetry.trace import SpanKind
 
 from opentelemetry.instrumentation.nats import NatsInstrumentor
 from opentelemetry.instrumentation.nats.config import NatsConfig, resolve_mode
 from opentelemetry.instrumentation.nats.names import Mode
 from opentelemetry.instrumentation.nats.operation import installed
-from tests.helpers import by_name, conn_attrs, synced, wait_spans
 
 # --- NatsConfig: defaults, environment variables, validation ----------------------------------
 
@@ -240,17 +239,6 @@ def test_semconv_mode_precedence(option: Any, env: dict[str, str], expected: Mod
 # --- through instrument() -----------------------------------------------------------------------
 
 
-def test_invalid_option_fails_instrument_and_leaves_nothing_patched() -> None:
-    import nats.aio.client
-
-    original = nats.aio.client.Client.publish
-    with pytest.raises(ValueError, match="consumer_parent: 'sideways' is not one of parent, link"):
-        NatsInstrumentor().instrument(consumer_parent="sideways")
-    assert nats.aio.client.Client.publish is original
-    assert installed() is None
-    assert not NatsInstrumentor().is_instrumented_by_opentelemetry
-
-
 def test_invalid_environment_variable_fails_instrument(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_PYTHON_NATS_EXCLUDED_SUBJECTS", "a.>.b")
     with pytest.raises(ValueError, match=r"excluded_subjects \(from OTEL_PYTHON_NATS_EXCLUDED_SUBJECTS\)"):
@@ -261,169 +249,3 @@ def test_invalid_environment_variable_fails_instrument(monkeypatch: pytest.Monke
     with pytest.raises(ValueError, match=r"empty_fetch_spans \(from OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS\)"):
         NatsInstrumentor().instrument()
     assert installed() is None
-
-
-async def test_semconv_stability_opt_in_end_to_end(
-    make_telemetry: Any, server: Any, connect: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http,messaging/dup")
-    telemetry = make_telemetry()
-    nc = await connect(server.url)
-    await nc.publish("optin.dup", b"ab")
-    (span,) = await wait_spans(telemetry, 1)
-    assert dict(span.attributes) == {
-        "messaging.system.name": "nats",
-        "messaging.system": "nats",
-        "messaging.operation.type": "send",
-        "messaging.operation.name": "publish",
-        "messaging.operation": "publish",
-        "messaging.destination.name": "optin.dup",
-        "messaging.nats.subject": "optin.dup",
-        "messaging.message.body.size": 2,
-        **conn_attrs(nc, "dup"),
-    }
-
-
-# --- excluded_subjects ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("source", ["option", "env"])
-async def test_excluded_subjects_get_no_span_and_no_injection(
-    make_telemetry: Any, server: Any, connect: Any, monkeypatch: pytest.MonkeyPatch, source: str
-) -> None:
-    patterns = "health.*,internal.>"
-    if source == "env":
-        monkeypatch.setenv("OTEL_PYTHON_NATS_EXCLUDED_SUBJECTS", patterns)
-        telemetry = make_telemetry()
-    else:
-        telemetry = make_telemetry(excluded_subjects=patterns.split(","))
-    nc = await connect(server.url)
-    got: asyncio.Queue[Any] = asyncio.Queue()
-
-    async def collect(msg: Any) -> None:
-        await got.put(msg)
-
-    async def responder(msg: Any) -> None:
-        await msg.respond(b"pong")
-
-    for subject in ("health.>", "internal.>", "internal"):
-        await nc.subscribe(subject, cb=collect)
-    await nc.subscribe("internal.svc.ping", cb=responder)
-    await nc.subscribe("svc.ok", cb=responder)
-    pull = await nc.subscribe("health.pull")
-    await synced(nc)
-    # excluded: `*` is one token, `>` is the rest
-    await nc.publish("health.db", b"1")
-    await nc.publish("internal.a.b.c", b"2")
-    await nc.publish("health.pull", b"3")
-    response = await nc.request("internal.svc.ping", b"", timeout=5)  # also makes the client's reply inbox
-    assert (response.data, response.headers) == (b"pong", None)
-    assert (await pull.next_msg(timeout=5)).headers is None
-    # not excluded: `health.*` does not match two tokens, `internal.>` does not match `internal`
-    await nc.publish("health.db.primary", b"4")
-    await nc.publish("internal", b"5")
-    assert (await nc.request("svc.ok", b"", timeout=5)).data == b"pong"
-    seen: dict[str, Any] = {}
-    while len(seen) < 6:
-        msg = await asyncio.wait_for(got.get(), 5)
-        seen[msg.subject] = msg
-    for subject in ("health.db", "internal.a.b.c", "health.pull", "internal.svc.ping"):
-        assert seen[subject].headers is None, subject
-    for subject in ("health.db.primary", "internal"):
-        assert set(seen[subject].headers) == {"traceparent"}, subject
-    spans = await wait_spans(telemetry, 7)
-    assert sorted(s.name for s in spans) == [
-        "process health.>",
-        "process internal",
-        "process svc.ok",
-        "publish",  # the reply of svc.ok (the reply to the excluded request made none)
-        "publish health.db.primary",
-        "publish internal",
-        "request svc.ok",
-    ]
-    assert by_name(spans, "process health.>").attributes["messaging.destination.name"] == "health.db.primary"
-
-
-# --- captured_headers -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("source", ["option", "env"])
-async def test_captured_headers_record_only_listed_headers(
-    make_telemetry: Any, server: Any, connect: Any, monkeypatch: pytest.MonkeyPatch, source: str
-) -> None:
-    if source == "env":
-        monkeypatch.setenv("OTEL_PYTHON_NATS_CAPTURED_HEADERS", "x-request-id, TENANT")
-        telemetry = make_telemetry()
-    else:
-        telemetry = make_telemetry(captured_headers=["x-request-id", "TENANT"])
-    nc = await connect(server.url)
-    done = asyncio.Event()
-
-    async def handler(msg: Any) -> None:
-        done.set()
-
-    await nc.subscribe("hdr.capture", cb=handler)
-    await nc.publish(
-        "hdr.capture", b"x", headers={"X-Request-Id": "req-42", "Tenant": "acme", "Authorization": "secret"}
-    )
-    await asyncio.wait_for(done.wait(), 5)
-    publish, process = await wait_spans(telemetry, 2)
-    expected = {
-        "messaging.nats.message.header.x-request-id": "req-42",
-        "messaging.nats.message.header.tenant": "acme",
-    }
-    for span in (publish, process):
-        captured = {k: v for k, v in span.attributes.items() if k.startswith("messaging.nats.message.header.")}
-        assert captured == expected, span.name
-    assert process.attributes["messaging.destination.name"] == "hdr.capture"
-
-
-# --- consumer_parent="link" -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("source", ["option", "env"])
-async def test_link_mode_makes_consumer_spans_roots_linked_to_the_producer(
-    make_telemetry: Any, server: Any, connect: Any, monkeypatch: pytest.MonkeyPatch, source: str
-) -> None:
-    if source == "env":
-        monkeypatch.setenv("OTEL_PYTHON_NATS_CONSUMER_PARENT", "link")
-        telemetry = make_telemetry()
-    else:
-        telemetry = make_telemetry(consumer_parent="link")
-    nc = await connect(server.url)
-    done = asyncio.Event()
-
-    async def handler(msg: Any) -> None:
-        done.set()
-
-    await nc.subscribe("link.cb", cb=handler)
-    sub = await nc.subscribe("link.pull")
-    await nc.publish("link.cb", b"")
-    await nc.publish("link.pull", b"")
-    await asyncio.wait_for(done.wait(), 5)
-    await sub.next_msg(timeout=5)
-    spans = await wait_spans(telemetry, 4)
-    for producer_name, consumer_name, kind in (
-        ("publish link.cb", "process link.cb", SpanKind.CONSUMER),
-        ("publish link.pull", "receive link.pull", SpanKind.CLIENT),
-    ):
-        producer, consumer = by_name(spans, producer_name), by_name(spans, consumer_name)
-        assert consumer.kind == kind
-        assert consumer.parent is None
-        assert consumer.context.trace_id != producer.context.trace_id
-        assert [(link.context.trace_id, link.context.span_id) for link in consumer.links] == [
-            (producer.context.trace_id, producer.context.span_id)
-        ]
-
-
-async def test_link_mode_message_without_context_has_no_links(make_telemetry: Any, server: Any, connect: Any) -> None:
-    from opentelemetry.instrumentation.utils import suppress_instrumentation
-
-    telemetry = make_telemetry(consumer_parent="link")
-    nc = await connect(server.url)
-    sub = await nc.subscribe("link.none")
-    with suppress_instrumentation():
-        await nc.publish("link.none", b"")
-    await sub.next_msg(timeout=5)
-    (span,) = await wait_spans(telemetry, 1)
-    assert (span.name, span.parent, tuple(span.links)) == ("receive link.none", None, ())

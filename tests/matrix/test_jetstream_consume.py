@@ -21,6 +21,7 @@ from opentelemetry import propagate
 from opentelemetry.instrumentation.nats import attributes
 from opentelemetry.instrumentation.nats.names import MESSAGE_AGE_BUCKETS_S
 from tests.families import Conn, Family
+from tests.families_js import Js, jetstream
 from tests.helpers import Telemetry, assert_child, wait_spans
 from tests.matrix.expect import BASE, RECEIVE
 from tests.matrix.test_lifecycle_metrics import base_metric, metrics, points
@@ -35,13 +36,13 @@ def _name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8]}"
 
 
-async def _stream(conn: Conn, prefix: str) -> str:
+async def _stream(js: Js, prefix: str) -> str:
     stream = _name(prefix)
-    await conn.add_stream(stream, [f"{stream}.>"])
+    await js.add_stream(stream, [f"{stream}.>"])
     return stream
 
 
-async def produce(telemetry: Telemetry, conn: Conn, subject: str, count: int) -> list[Span]:
+async def produce(telemetry: Telemetry, js: Js, subject: str, count: int) -> list[Span]:
     """Store ``count`` messages (``b"0"``, ``b"1"`` …), each carrying the context of a span of its own."""
     tracer = telemetry.tracer_provider.get_tracer("test")
     producers = []
@@ -50,7 +51,7 @@ async def produce(telemetry: Telemetry, conn: Conn, subject: str, count: int) ->
             headers: dict[str, str] = {}
             propagate.inject(headers)
         with suppress_instrumentation():
-            await conn.js_publish(subject, str(i).encode(), headers=headers)
+            await js.publish(subject, str(i).encode(), headers=headers)
         producers.append(span)
     return producers
 
@@ -100,14 +101,15 @@ async def test_fetch_is_one_span_linked_to_each_producer(
     telemetry: Telemetry, js_server: NatsServer, family: Family
 ) -> None:
     conn = await family.connect(js_server)
-    stream = await _stream(conn, "FETCH")
-    consumer = await conn.pull_consumer(stream, "puller", f"{stream}.jobs")
-    producers = await produce(telemetry, conn, f"{stream}.jobs", 2)
+    js = jetstream(conn)
+    stream = await _stream(js, "FETCH")
+    consumer = await js.pull_consumer(stream, "puller", f"{stream}.jobs")
+    producers = await produce(telemetry, js, f"{stream}.jobs", 2)
     await asyncio.sleep(STORED)
     telemetry.clear()
     tracer = telemetry.tracer_provider.get_tracer("test")
     with tracer.start_as_current_span("poll"):
-        msgs = await conn.fetch(consumer, 2, timeout=5)
+        msgs = await js.fetch(consumer, 2, timeout=5)
     assert [m.data for m in msgs] == [b"0", b"1"]
     poll, fetch = await wait_spans(telemetry, 2)
     assert (fetch.name, fetch.kind, fetch.status.status_code) == (f"fetch {stream}", SpanKind.CLIENT, StatusCode.UNSET)
@@ -119,7 +121,7 @@ async def test_fetch_is_one_span_linked_to_each_producer(
         "messaging.batch.message_count": 2,
         "messaging.nats.jetstream.stream": stream,
         "messaging.nats.jetstream.consumer": "puller",
-        **family.fetch_consumer_config,
+        **js.fetch_consumer_config,
         **family.conn_attrs(conn),
     }
     m = metrics(telemetry)
@@ -149,11 +151,12 @@ async def test_every_mode_records_the_age_in_seconds(
 ) -> None:
     telemetry = make_telemetry(semconv=mode)
     conn = await family.connect(js_server)
-    stream = await _stream(conn, "AGEMODE")
-    consumer = await conn.pull_consumer(stream, "puller", f"{stream}.q")
-    await produce(telemetry, conn, f"{stream}.q", 1)
+    js = jetstream(conn)
+    stream = await _stream(js, "AGEMODE")
+    consumer = await js.pull_consumer(stream, "puller", f"{stream}.q")
+    await produce(telemetry, js, f"{stream}.q", 1)
     await asyncio.sleep(STORED)
-    assert len(await conn.fetch(consumer, 1, timeout=5)) == 1
+    assert len(await js.fetch(consumer, 1, timeout=5)) == 1
     (point,) = ages(telemetry)  # unit "s" in legacy mode too
     assert dict(point.attributes) == by_stream(stream, "puller", system)
     assert point.count == 1 and STORED <= point.min < STORED + 5
@@ -162,9 +165,9 @@ async def test_every_mode_records_the_age_in_seconds(
 # --- empty and cancelled fetches -------------------------------------------------------------------
 
 
-async def _idle(conn: Conn, telemetry: Telemetry) -> tuple[Any, str]:
-    stream = await _stream(conn, "EF")
-    consumer = await conn.pull_consumer(stream, "idle", f"{stream}.q")
+async def _idle(js: Js, telemetry: Telemetry) -> tuple[Any, str]:
+    stream = await _stream(js, "EF")
+    consumer = await js.pull_consumer(stream, "idle", f"{stream}.q")
     telemetry.clear()
     return consumer, stream
 
@@ -173,9 +176,10 @@ async def test_an_empty_fetch_makes_no_span_and_is_measured(
     telemetry: Telemetry, js_server: NatsServer, family: Family
 ) -> None:
     conn = await family.connect(js_server)
-    consumer, stream = await _idle(conn, telemetry)
+    js = jetstream(conn)
+    consumer, stream = await _idle(js, telemetry)
     for _ in range(3):
-        assert await conn.fetch(consumer, 1, timeout=0.1) == []
+        assert await js.fetch(consumer, 1, timeout=0.1) == []
     assert await wait_spans(telemetry, 0) == []
     (point,) = fetch_points(telemetry)
     assert (point.count, dict(point.attributes)) == (3, fetch_metric(conn, stream))  # no error.type
@@ -187,14 +191,15 @@ async def test_a_cancelled_fetch_makes_no_span_and_no_measurement(
     telemetry: Telemetry, js_server: NatsServer, family: Family
 ) -> None:
     conn = await family.connect(js_server)
-    consumer, stream = await _idle(conn, telemetry)
-    await conn.cancelled_fetch(consumer, 0.2)
+    js = jetstream(conn)
+    consumer, stream = await _idle(js, telemetry)
+    await js.cancelled_fetch(consumer, 0.2)
     assert await wait_spans(telemetry, 0) == []
     assert fetch_points(telemetry) == []
     # the consumer still works afterwards, as without instrumentation
     with suppress_instrumentation():
-        await conn.js_publish(f"{stream}.q", b"late")
-    (msg,) = await conn.fetch(consumer, 1, timeout=5)
+        await js.publish(f"{stream}.q", b"late")
+    (msg,) = await js.fetch(consumer, 1, timeout=5)
     assert msg.data == b"late"
 
 
@@ -204,8 +209,9 @@ async def test_an_empty_fetch_in_dup_mode_records_both_namings(
     """``legacy`` names have no fetch duration (a fetch never had one there); its message counter gets 0."""
     telemetry = make_telemetry(semconv="dup")
     conn = await family.connect(js_server)
-    consumer, _stream_name = await _idle(conn, telemetry)
-    assert await conn.fetch(consumer, 1, timeout=0.1) == []
+    js = jetstream(conn)
+    consumer, _stream_name = await _idle(js, telemetry)
+    assert await js.fetch(consumer, 1, timeout=0.1) == []
     assert await wait_spans(telemetry, 0) == []
     (point,) = fetch_points(telemetry)
     assert point.count == 1 and point.attributes["messaging.operation"] == "receive"
@@ -223,9 +229,10 @@ async def test_empty_fetch_spans_records_non_error_spans(
     else:
         telemetry = make_telemetry(empty_fetch_spans=True)
     conn = await family.connect(js_server)
-    consumer, stream = await _idle(conn, telemetry)
-    assert await conn.fetch(consumer, 1, timeout=0.1) == []
-    await conn.cancelled_fetch(consumer, 0.2)
+    js = jetstream(conn)
+    consumer, stream = await _idle(js, telemetry)
+    assert await js.fetch(consumer, 1, timeout=0.1) == []
+    await js.cancelled_fetch(consumer, 0.2)
     spans = await wait_spans(telemetry, 2)
     assert [(s.name, s.kind) for s in spans] == [(f"fetch {stream}", SpanKind.CLIENT)] * 2
     for span in spans:
@@ -236,7 +243,7 @@ async def test_empty_fetch_spans_records_non_error_spans(
             "messaging.batch.message_count": 0,
             "messaging.nats.jetstream.stream": stream,
             "messaging.nats.jetstream.consumer": "idle",
-            **family.fetch_consumer_config,
+            **js.fetch_consumer_config,
             **family.conn_attrs(conn),
         }
     empty, cancelled = spans
@@ -252,8 +259,9 @@ async def test_empty_fetch_spans_false_from_the_environment(
     monkeypatch.setenv("OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS", "off")
     telemetry = make_telemetry()
     conn = await family.connect(js_server)
-    consumer, _stream_name = await _idle(conn, telemetry)
-    assert await conn.fetch(consumer, 1, timeout=0.1) == []
+    js = jetstream(conn)
+    consumer, _stream_name = await _idle(js, telemetry)
+    assert await js.fetch(consumer, 1, timeout=0.1) == []
     assert await wait_spans(telemetry, 0) == []
 
 
@@ -264,21 +272,22 @@ async def test_messages_read_one_at_a_time_are_receive_spans(
     telemetry: Telemetry, js_server: NatsServer, family: Family
 ) -> None:
     conn = await family.connect(js_server)
-    stream = await _stream(conn, "RECV")
+    js = jetstream(conn)
+    stream = await _stream(js, "RECV")
     subject = f"{stream}.jobs"
-    producers = await produce(telemetry, conn, subject, 2)
-    receiver = await conn.receiver(stream, "reader", subject, holding=2)
+    producers = await produce(telemetry, js, subject, 2)
+    receiver = await js.receiver(stream, "reader", subject, holding=2)
     await asyncio.sleep(STORED)
     telemetry.clear()
     tracer = telemetry.tracer_provider.get_tracer("test")
     with tracer.start_as_current_span("read"):
-        first = await conn.receive_next(receiver)
-        second = await conn.receive_iterated(receiver)
+        first = await js.receive_next(receiver)
+        second = await js.receive_iterated(receiver)
     assert (first.data, second.data) == (b"0", b"1")
     read, *receives = await wait_spans(telemetry, 3)
     assert len(receives) == 2
     for i, (span, msg) in enumerate(zip(receives, (first, second), strict=True)):
-        assert (span.name, span.kind) == (family.js_receive_name(stream, subject), SpanKind.CLIENT)
+        assert (span.name, span.kind) == (js.receive_name(stream, subject), SpanKind.CLIENT)
         assert_child(span, read)  # the caller's context; the producer is a link
         assert linked(span) == ids(producers[i : i + 1])
         assert dict(span.attributes) == {
@@ -286,7 +295,7 @@ async def test_messages_read_one_at_a_time_are_receive_spans(
             "messaging.destination.name": subject,
             "messaging.message.body.size": 1,
             "messaging.nats.reply_to": msg.reply,
-            **family.js_receive_sub_attrs(receiver, 2, 1 - i),  # (both held from the start)
+            **js.receive_sub_attrs(receiver, 2, 1 - i),  # (both held from the start)
             "messaging.nats.jetstream.stream": stream,
             "messaging.nats.jetstream.consumer": "reader",
             "messaging.nats.jetstream.num_delivered": 1,
@@ -310,16 +319,17 @@ async def test_suppressed_consumption_makes_no_spans(
     telemetry: Telemetry, js_server: NatsServer, family: Family
 ) -> None:
     conn = await family.connect(js_server)
-    stream = await _stream(conn, "SUP")
-    consumer = await conn.pull_consumer(stream, "puller", f"{stream}.a")
-    await produce(telemetry, conn, f"{stream}.a", 1)
-    await produce(telemetry, conn, f"{stream}.b", 1)
-    receiver = await conn.receiver(stream, "reader", f"{stream}.b", holding=1)
+    js = jetstream(conn)
+    stream = await _stream(js, "SUP")
+    consumer = await js.pull_consumer(stream, "puller", f"{stream}.a")
+    await produce(telemetry, js, f"{stream}.a", 1)
+    await produce(telemetry, js, f"{stream}.b", 1)
+    receiver = await js.receiver(stream, "reader", f"{stream}.b", holding=1)
     telemetry.clear()
     with suppress_instrumentation():
-        assert len(await conn.fetch(consumer, 1, timeout=5)) == 1
-        assert (await conn.receive_next(receiver)).data == b"0"
-        assert await conn.fetch(consumer, 1, timeout=0.1) == []
+        assert len(await js.fetch(consumer, 1, timeout=5)) == 1
+        assert (await js.receive_next(receiver)).data == b"0"
+        assert await js.fetch(consumer, 1, timeout=0.1) == []
     assert await wait_spans(telemetry, 0) == []
 
 
@@ -329,11 +339,12 @@ async def test_the_consume_hook_sees_each_received_message(
     seen: list[tuple[str, bytes]] = []
     telemetry = make_telemetry(consume_hook=lambda span, msg: seen.append((span.name, msg.data)))
     conn = await family.connect(js_server)
-    stream = await _stream(conn, "HOOK")
-    await produce(telemetry, conn, f"{stream}.q", 1)
-    receiver = await conn.receiver(stream, "reader", f"{stream}.q", holding=1)
-    assert (await conn.receive_next(receiver)).data == b"0"
-    assert seen == [(family.js_receive_name(stream, f"{stream}.q"), b"0")]
+    js = jetstream(conn)
+    stream = await _stream(js, "HOOK")
+    await produce(telemetry, js, f"{stream}.q", 1)
+    receiver = await js.receiver(stream, "reader", f"{stream}.q", holding=1)
+    assert (await js.receive_next(receiver)).data == b"0"
+    assert seen == [(js.receive_name(stream, f"{stream}.q"), b"0")]
 
 
 async def test_excluded_subjects_make_no_receive_spans(
@@ -342,9 +353,10 @@ async def test_excluded_subjects_make_no_receive_spans(
     stream = _name("EXCL")
     telemetry = make_telemetry(excluded_subjects=[f"{stream}.internal"])
     conn = await family.connect(js_server)
-    await conn.add_stream(stream, [f"{stream}.>"])
-    await produce(telemetry, conn, f"{stream}.internal", 1)
-    receiver = await conn.receiver(stream, "reader", f"{stream}.internal", holding=1)
+    js = jetstream(conn)
+    await js.add_stream(stream, [f"{stream}.>"])
+    await produce(telemetry, js, f"{stream}.internal", 1)
+    receiver = await js.receiver(stream, "reader", f"{stream}.internal", holding=1)
     telemetry.clear()
-    assert (await conn.receive_next(receiver)).data == b"0"
+    assert (await js.receive_next(receiver)).data == b"0"
     assert await wait_spans(telemetry, 0) == []

@@ -22,6 +22,8 @@ from tests.matrix.expect import PUBLISH
 from tests.natsserver import NatsServer
 
 SETTLE = {"messaging.system.name": "nats", "messaging.operation.type": "settle"}
+CALLER_TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+CALLER = (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331)
 
 
 def _name(prefix: str) -> str:
@@ -40,7 +42,7 @@ async def _stream(family: Family, server: NatsServer, telemetry: Telemetry) -> t
 
 async def test_management_traffic_makes_no_spans(telemetry: Telemetry, js_server: NatsServer, family: Family) -> None:
     _, js, stream = await _stream(family, js_server, telemetry)
-    await js.pull(stream, "puller", f"{stream}.>")
+    await js.pull_consumer(stream, "puller", f"{stream}.>")
     await js.manage(stream)
     bucket = _name("kv")
     await js.kv_create(bucket)
@@ -91,7 +93,7 @@ async def test_publish_carries_its_context_to_the_stored_message(
     stored = await js.get(stream, seq=1, direct=False)
     app, publish, _get = await wait_spans(telemetry, 3)
     assert_child(publish, app)
-    headers = js.stored_headers(stored)
+    headers = family.headers(stored)
     assert headers["App"] == "1"
     assert headers["traceparent"].split("-")[1:3] == [
         format(publish.context.trace_id, "032x"),
@@ -102,17 +104,21 @@ async def test_publish_carries_its_context_to_the_stored_message(
 async def test_publish_with_the_callers_context_is_a_client_span(
     telemetry: Telemetry, js_server: NatsServer, family: Family
 ) -> None:
-    """The caller's headers already carry a creation context: sent unchanged, a CLIENT span linked to it."""
+    """The caller's headers already carry a creation context: stored unchanged, a CLIENT span linked to
+    it; the stored message's consumers link to the caller's context too."""
     _, js, stream = await _stream(family, js_server, telemetry)
-    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    await js.publish(f"{stream}.a", b"x", headers={"traceparent": traceparent})
-    stored = await js.get(stream, seq=1, direct=False)
-    publish, _get = await wait_spans(telemetry, 2)
-    assert (publish.name, publish.kind) == (f"publish {stream}.a", SpanKind.CLIENT)
-    assert [(format(lk.context.trace_id, "032x"), format(lk.context.span_id, "016x")) for lk in publish.links] == [
-        ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
-    ]
-    assert js.stored_headers(stored)["traceparent"] == traceparent
+    consumer = await js.pull_consumer(stream, "d", f"{stream}.a")
+    telemetry.clear()
+    headers = {"traceparent": CALLER_TP, "tracestate": "vendor=theirs", "X-App": "js"}
+    ack = await js.publish(f"{stream}.a", b"stored", headers=headers)
+    (msg,) = await js.fetch(consumer, 1)
+    assert family.headers(msg) == {"traceparent": CALLER_TP, "tracestate": "vendor=theirs", "X-App": "js"}
+    publish, fetch = await wait_spans(telemetry, 2)
+    assert (publish.name, publish.kind, publish.parent) == (f"publish {stream}.a", SpanKind.CLIENT, None)
+    assert [(lk.context.trace_id, lk.context.span_id) for lk in publish.links] == [CALLER]
+    assert publish.attributes["messaging.nats.jetstream.sequence"] == js.sequence(ack)
+    assert fetch.name == f"fetch {stream}"
+    assert [(lk.context.trace_id, lk.context.span_id) for lk in fetch.links] == [CALLER]
 
 
 async def test_publish_without_a_stream_records_the_error(
@@ -140,10 +146,12 @@ async def test_publish_without_a_stream_records_the_error(
 # --- settle ----------------------------------------------------------------------------------------
 
 
-async def _fetched(js: Js, stream: str, count: int) -> list[Any]:
-    """``count`` messages of a new pull consumer, fetched untraced."""
+async def _fetched(js: Js, consumer: Any, count: int) -> list[Any]:
+    """``count`` messages of the pull consumer, fetched untraced."""
     with suppress_instrumentation():
-        return await js.fetch(stream, "settler", count)
+        msgs = await js.fetch(consumer, count)
+    assert len(msgs) == count
+    return msgs
 
 
 @pytest.mark.parametrize("consumer_parent", ["parent", "link"])
@@ -156,12 +164,12 @@ async def test_settle_spans_join_the_current_span_else_the_producers_trace(
     telemetry = make_telemetry(consumer_parent=consumer_parent)
     _, js, stream = await _stream(family, js_server, telemetry)
     subject = f"{stream}.jobs"
-    await js.pull(stream, "settler", subject)
+    consumer = await js.pull_consumer(stream, "settler", subject)
     for i in range(5):
         await js.publish(subject, str(i).encode())
     with suppress_instrumentation():  # an uninstrumented producer: no creation context
         await js.publish(subject, b"bare")
-    msgs = await _fetched(js, stream, 6)
+    msgs = await _fetched(js, consumer, 6)
     assert [m.data for m in msgs] == [b"0", b"1", b"2", b"3", b"4", b"bare"]
     telemetry.clear()
     await js.settle(msgs[0], "ack")
@@ -202,14 +210,14 @@ async def test_settle_attributes_are_the_messages_jetstream_metadata(
 ) -> None:
     conn, js, stream = await _stream(family, js_server, telemetry)
     subject = f"{stream}.jobs"
-    await js.pull(stream, "settler", subject)
+    consumer = await js.pull_consumer(stream, "settler", subject)
     await js.publish(subject, b"retry me")
     await js.publish(subject, b"second")
-    first, second = await _fetched(js, stream, 2)
+    first, second = await _fetched(js, consumer, 2)
     await js.settle(first, "nak", delay=0.05)
     await js.settle(second, "term")
     await asyncio.sleep(0.1)
-    (again,) = await _fetched(js, stream, 1)
+    (again,) = await _fetched(js, consumer, 1)
     assert (again.data, js.num_delivered(again)) == (b"retry me", 2)
     await js.settle(again, "ack")
     spans = await wait_spans(telemetry, 5)

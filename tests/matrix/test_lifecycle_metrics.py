@@ -18,7 +18,8 @@ from tests.matrix.expect import BASE, wait_for
 # --- lifecycle -------------------------------------------------------------------------------------
 
 
-def _patched(family: Family) -> dict[str, Any]:
+def patched_attributes(family: Family) -> dict[str, Any]:
+    """Every attribute the instrumentation patches for ``family``, as it is now."""
     (table,) = [f for f in instrumented_families.FAMILIES if f.name == family.name]
     out = {}
     for patch in table.patches:
@@ -31,16 +32,16 @@ def _patched(family: Family) -> dict[str, Any]:
 
 
 async def test_uninstrument_restores_every_patched_attribute_exactly(family: Family) -> None:
-    before = _patched(family)
+    before = patched_attributes(family)
     assert not any(isinstance(v, wrapt.ObjectProxy) or hasattr(v, "_opentelemetry_nats") for v in before.values())
     telemetry = Telemetry()
     telemetry.instrument()
-    patched = _patched(family)
+    patched = patched_attributes(family)
     assert all(patched[k] is not before[k] and patched[k].__wrapped__ is before[k] for k in before)
     telemetry.instrument()  # a second call is a no-op
-    assert _patched(family) == patched
+    assert patched_attributes(family) == patched
     telemetry.uninstrument()
-    assert all(_patched(family)[k] is before[k] for k in before)
+    assert all(patched_attributes(family)[k] is before[k] for k in before)
 
 
 async def test_after_uninstrument_nothing_is_traced_or_injected(

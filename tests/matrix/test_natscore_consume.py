@@ -16,6 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from opentelemetry.instrumentation.nats.operation import COLLECT
 from tests.families import Conn, Family, NatsCore, skip_reason
+from tests.families_js import jetstream
 from tests.helpers import Telemetry, assert_child, wait_spans
 from tests.matrix.test_jetstream_consume import (
     FETCH,
@@ -46,9 +47,10 @@ async def _setup(
 ) -> tuple[Conn, str, Any, list[Any]]:
     """A connection, a stream holding ``count`` messages and a durable pull consumer of them."""
     conn = await core.connect(server)
-    stream = await _stream(conn, "LAZY")
-    consumer = await conn.pull_consumer(stream, "puller", f"{stream}.q")
-    producers = await produce(telemetry, conn, f"{stream}.q", count)
+    js = jetstream(conn)
+    stream = await _stream(js, "LAZY")
+    consumer = await js.pull_consumer(stream, "puller", f"{stream}.q")
+    producers = await produce(telemetry, js, f"{stream}.q", count)
     telemetry.clear()
     return conn, stream, consumer, producers
 
@@ -66,7 +68,7 @@ def _fetch_attrs(
         "messaging.batch.message_count": count,
         "messaging.nats.jetstream.stream": stream,
         "messaging.nats.jetstream.consumer": consumer,
-        **(core.fetch_consumer_config if config is None else config),
+        **(jetstream(conn).fetch_consumer_config if config is None else config),
         **core.conn_attrs(conn),
     }
 
@@ -182,7 +184,7 @@ async def test_the_error_a_batch_ends_with_is_its_spans(
     batch = await consumer.fetch(max_messages=1, max_wait=5)
     reading = asyncio.ensure_future(batch.__anext__())
     await asyncio.sleep(0.1)
-    await conn.jetstream().delete_consumer(stream, "puller")  # the server ends the pull request
+    await jetstream(conn).native.delete_consumer(stream, "puller")  # the server ends the pull request
     with pytest.raises(StopAsyncIteration):
         await reading
     assert type(batch.error).__name__ == "ConsumerDeletedError"
@@ -228,11 +230,11 @@ async def test_ordered_consumer_fetch_next_and_messages(
     telemetry: Telemetry, js_server: NatsServer, core: Family
 ) -> None:
     conn, stream, _, producers = await _setup(core, js_server, telemetry, 3)
-    ordered = await conn.jetstream().ordered_consumer(stream)
+    ordered = await jetstream(conn).native.ordered_consumer(stream)
     fetched = [msg async for msg in await ordered.fetch(max_messages=2, max_wait=5)]
     name = ordered.name  # (the server-side consumer this fetch made; the next call makes another)
     nexted = await ordered.next(max_wait=5)
-    messages = await (await conn.jetstream().ordered_consumer(stream)).messages()  # (from the start)
+    messages = await (await jetstream(conn).native.ordered_consumer(stream)).messages()  # (from the start)
     streamed = await messages.__anext__()
     await messages.stop()
     assert [m.data for m in (*fetched, nexted, streamed)] == [b"0", b"1", b"2", b"0"]
@@ -258,7 +260,7 @@ async def test_an_ordered_stream_drops_out_of_order_messages_without_spans(
     telemetry: Telemetry, js_server: NatsServer, core: Family
 ) -> None:
     conn, stream, _, producers = await _setup(core, js_server, telemetry, 2)
-    ordered = await conn.jetstream().ordered_consumer(stream)
+    ordered = await jetstream(conn).native.ordered_consumer(stream)
     messages = await ordered.messages()
     first = await messages.__anext__()
     await _gap(messages, ordered)
@@ -276,7 +278,7 @@ async def test_collected_messages_make_no_spans_and_no_metrics(
     telemetry: Telemetry, js_server: NatsServer, core: Family
 ) -> None:
     conn, stream, consumer, _ = await _setup(core, js_server, telemetry, 3)
-    ordered = await conn.jetstream().ordered_consumer(stream)
+    ordered = await jetstream(conn).native.ordered_consumer(stream)
     collected: list[Any] = []
     token = COLLECT.set(collected.append)
     try:

@@ -1,7 +1,8 @@
 """What only nats-jetstream and nats-key-value have: a JetStream publish's retries, ``Headers`` objects
 on a JetStream publish, ``term_with_reason``, stored-message gets through a ``Stream``, and key-value
 iterators: a history's entries (a span each), ``updates()`` (the initial values it drops make none),
-``values()``, ``watch_filtered``, ``purge_deletes``, and the message age of the entries taken."""
+``values()``, ``watch_filtered``, ``purge_deletes``. (The message age of the entries taken, on each
+family: test_stored_reads.py.)"""
 
 from __future__ import annotations
 
@@ -383,42 +384,6 @@ async def test_purge_deletes_makes_no_spans(telemetry: Telemetry, js: Any) -> No
     await asyncio.sleep(0.05)
     spans = await wait_spans(telemetry, 3)
     assert [s.name for s in spans] == [f"kv.put {bucket}", f"kv.delete {bucket}", f"kv.put {bucket}"]
-
-
-def _points(telemetry: Telemetry, name: str) -> list[Any]:
-    """The data points of metric ``name`` (one collection)."""
-    data = telemetry.metric_reader.get_metrics_data()
-    found = [
-        m
-        for rm in (data.resource_metrics if data is not None else ())
-        for sm in rm.scope_metrics
-        for m in sm.metrics
-        if m.name == name
-    ]
-    return list(found[0].data.data_points) if found else []
-
-
-async def test_watcher_entries_record_their_age_when_taken(telemetry: Telemetry, js: Any) -> None:
-    """A watcher entry's message age ends when the application takes it (by stream only: an ordered
-    consumer's), and it counts as a consumed message; ``get`` records no age."""
-    kv, bucket = await _bucket(js, telemetry)
-    await kv.put("k", b"abc")
-    await asyncio.sleep(0.2)
-    watcher = await kv.watch("k")
-    await kv.get("k")
-    await asyncio.sleep(0.2)  # delivered to the watcher's consumer by now, not yet taken
-    age = "messaging.nats.jetstream.message.age"
-    assert _points(telemetry, age) == []
-    assert (await asyncio.wait_for(watcher.__anext__(), 5)).value == b"abc"
-    await watcher.stop()
-    (point,) = _points(telemetry, age)
-    assert dict(point.attributes) == {
-        "messaging.system.name": "nats",
-        "messaging.nats.jetstream.stream": f"KV_{bucket}",
-    }
-    assert (point.count, point.min >= 0.4, point.max < 5) == (1, True, True)
-    (consumed,) = _points(telemetry, "messaging.client.consumed.messages")
-    assert (consumed.attributes["messaging.destination.name"], consumed.value) == (bucket, 1)
 
 
 async def test_a_failing_watcher_step_records_nothing(telemetry: Telemetry, js: Any) -> None:

@@ -124,3 +124,17 @@ async def test_a_propagator_set_after_the_first_publish_is_asked(no_sdk: None, s
     await conn.publish("nosdk.textmap", b"stock again")
     received = [family.headers(await conn.next_message(sub)) for _ in range(3)]
     assert received == [{}, {"x-constant": "1"}, {}]
+
+
+async def test_the_callers_creation_context_is_sent_unchanged(no_sdk: None, server: Any, family: Family) -> None:
+    conn = await family.connect(server)
+    sub = await conn.subscribe("nosdk.keep")
+    token = attach(propagate.extract({"traceparent": f"00-{'1' * 32}-{'2' * 16}-01"}))
+    try:
+        await conn.publish("nosdk.keep", b"", headers={"traceparent": TRACEPARENT})
+        await conn.publish("nosdk.keep", b"", headers={"X-App": "1"})
+    finally:
+        detach(token)
+    kept, injected = await conn.next_message(sub), await conn.next_message(sub)
+    assert family.headers(kept) == {"traceparent": TRACEPARENT}
+    assert family.headers(injected) == {"X-App": "1", "traceparent": f"00-{'1' * 32}-{'2' * 16}-01"}

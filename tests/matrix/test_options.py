@@ -1,6 +1,8 @@
-"""The instrumentation options on each client family: wildcard and queue subscriptions, captured
-headers, excluded subjects, subject templates and ``max_destinations``, semantic-convention modes,
-the JSON envelope, hooks."""
+"""The instrumentation options on each client family: invalid values, semantic-convention modes and
+their environment variables, excluded subjects, captured headers, ``consumer_parent="link"``,
+wildcard and queue subscriptions. (Subject templates and ``max_destinations``: test_destinations.py;
+the envelope: test_envelope.py; hooks: test_hooks.py. How the options and their environment
+variables are read and validated: tests/test_options.py.)"""
 
 from __future__ import annotations
 
@@ -8,74 +10,37 @@ from typing import Any
 
 import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.trace import SpanKind
 
-from opentelemetry.instrumentation.nats import wrap_envelope
+from opentelemetry.instrumentation.nats import NatsInstrumentor
+from opentelemetry.instrumentation.nats.operation import installed
 from tests.families import Family
-from tests.helpers import Telemetry, by_name, wait_spans
-from tests.matrix.expect import BASE, PROCESS, REQUEST, wait_for
+from tests.helpers import Telemetry, assert_links, by_name, wait_spans
+from tests.matrix.expect import BASE, PROCESS, PUBLISH, REQUEST, wait_for
+from tests.matrix.test_lifecycle_metrics import patched_attributes
 
-# --- options ---------------------------------------------------------------------------------------
-
-
-async def test_wildcard_and_queue_subscriptions(telemetry: Telemetry, server: Any, family: Family) -> None:
-    conn = await family.connect(server)
-    await conn.on("metrics.*.cpu", lambda msg: None, queue="g")
-    await conn.on("logs.>", lambda msg: None)
-    await conn.publish("metrics.host1.cpu", b"1")
-    await conn.publish("logs.a.b", b"2")
-    spans = await wait_spans(telemetry, 4)
-    cpu = by_name(spans, "process metrics.*.cpu")
-    logs = by_name(spans, "process logs.>")
-    assert (cpu.attributes["messaging.destination.name"], cpu.attributes["messaging.destination.template"]) == (
-        "metrics.host1.cpu",
-        "metrics.*.cpu",
-    )
-    assert cpu.attributes["messaging.consumer.group.name"] == "g"
-    assert "messaging.consumer.group.name" not in logs.attributes
+# --- invalid options -------------------------------------------------------------------------------
 
 
-async def test_captured_headers_and_message_id(make_telemetry: Any, server: Any, family: Family) -> None:
-    telemetry = make_telemetry(captured_headers=["X-Tenant"])
-    conn = await family.connect(server)
-    await conn.on("hdr.work", lambda msg: None)
-    await conn.publish("hdr.work", b"", headers={"X-Tenant": "acme", "Nats-Msg-Id": "m-1", "Other": "x"})
-    publish, process = await wait_spans(telemetry, 2)
-    for span in (publish, process):
-        assert span.attributes["messaging.nats.message.header.x-tenant"] == "acme"
-        assert span.attributes["messaging.message.id"] == "m-1"
-        assert "messaging.nats.message.header.other" not in span.attributes
-
-
-async def test_excluded_subjects_make_no_spans_and_carry_nothing(
-    make_telemetry: Any, server: Any, family: Family
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"consumer_parent": "sideways"}, "consumer_parent: 'sideways' is not one of parent, link"),
+        ({"subject_templates": ["ok.*", "a.*x"]}, r"subject_templates: 'a\.\*x' is not a valid NATS subject pattern"),
+    ],
+)
+async def test_an_invalid_option_fails_instrument_and_patches_nothing(
+    family: Family, options: dict[str, Any], message: str
 ) -> None:
-    telemetry = make_telemetry(excluded_subjects=["health.>"])
-    conn = await family.connect(server)
-    got: list[Any] = []
-    await conn.on("health.>", got.append)
-    sub = await conn.subscribe("health.>")
-    with telemetry.tracer_provider.get_tracer("app").start_as_current_span("app"):
-        await conn.publish("health.ping", b"")
-    msg = await conn.next_message(sub)
-    await wait_for(lambda: got)
-    assert family.headers(msg) == {} and family.headers(got[0]) == {}
-    assert [s.name for s in telemetry.spans()] == ["app"]
+    before = patched_attributes(family)
+    with pytest.raises(ValueError, match=message):
+        NatsInstrumentor().instrument(**options)
+    assert patched_attributes(family) == before
+    assert installed() is None
+    assert not NatsInstrumentor().is_instrumented_by_opentelemetry
 
 
-async def test_subject_templates_and_max_destinations(make_telemetry: Any, server: Any, family: Family) -> None:
-    telemetry = make_telemetry(subject_templates=["orders.*.created"], max_destinations=1)
-    conn = await family.connect(server)
-    for subject in ("orders.1.created", "orders.2.created", "first.subject", "second.subject"):
-        await conn.publish(subject, b"")
-    spans = await wait_spans(telemetry, 4)
-    assert [s.name for s in spans] == [
-        "publish orders.*.created",
-        "publish orders.*.created",
-        "publish first.subject",
-        "publish",  # past max_destinations
-    ]
-    assert spans[0].attributes["messaging.destination.template"] == "orders.*.created"
-    assert spans[3].attributes["messaging.destination.name"] == "second.subject"
+# --- semantic-convention modes ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("mode", ["legacy", "dup"])
@@ -120,80 +85,181 @@ async def test_attribute_modes(make_telemetry: Any, server: Any, family: Family,
     assert legacy_op == family.legacy_reply_operation
 
 
-async def test_semconv_from_the_environment(
-    make_telemetry: Any, server: Any, family: Family, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("variable", "value", "mode"),
+    [
+        ("OTEL_PYTHON_NATS_SEMCONV", "legacy", "legacy"),
+        ("OTEL_SEMCONV_STABILITY_OPT_IN", "http,messaging/dup", "dup"),
+    ],
+)
+async def test_semconv_mode_from_the_environment(
+    make_telemetry: Any,
+    server: Any,
+    family: Family,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    mode: str,
 ) -> None:
-    monkeypatch.setenv("OTEL_PYTHON_NATS_SEMCONV", "legacy")
+    monkeypatch.setenv(variable, value)
     telemetry = make_telemetry()
     conn = await family.connect(server)
-    await conn.publish("env.mode", b"")
+    await conn.publish("env.mode", b"ab")
     (span,) = await wait_spans(telemetry, 1)
-    assert span.attributes["messaging.operation"] == "publish"
-    assert "messaging.operation.name" not in span.attributes
-    assert span.attributes["net.peer.port"] == server.port
-
-
-async def test_envelope_subjects_parent_the_consumer(make_telemetry: Any, server: Any, family: Family) -> None:
-    telemetry = make_telemetry(envelope_subjects=["legacy.>"])
-    conn = await family.connect(server)
-    await conn.on("legacy.orders", lambda msg: None)
-    with telemetry.tracer_provider.get_tracer("app").start_as_current_span("producer") as producer:
-        payload = wrap_envelope({"id": 1})
-    with suppress_instrumentation():  # (a producer that only writes the envelope)
-        await conn.publish("legacy.orders", payload)
-    await conn.synced()
-    await wait_for(lambda: len(telemetry.spans()) == 2)
-    process = by_name(telemetry.spans(), "process legacy.orders")
-    assert process.parent is not None and process.parent.span_id == producer.get_span_context().span_id
-
-
-async def test_hooks(make_telemetry: Any, server: Any, family: Family) -> None:
-    seen: list[tuple[str, Any]] = []
-
-    def publish_hook(span: Any, subject: Any, payload: Any, headers: Any) -> None:
-        span.set_attribute("app.hook", "publish")
-        seen.append(("publish", subject))
-
-    def request_hook(span: Any, subject: Any, payload: Any, headers: Any) -> None:
-        span.set_attribute("app.hook", "request")
-        seen.append(("request", subject))
-
-    def response_hook(span: Any, msg: Any) -> None:
-        span.set_attribute("app.response", msg.data.decode())
-
-    def consume_hook(span: Any, msg: Any) -> None:
-        span.set_attribute("app.hook", "consume")
-        seen.append(("consume", msg.subject))
-
-    telemetry = make_telemetry(
-        publish_hook=publish_hook, request_hook=request_hook, response_hook=response_hook, consume_hook=consume_hook
-    )
-    conn = await family.connect(server)
-    await conn.on("hooks.svc", lambda msg: b"pong")
-    sub = await conn.subscribe("hooks.iter")
-    await conn.request("hooks.svc", b"ping")
-    await conn.settled()
-    await conn.publish("hooks.iter", b"")
-    await conn.next_message(sub)
-    spans = await wait_spans(telemetry, 5)
-    hooked = {s.name: (s.attributes.get("app.hook"), s.attributes.get("app.response")) for s in spans}
-    assert hooked == {
-        "request hooks.svc": ("request", "pong"),
-        "process hooks.svc": ("consume", None),
-        "publish": ("publish", None),
-        "publish hooks.iter": ("publish", None),
-        "receive hooks.iter": ("consume", None),
+    expected: dict[str, Any] = {
+        "messaging.system": "nats",
+        "messaging.operation": "publish",
+        "messaging.destination.name": "env.mode",
+        "messaging.nats.subject": "env.mode",
+        "messaging.message.body.size": 2,
+        **family.conn_attrs(conn, mode),
     }
+    if mode == "dup":
+        expected.update(PUBLISH)
+    assert dict(span.attributes) == expected
 
 
-async def test_a_failing_hook_is_contained(make_telemetry: Any, server: Any, family: Family) -> None:
-    def broken(span: Any, *args: Any) -> None:
-        raise RuntimeError("hook bug")
+# --- excluded_subjects -----------------------------------------------------------------------------
 
-    telemetry = make_telemetry(publish_hook=broken, consume_hook=broken)
+
+@pytest.mark.parametrize("source", ["option", "env"])
+async def test_excluded_subjects_get_no_span_and_no_injection(
+    make_telemetry: Any, server: Any, family: Family, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    patterns = "health.*,internal.>"
+    if source == "env":
+        monkeypatch.setenv("OTEL_PYTHON_NATS_EXCLUDED_SUBJECTS", patterns)
+        telemetry = make_telemetry()
+    else:
+        telemetry = make_telemetry(excluded_subjects=patterns.split(","))
     conn = await family.connect(server)
     got: list[Any] = []
-    await conn.on("hooks.broken", got.append)
-    await conn.publish("hooks.broken", b"x")
-    await wait_spans(telemetry, 2)
-    assert [m.data for m in got] == [b"x"]
+    for subject in ("health.>", "internal.>", "internal"):
+        await conn.on(subject, got.append)
+    await conn.on("internal.svc.ping", lambda msg: b"pong")
+    await conn.on("svc.ok", lambda msg: b"pong")
+    pull = await conn.subscribe("health.pull")
+    # excluded: `*` is one token, `>` is the rest
+    with telemetry.tracer_provider.get_tracer("app").start_as_current_span("app"):
+        await conn.publish("health.db", b"1")
+        await conn.publish("internal.a.b.c", b"2")
+        await conn.publish("health.pull", b"3")
+        response = await conn.request("internal.svc.ping", b"")  # also makes the client's reply inbox
+    await conn.settled()
+    reply_traced = family.traces_replies_to_excluded_requests
+    assert (response.data, set(family.headers(response))) == (b"pong", {"traceparent"} if reply_traced else set())
+    assert (await conn.next_message(pull)).headers is None
+    # not excluded: `health.*` does not match two tokens, `internal.>` does not match `internal`
+    await conn.publish("health.db.primary", b"4")
+    await conn.publish("internal", b"5")
+    assert (await conn.request("svc.ok", b"")).data == b"pong"
+    await conn.settled()
+    await wait_for(lambda: len(got) == 6)
+    seen = {msg.subject: msg for msg in got}
+    for subject in ("health.db", "internal.a.b.c", "health.pull", "internal.svc.ping"):
+        assert seen[subject].headers is None, subject
+    for subject in ("health.db.primary", "internal"):
+        assert set(family.headers(seen[subject])) == {"traceparent"}, subject
+    spans = await wait_spans(telemetry, 9 if reply_traced else 8)
+    assert sorted(s.name for s in spans) == [
+        "app",  # (the excluded operations made no spans in it)
+        "process health.>",
+        "process internal",
+        "process svc.ok",
+        "publish",  # the reply of svc.ok
+        *(["publish"] if reply_traced else []),  # the reply to the excluded request
+        "publish health.db.primary",
+        "publish internal",
+        "request svc.ok",
+    ]
+    assert by_name(spans, "process health.>").attributes["messaging.destination.name"] == "health.db.primary"
+
+
+# --- captured_headers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["option", "env"])
+async def test_captured_headers_record_only_listed_headers_and_the_message_id(
+    make_telemetry: Any, server: Any, family: Family, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    if source == "env":
+        monkeypatch.setenv("OTEL_PYTHON_NATS_CAPTURED_HEADERS", "x-request-id, TENANT")
+        telemetry = make_telemetry()
+    else:
+        telemetry = make_telemetry(captured_headers=["x-request-id", "TENANT"])
+    conn = await family.connect(server)
+    await conn.on("hdr.capture", lambda msg: None)
+    headers = {"X-Request-Id": "req-42", "Tenant": "acme", "Authorization": "secret", "Nats-Msg-Id": "m-1"}
+    await conn.publish("hdr.capture", b"x", headers=headers)
+    publish, process = await wait_spans(telemetry, 2)
+    assert (publish.name, process.name) == ("publish hdr.capture", "process hdr.capture")
+    for span in (publish, process):
+        captured = {k: v for k, v in span.attributes.items() if k.startswith("messaging.nats.message.header.")}
+        assert captured == {
+            "messaging.nats.message.header.x-request-id": "req-42",
+            "messaging.nats.message.header.tenant": "acme",
+        }, span.name
+        assert span.attributes["messaging.message.id"] == "m-1", span.name
+
+
+# --- consumer_parent="link" ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["option", "env"])
+async def test_link_mode_makes_consumer_spans_roots_linked_to_the_producer(
+    make_telemetry: Any, server: Any, family: Family, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    if source == "env":
+        monkeypatch.setenv("OTEL_PYTHON_NATS_CONSUMER_PARENT", "link")
+        telemetry = make_telemetry()
+    else:
+        telemetry = make_telemetry(consumer_parent="link")
+    conn = await family.connect(server)
+    got: list[Any] = []
+    await conn.on("link.cb", got.append)
+    sub = await conn.subscribe("link.pull")
+    await conn.publish("link.cb", b"")
+    await conn.publish("link.pull", b"")
+    await wait_for(lambda: got)
+    await conn.next_message(sub)
+    spans = await wait_spans(telemetry, 4)
+    for producer_name, consumer_name, kind in (
+        ("publish link.cb", "process link.cb", SpanKind.CONSUMER),
+        ("publish link.pull", "receive link.pull", SpanKind.CLIENT),
+    ):
+        producer, consumer = by_name(spans, producer_name), by_name(spans, consumer_name)
+        assert consumer.kind == kind
+        assert consumer.parent is None
+        assert consumer.context.trace_id != producer.context.trace_id
+        assert_links(consumer, producer)
+
+
+async def test_link_mode_message_without_context_has_no_links(make_telemetry: Any, server: Any, family: Family) -> None:
+    telemetry = make_telemetry(consumer_parent="link")
+    conn = await family.connect(server)
+    sub = await conn.subscribe("link.none")
+    with suppress_instrumentation():
+        await conn.publish("link.none", b"")
+    await conn.next_message(sub)
+    (span,) = await wait_spans(telemetry, 1)
+    assert (span.name, span.parent, tuple(span.links)) == ("receive link.none", None, ())
+
+
+# --- subscriptions ---------------------------------------------------------------------------------
+
+
+async def test_wildcard_and_queue_subscriptions(telemetry: Telemetry, server: Any, family: Family) -> None:
+    conn = await family.connect(server)
+    await conn.on("metrics.*.cpu", lambda msg: None, queue="g")
+    await conn.on("logs.>", lambda msg: None)
+    await conn.publish("metrics.host1.cpu", b"1")
+    await conn.publish("logs.a.b", b"2")
+    spans = await wait_spans(telemetry, 4)
+    cpu = by_name(spans, "process metrics.*.cpu")
+    logs = by_name(spans, "process logs.>")
+    assert (cpu.attributes["messaging.destination.name"], cpu.attributes["messaging.destination.template"]) == (
+        "metrics.host1.cpu",
+        "metrics.*.cpu",
+    )
+    assert cpu.attributes["messaging.consumer.group.name"] == "g"
+    assert "messaging.consumer.group.name" not in logs.attributes

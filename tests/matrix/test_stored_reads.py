@@ -21,6 +21,8 @@ from tests.families import Family
 from tests.families_js import Js, jetstream
 from tests.helpers import Telemetry, assert_child, assert_links, wait_spans
 from tests.matrix.expect import RECEIVE
+from tests.matrix.test_jetstream_consume import ages, by_stream
+from tests.matrix.test_lifecycle_metrics import base_metric, metrics, points
 from tests.natsserver import NatsServer
 from tests.trace_topology import TRACED_ACCOUNTS, disabled_headers, requires_msg_trace, traceparent
 
@@ -143,7 +145,7 @@ async def test_get_of_a_message_without_context(telemetry: Telemetry, js_server:
     with suppress_instrumentation():
         await w.publish(f"{stream}.a", b"x", headers={"X-App": "1"})
     msg = await r.get(stream, seq=1, direct=False)
-    assert r.stored_headers(msg) == {"X-App": "1"}
+    assert family.headers(msg) == {"X-App": "1"}
     (get,) = await wait_spans(telemetry, 1)
     assert (get.name, get.parent, get.links) == (f"get {stream}", None, ())
 
@@ -363,6 +365,46 @@ async def test_keys_make_no_spans(telemetry: Telemetry, js_server: NatsServer, f
     assert [s.name for s in spans] == [f"kv.put {bucket}"] * 3
 
 
+# --- metrics --------------------------------------------------------------------------------------
+
+
+async def test_stored_reads_metrics_and_the_watcher_entries_age(
+    telemetry: Telemetry, js_server: NatsServer, family: Family
+) -> None:
+    """Key-value calls and stored-message gets record an operation duration; a watcher entry also counts
+    a consumed message and its bytes, and its message age ends when the application takes it (by
+    stream only: an ordered consumer's). A get is no consumer delivery: no count, no age."""
+    _, reader, r, kv_w, kv_r, bucket = await _kv(family, js_server, telemetry)
+    await kv_w.put("k", b"abc")
+    await asyncio.sleep(0.2)
+    watcher = await r.watch(kv_r, "k")
+    await kv_r.get("k")
+    await r.get(f"KV_{bucket}", seq=1, direct=False)
+    await asyncio.sleep(0.2)  # delivered to the watcher's consumer by now, not yet taken
+    assert ages(telemetry) == []
+    assert (await r.next_entry(watcher)).value == b"abc"
+    await watcher.stop()
+    (point,) = ages(telemetry)
+    assert dict(point.attributes) == by_stream(f"KV_{bucket}")
+    assert point.count == 1 and point.min >= 0.4 and point.max < 5
+    got = metrics(telemetry)
+    durations = {
+        (p.attributes["messaging.operation.name"], p.attributes["messaging.destination.name"]): p.count
+        for p in points(got["messaging.client.operation.duration"])
+    }
+    assert durations == {
+        ("kv.put", bucket): 1,
+        ("kv.get", bucket): 1,
+        ("get", f"KV_{bucket}"): 1,
+        ("receive", bucket): 1,
+    }
+    receive = {**base_metric(reader, "receive", "receive"), "messaging.destination.name": bucket}
+    assert [(dict(p.attributes), p.value) for p in points(got["messaging.client.consumed.messages"])] == [(receive, 1)]
+    assert [(dict(p.attributes), p.value) for p in points(got["messaging.nats.client.received.bytes"])] == [
+        (receive, 3)
+    ]
+
+
 # --- servers that rename traceparent on stored copies ------------------------------------------------
 
 
@@ -399,7 +441,7 @@ async def test_stored_copies_with_trace_disabled_still_link(
         (f"receive {bucket}", SpanKind.CLIENT),
     ]
     put = spans[0]
-    stored = {k: v for k, v in js.stored_headers(raw).items() if not k.startswith("Nats-") or k == "Nats-Trace-Dest"}
+    stored = {k: v for k, v in family.headers(raw).items() if not k.startswith("Nats-") or k == "Nats-Trace-Dest"}
     assert stored == disabled_headers(traceparent(put))  # the server really disabled the stored copy's trace
     for span in spans[1:]:
         assert span.parent is None
