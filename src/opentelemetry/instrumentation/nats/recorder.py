@@ -28,7 +28,7 @@ and the parent and link rules they share, which read best in one place (user hoo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.context import Context
@@ -427,15 +427,27 @@ class Recorder:
             except Exception:
                 _LOG.debug("could not record metrics for %s", op.op.name, exc_info=True)
 
-    async def received(self, op: Operation, msg: Any, start_time: int) -> None:
+    def received(self, op: Operation, msg: Any, start_time: int) -> Awaitable[None] | None:
         """Record a receive span for a message handed to the application (started at ``start_time``):
         in the caller's current context, with a link to the message's creation context (read from
-        ``op.headers``: the family's view of the message's headers)."""
+        ``op.headers``: the family's view of the message's headers).
+
+        Returns ``None`` when the span has ended, or - with a ``consume_hook`` to call - an awaitable
+        that calls it and ends the span (not a coroutine function: only the hook needs a coroutine,
+        about 1.5 µs per message in-process on nats-core)."""
         links = creation_links(self.producer_context(op.headers, op.subject, msg.data))
         span = self.start(op, links=links, start_time=start_time)
-        if span.is_recording() and self.config.consume_hook is not None:
-            await call_hook(self.config.consume_hook, span, msg)
+        hook = self.config.consume_hook
+        if hook is not None and span.is_recording():
+            return self._hooked(hook, span, op, msg)
         self.finish(span, op)
+        return None
+
+    async def _hooked(self, hook: Hook, span: Span, op: Operation, msg: Any) -> None:
+        try:
+            await call_hook(hook, span, msg)
+        finally:
+            self.finish(span, op)
 
 
 def record_error(span: Span, exc: BaseException) -> None:

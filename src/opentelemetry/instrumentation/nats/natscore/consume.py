@@ -186,7 +186,9 @@ async def _received(rec: Recorder, access: ClientAccess, consumer: Any, msg: Any
         if rec.excluding is not None and rec.excluded(msg.subject):
             return
         op = _receive_operation(access, consumer_client(consumer), consumer_names(consumer)[0], msg)
-        await rec.received(op, msg, start)
+        hooked = rec.received(op, msg, start)
+        if hooked is not None:
+            await hooked
     except Exception:
         _LOG.debug("could not record a receive span", exc_info=True)
 

@@ -132,7 +132,10 @@ async def _receive(rec: Recorder, wrapped: Any, sub: Any, args: Args, kwargs: Kw
     try:
         if rec.excluding is None or not rec.excluded(msg.subject):
             extra = attributes.jetstream_message_attributes(msg.reply)
-            await rec.received(_operation(names.RECEIVE, CLIENT, sub, msg, header_view(msg.headers), extra), msg, start)
+            op = _operation(names.RECEIVE, CLIENT, sub, msg, header_view(msg.headers), extra)
+            hooked = rec.received(op, msg, start)
+            if hooked is not None:
+                await hooked
     except Exception:
         _LOG.debug("could not record a receive span", exc_info=True)
     return msg

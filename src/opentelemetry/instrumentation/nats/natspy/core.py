@@ -230,7 +230,9 @@ async def _record_receive(sub: Any, msg: Any, start: int) -> None:
             subscription_queue(sub),
             attributes.jetstream_message_attributes(msg.reply),
         )
-        await rec.received(op, msg, start)
+        hooked = rec.received(op, msg, start)
+        if hooked is not None:
+            await hooked
     except Exception:
         _LOG.debug("could not record a receive span", exc_info=True)
 
