@@ -167,3 +167,32 @@ async def test_raising_hooks_are_logged_and_swallowed(
     assert len(failures) == len(calls)
     assert all(r.exc_info and isinstance(r.exc_info[1], RuntimeError) for r in failures)
     assert sorted(str(r.exc_info[1]) for r in failures if r.exc_info) == sorted(f"{c[0]} hook failed" for c in calls)
+
+
+async def test_a_receive_span_ends_when_its_consume_hook_is_cancelled(
+    make_telemetry: Any, server: Any, family: Family
+) -> None:
+    """The application cancels a task waiting in ``next`` while its (async) consume hook runs: the
+    cancellation reaches the application, and the receive span is ended all the same."""
+    entered = asyncio.Event()
+
+    async def consume_hook(span: Any, msg: Any) -> None:
+        entered.set()
+        await asyncio.sleep(60)
+
+    telemetry = make_telemetry(consume_hook=consume_hook)
+    conn = await family.connect(server)
+    sub = await conn.subscribe("hooks.cancel")
+    await conn.publish("hooks.cancel", b"x")
+    task = asyncio.ensure_future(conn.next_message(sub))
+    await asyncio.wait_for(entered.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (publish, receive) = await wait_spans(telemetry, 2)
+    assert (publish.name, receive.name, receive.kind) == (
+        "publish hooks.cancel",
+        "receive hooks.cancel",
+        SpanKind.CLIENT,
+    )
+    assert receive.status.status_code == StatusCode.UNSET
