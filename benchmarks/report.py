@@ -9,11 +9,11 @@ import platform
 import statistics
 import subprocess
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import stats
+from protocol import versions
 
 if TYPE_CHECKING:
     from run import Bound, Family, Measurements
@@ -55,12 +55,7 @@ def machine(here: Path, dists: Sequence[str] = ()) -> dict[str, str]:
         "commit": commit or "unknown",
     }
     if dists:
-        out["Python"] = f"{platform.python_implementation()} {platform.python_version()}"
-        for dist in dists:
-            try:
-                out[dist] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                out[dist] = "not installed"
+        out.update(versions(dists))
     return out
 
 
