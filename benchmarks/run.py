@@ -67,10 +67,11 @@ Why the design is what it is (measured on the 2-core machines this runs on, 2026
   Two looks, not a look after every round: repeated looks until the interval clears the limit would
   pass a bound that sits right at its limit far more often than 2.5 % of the time.
 - **Time budget.** The defaults are 24 first-stage rounds, up to 36 second-stage rounds and 12
-  minutes. A round of every bound of both families takes about 16 s here (the warm-up round and the
-  workers' start about 25 s more), so the first stage takes about 7 minutes and leaves about 5 for
+  minutes. A round of every bound of both families takes about 16 s here (the workers' start and the
+  warm-up round about 20 s more), so the first stage takes about 7 minutes and leaves about 5 for
   the second, whose rounds are as much shorter as fewer bounds are left: a default run takes 8 to 12
-  minutes, depending on how many bounds the first stage leaves undecided.
+  minutes, depending on how many bounds the first stage leaves undecided (on a machine a fifth
+  slower, the first stage takes about 8).
 
 Each round runs every quad once, in a shuffled order; round 0 is a warm-up (dropped) that sizes the
 blocks to at least ``BLOCK_SECONDS`` each. Writes ``benchmarks/results/results.md`` and
