@@ -1,12 +1,13 @@
 """A nats-core benchmark worker process (Python 3.13; started by ``benchmarks/run.py``, not by hand).
 
 The same kinds as ``worker.py`` (nats-py), over the next-generation client (``nats.client``,
-``nats.jetstream``): ``control`` (never instrumented: ``raw.{op}``, ``floor.publish``), ``unit``
-(the same until its ``switch`` instruments with the SDK, sends traffic and uninstruments), ``nosdk``
-(``base.{op}`` and ``nosdk.{op}``, instrumented with no provider around each block) and ``sdk``
-(hand-written equivalents and the instrumented paths, ``natscore_paths.py``). When the installed
-instrumentation does not patch nats-core (``python natscore_worker.py probe`` tells ``run.py``), the
-paths that need it are left out and the worker says so (``notes``).
+``nats.jetstream``): ``unit`` (two client sets: ``raw.{op}`` and ``floor.publish`` on one that is never
+used while instrumented, ``uninst.{op}`` on one connected, subscribed and used under instrumentation
+with the SDK at start-up and then uninstrumented), ``nosdk`` (``base.{op}`` and ``nosdk.{op}``,
+instrumented with no provider around each block) and ``sdk`` (hand-written equivalents and the
+instrumented paths, ``natscore_paths.py``). When the installed instrumentation does not patch
+nats-core (``python natscore_worker.py probe`` tells ``run.py``), the paths that need it are left
+out and the worker says so (``notes``).
 
 Operations: ``publish``; ``callback`` (``sub.add_callback(cb)``: synchronous, run by the client's
 read loop); ``iterator`` (a task reading ``async for msg in sub``); ``request`` (sequential
@@ -19,16 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+import common
 import nats.jetstream
+from common import RESPONSE
 from nats.client import connect
 from nats.client.errors import NoRespondersError
-from protocol import Counter, Elapsed, Worker, clock, serve, since
+from protocol import Counter, Elapsed, Worker, serve
 
 SUBJECT = "bench.core.publish"
 CB_SUBJECT = "bench.core.callback"
@@ -36,15 +38,11 @@ IT_SUBJECT = "bench.core.iterator"
 REQ_SUBJECT = "bench.core.request"
 JS_SUBJECT = "bench.core.js"
 STREAM = "BENCHCORE"
-PAYLOAD = b"x" * 128
-RESPONSE = b"ok"
-WARMUP = 20  # untimed messages before each block (after subscribing, instrumenting)
 # Round trips: nats-core flushes a connection's writes at most every 5 ms (``_min_flush_interval``),
 # so a sequential request or JetStream publish takes 3-4 ms of wall time; fewer of them warm a block up.
 WARMUP_ROUND_TRIPS = 5
 
 OPERATIONS = ("publish", "callback", "iterator", "request", "js_publish")
-TRACEPARENT_HEADERS = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
 DISTS = (
     "nats-core",
     "nats-jetstream",
@@ -54,136 +52,102 @@ DISTS = (
     "opentelemetry-instrumentation-nats",
     "wrapt",
 )
+# What a request to a responder that is not listening yet raises.
+NOT_ANSWERED = (NoRespondersError, TimeoutError, asyncio.TimeoutError)
 
 
-class Clients:
-    """The connections every path uses: a publisher/requester and a subscriber/responder."""
+class Clients(common.ClientSet):
+    subject, js_subject, stream = SUBJECT, JS_SUBJECT, STREAM
+    round_trip_warmup, not_answered = WARMUP_ROUND_TRIPS, NOT_ANSWERED
 
-    nc: Any
-    sc: Any
-    js: Any
+    async def open(self, url: str) -> Any:
+        return await connect(url)
 
-    async def connect(self, url: str) -> None:
-        self.nc = await connect(url)
-        self.sc = await connect(url)
-        self.js = nats.jetstream.new(self.nc)
-        with contextlib.suppress(Exception):  # left over from an earlier run
-            await self.js.delete_stream(STREAM)
-        await self.js.create_stream(name=STREAM, subjects=[JS_SUBJECT], storage="memory", max_msgs=10_000)
+    def jetstream(self, nc: Any) -> Any:
+        return nats.jetstream.new(nc)
 
-    async def close(self) -> None:
-        await self.nc.close()
-        await self.sc.close()
-
-
-Fn = Callable[[Clients, int], Awaitable[Elapsed]]
-Publish = Callable[[Clients, str], Awaitable[None]]
+    async def create_stream(self) -> None:
+        await self.js.create_stream(name=self.stream, subjects=[self.js_subject], storage="memory", max_msgs=10_000)
 
 
 # --- plain nats-core (raw, instrumented and after uninstrument() run the same code) -------------
 
 
-async def plain_publish(c: Clients, n: int) -> Elapsed:
-    nc = c.nc
-    t0 = clock()
-    for _ in range(n):
-        await nc.publish(SUBJECT, PAYLOAD)
-    await nc.flush()
-    return since(t0)
-
-
-async def floor_publish(c: Clients, n: int) -> Elapsed:
-    """Raw publish with a constant ``traceparent`` header: what carrying a context costs at least."""
-    nc, headers = c.nc, TRACEPARENT_HEADERS
-    t0 = clock()
-    for _ in range(n):
-        await nc.publish(SUBJECT, PAYLOAD, headers=headers)
-    await nc.flush()
-    return since(t0)
-
-
-_blocks = itertools.count(1)
-
-
-def fresh(prefix: str) -> str:
-    """A subject of its own for each measured block (see ``worker.fresh``)."""
-    return f"{prefix}.{next(_blocks)}"
-
-
-async def until_delivered(c: Clients, subject: str, counter: Counter, publish: Publish) -> None:
-    """Publish probes until the subscription gets one (a fresh subscription's first messages from
-    another connection can find no interest yet)."""
-    counter.expect(1)
-    for _ in range(100):
-        await publish(c, subject)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(counter.done.wait()), 0.2)
-            return
-    raise RuntimeError(f"no message reached the subscription on {subject}")
-
-
-async def counted(c: Clients, subject: str, n: int, counter: Counter, publish: Publish) -> Elapsed:
-    """Probe, warm up, then publish ``n`` messages: the time until ``counter`` has seen all ``n``."""
-    await until_delivered(c, subject, counter, publish)
-    counter.expect(WARMUP)
-    for _ in range(WARMUP):
-        await publish(c, subject)
-    await asyncio.wait_for(counter.done.wait(), 30)
-    counter.expect(n)
-    t0 = clock()
-    for _ in range(n):
-        await publish(c, subject)
-    await asyncio.wait_for(counter.done.wait(), 60)
-    return since(t0)
-
-
-Callback = Callable[[Any, str, Counter], Callable[[Any], None]]
-
-
-async def callback_delivery(c: Clients, n: int, make_callback: Callback, publish: Publish) -> Elapsed:
-    """Publish ``n`` messages to a subscription with a (synchronous) callback from ``make_callback``."""
-    subject = fresh(CB_SUBJECT)
-    counter = Counter()
-    sub = await c.sc.subscribe(subject)
-    sub.add_callback(make_callback(sub, subject, counter))
-    await c.sc.flush()
-    try:
-        return await counted(c, subject, n, counter, publish)
-    finally:
-        await sub.unsubscribe()
-
-
-Consume = Callable[[Any, str, Counter], Awaitable[None]]
-
-
-async def iterator_delivery(c: Clients, n: int, consume: Consume, publish: Publish) -> Elapsed:
-    """Publish ``n`` messages to a subscription that a task reads (``consume``)."""
-    subject = fresh(IT_SUBJECT)
-    counter = Counter()
-    sub = await c.sc.subscribe(subject)
-    task = asyncio.create_task(consume(sub, subject, counter))
-    await c.sc.flush()
-    try:
-        return await counted(c, subject, n, counter, publish)
-    finally:
-        await sub.unsubscribe()
+async def stop(sub: Any, task: asyncio.Task[None] | None = None) -> None:
+    """Unsubscribe, and end the task that reads the subscription."""
+    await sub.unsubscribe()
+    if task is not None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
 
-async def plain_pub(c: Clients, subject: str) -> None:
-    await c.nc.publish(subject, PAYLOAD)
+Callback = Callable[[Any, str, Counter], Callable[[Any], None]]
+
+
+def with_callback(c: Clients, make_callback: Callback, made: list[Any] | None = None) -> common.Subscribe:
+    """Subscriptions with a (synchronous) callback from ``make_callback`` (appended to ``made``)."""
+
+    async def subscribe(subject: str, counter: Counter) -> common.Close:
+        sub = await c.sc.subscribe(subject)
+        sub.add_callback(make_callback(sub, subject, counter))
+        if made is not None:
+            made.append(sub)
+        return lambda: stop(sub)
+
+    return subscribe
+
+
+def drained(sub: Any, run: common.Path) -> common.Path:
+    """``run``, then (untimed) read what the callback subscription ``sub`` also queued: nats-core
+    queues every message for ``next()``, callbacks or not, and once 65 536 are pending it drops
+    each further one and logs it as a slow consumer. (A subscription made for one block is
+    unsubscribed before that.)"""
+
+    async def measured(n: int) -> Elapsed:
+        try:
+            return await run(n)
+        finally:
+            while sub.pending[0]:
+                await sub.next()
+
+    return measured
+
+
+Consume = Callable[[Any, str, Counter], Coroutine[Any, Any, None]]
+
+
+def with_reader(c: Clients, consume: Consume) -> common.Subscribe:
+    """Subscriptions that a task reads (``consume``)."""
+
+    async def subscribe(subject: str, counter: Counter) -> common.Close:
+        sub = await c.sc.subscribe(subject)
+        task = asyncio.create_task(consume(sub, subject, counter))
+        return lambda: stop(sub, task)
+
+    return subscribe
+
+
+def with_responder(c: Clients, respond: Callable[[Clients, Any, str], Coroutine[Any, Any, None]]) -> common.Serve:
+    """Responders: a task reading a subscription (``respond``)."""
+
+    async def start(subject: str) -> common.Close:
+        sub = await c.sc.subscribe(subject)
+        task = asyncio.create_task(respond(c, sub, subject))
+        return lambda: stop(sub, task)
+
+    return start
+
+
+def plain_make_callback(sub: Any, subject: str, counter: Counter) -> Callable[[Any], None]:
+    def cb(msg: Any) -> None:
+        counter.tick()
+
+    return cb
 
 
 async def plain_callback(c: Clients, n: int) -> Elapsed:
-    def make(sub: Any, subject: str, counter: Counter) -> Callable[[Any], None]:
-        def cb(msg: Any) -> None:
-            counter.tick()
-
-        return cb
-
-    return await callback_delivery(c, n, make, plain_pub)
+    return await common.delivery(c, CB_SUBJECT, n, with_callback(c, plain_make_callback), common.plain_pub)
 
 
 async def plain_consume(sub: Any, subject: str, counter: Counter) -> None:
@@ -192,86 +156,27 @@ async def plain_consume(sub: Any, subject: str, counter: Counter) -> None:
 
 
 async def plain_iterator(c: Clients, n: int) -> Elapsed:
-    return await iterator_delivery(c, n, plain_consume, plain_pub)
+    return await common.delivery(c, IT_SUBJECT, n, with_reader(c, plain_consume), common.plain_pub)
 
 
-Serve = Callable[[Clients, Any, str], Awaitable[None]]
-Run = Callable[[Clients, str], Awaitable[None]]
-
-
-async def until_answered(c: Clients, subject: str, run: Run) -> None:
-    """Request (the path's own way) until the responder answers."""
-    for _ in range(100):
-        try:
-            await run(c, subject)
-            return
-        except (NoRespondersError, TimeoutError, asyncio.TimeoutError):
-            await asyncio.sleep(0.01)
-    raise RuntimeError(f"no answer on {subject}")
-
-
-async def responder(c: Clients, n: int, serve_: Serve, run: Run) -> Elapsed:
-    """``n`` sequential requests (``run``) to a task reading its subscription (``serve_``)."""
-    subject = fresh(REQ_SUBJECT)
-    sub = await c.sc.subscribe(subject)
-    task = asyncio.create_task(serve_(c, sub, subject))
-    await c.sc.flush()
-    try:
-        await until_answered(c, subject, run)
-        for _ in range(WARMUP_ROUND_TRIPS):
-            await run(c, subject)
-        t0 = clock()
-        for _ in range(n):
-            await run(c, subject)
-        return since(t0)
-    finally:
-        await sub.unsubscribe()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def plain_serve(c: Clients, sub: Any, subject: str) -> None:
+async def plain_respond(c: Clients, sub: Any, subject: str) -> None:
     sc = c.sc
     async for msg in sub:
         await sc.publish(msg.reply, RESPONSE)
 
 
-async def plain_run(c: Clients, subject: str) -> None:
-    await c.nc.request(subject, PAYLOAD, timeout=5)
-
-
 async def plain_request(c: Clients, n: int) -> Elapsed:
-    return await responder(c, n, plain_serve, plain_run)
+    start = with_responder(c, plain_respond)
+    return await common.round_trips(c, REQ_SUBJECT, n, start, common.plain_run)
 
 
-async def plain_js_publish(c: Clients, n: int) -> Elapsed:
-    js = c.js
-    for _ in range(WARMUP_ROUND_TRIPS):
-        await js.publish(JS_SUBJECT, PAYLOAD)
-    t0 = clock()
-    for _ in range(n):
-        await js.publish(JS_SUBJECT, PAYLOAD)
-    return since(t0)
-
-
-async def warm_publish(c: Clients, fn: Fn, n: int) -> Elapsed:
-    """Warm a publish path up (caches, first span) before measuring it."""
-    await fn(c, WARMUP)
-    return await fn(c, n)
-
-
-PLAIN: dict[str, Fn] = {
-    "publish": plain_publish,
+PLAIN: dict[str, common.Fn] = {
+    "publish": common.plain_publish,
     "callback": plain_callback,
     "iterator": plain_iterator,
     "request": plain_request,
-    "js_publish": plain_js_publish,
+    "js_publish": common.plain_js_publish,
 }
-
-
-def block(c: Clients, fn: Fn, op: str) -> Callable[[int], Awaitable[Elapsed]]:
-    return (lambda n: warm_publish(c, fn, n)) if op == "publish" else (lambda n: fn(c, n))
 
 
 # --- worker kinds -------------------------------------------------------------------------------
@@ -314,67 +219,58 @@ def not_patched(missing: list[str]) -> str:
     )
 
 
-def toggled(c: Clients, fn: Fn, op: str) -> Callable[[int], Awaitable[Elapsed]]:
-    """A block instrumented with no SDK: ``instrument()`` before it, ``uninstrument()`` after (untimed)."""
-    from opentelemetry.instrumentation.nats import NatsInstrumentor
+async def open_set(worker: Worker, url: str) -> tuple[Clients, dict[str, common.Path]]:
+    """A unit worker's client set and its paths. Long-lived, as in an application: the connections,
+    the JetStream context, the callback subscription (its callback added with ``add_callback``), the
+    subscription an iterator task reads and the responder task's subscription are made here once
+    (for the switched set: while instrumented, so the callback is the one the instrumented
+    ``add_callback`` wrapped) and every block of the path goes through them."""
+    c = Clients()
+    await c.connect(url)
+    made: list[Any] = []
+    callback = await common.Delivery.open(
+        c, common.fresh(CB_SUBJECT), with_callback(c, plain_make_callback, made), common.plain_pub
+    )
+    iterator = await common.Delivery.open(c, common.fresh(IT_SUBJECT), with_reader(c, plain_consume), common.plain_pub)
+    start = with_responder(c, plain_respond)
+    responder = await common.RoundTrips.open(c, common.fresh(REQ_SUBJECT), start, common.plain_run)
+    worker.closers += [callback.close, iterator.close, responder.close, c.close]
+    paths = {
+        "publish": common.block(c, common.plain_publish, "publish"),
+        "callback": drained(made[0], callback.measure),
+        "iterator": iterator.measure,
+        "request": responder.measure,
+        "js_publish": common.block(c, common.plain_js_publish, "js_publish"),
+    }
+    return c, paths
 
-    run = block(c, fn, op)
 
-    async def measured(n: int) -> Elapsed:
-        instrumentor = NatsInstrumentor()
-        instrumentor.instrument()
-        try:
-            return await run(n)
-        finally:
-            instrumentor.uninstrument()
-
-    return measured
-
-
-async def make_worker(config: str, url: str, patched: list[str], notes: list[str]) -> Worker:
-    clients = Clients()
-    await clients.connect(url)
-    worker = Worker()
-    worker.closers.append(clients.close)
+async def make_worker(kind: str, url: str, patched: list[str], notes: list[str]) -> Worker:
     missing = [op for op in OPERATIONS if op not in patched]
     if missing:
         notes.append(not_patched(missing))
-    if config in ("control", "unit"):
-        from natscore_paths import warm_up_traffic
 
-        await warm_up_traffic(clients, instrument=False)
-        for op, fn in PLAIN.items():
-            if config == "control" or op in patched:
-                worker.paths[f"raw.{op}"] = block(clients, fn, op)
-        instrument = config == "unit"
-        worker.commands["switch"] = lambda: warm_up_traffic(clients, instrument=instrument)
-        if config == "control":
-            worker.paths["floor.publish"] = block(clients, floor_publish, "publish")
-    elif config == "nosdk":
-        for op in patched:
-            worker.paths[f"base.{op}"] = block(clients, PLAIN[op], op)
-            worker.paths[f"nosdk.{op}"] = toggled(clients, PLAIN[op], op)
-    elif config == "sdk":
+    async def sdk(worker: Worker, clients: common.ClientSet) -> None:
         from natscore_paths import add_sdk_paths, check_equivalence
 
+        assert isinstance(clients, Clients)
         await check_equivalence(clients, url, patched)
         add_sdk_paths(worker, clients, url, patched)
-    else:
-        raise SystemExit(f"unknown worker configuration {config!r}")
-    return worker
+
+    return await common.make_worker(kind, url, Clients, PLAIN, patched, lambda w: lambda: open_set(w, url), sdk)
 
 
-async def main(config: str, url: str, patched: list[str]) -> None:
+async def main(kind: str, url: str, patched: list[str]) -> None:
     notes: list[str] = []
 
     async def make() -> Worker:
-        return await make_worker(config, url, patched, notes)
+        return await make_worker(kind, url, patched, notes)
 
     await serve(make, DISTS, notes)
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "probe":  # run.py asks once, so that no control process ever instruments
+    if sys.argv[1] == "probe":  # run.py asks once, so that no worker has to instrument to find out
         print(json.dumps({"patched": patched_operations()}))
     else:
         asyncio.run(main(sys.argv[1], sys.argv[2], [op for op in sys.argv[3].split(",") if op]))

@@ -2,11 +2,10 @@
 nats-core): the clocks, the block runner and the JSON-lines protocol with ``run.py``. Imports no
 NATS client, so both families' workers (on different Python versions) use it.
 
-Protocol: the worker prints ``{"ready": [paths], "commands": [names], "info": {versions}, "notes":
-[...]}``; then, per line on stdin, ``{"run": [[path, n], ...]}`` measures those blocks back to back (no
-round trip to the orchestrator between them) and prints ``{"samples": [[wall, cpu], ...]}``
-(per-message seconds), and ``{"command": name}`` runs a command (e.g. ``switch``) and prints ``{}``.
-An empty line or EOF ends it. CPU time is the process's (``time.process_time()``: every thread, the
+Protocol: the worker prints ``{"ready": [paths], "info": {versions}, "notes": [...]}``; then, per
+line on stdin, ``{"run": [[path, n], ...]}`` measures those blocks back to back (no round trip to the
+orchestrator between them) and prints ``{"samples": [[wall, cpu], ...]}`` (per-message seconds). An
+empty line or EOF ends it. CPU time is the process's (``time.process_time()``: every thread, the
 batch span processor's export included; the SDK workers flush their span processors before the
 clocks stop).
 """
@@ -60,11 +59,10 @@ class Counter:
 
 
 class Worker:
-    """A worker's measurable paths and commands."""
+    """A worker's measurable paths, and what closes its clients (in order)."""
 
     def __init__(self) -> None:
         self.paths: dict[str, Path] = {}
-        self.commands: dict[str, Callable[[], Awaitable[object]]] = {}
         self.closers: list[Callable[[], Awaitable[object]]] = []
 
     async def block(self, path: str, n: int) -> Elapsed:
@@ -96,7 +94,6 @@ async def serve(make: Callable[[], Awaitable[Worker]], dists: Iterable[str], not
     loop = asyncio.get_running_loop()
     ready = {
         "ready": sorted(worker.paths),
-        "commands": sorted(worker.commands),
         "info": versions(dists),
         "notes": notes or [],
     }
@@ -107,10 +104,6 @@ async def serve(make: Callable[[], Awaitable[Worker]], dists: Iterable[str], not
             if not line.strip():
                 break
             cmd = json.loads(line)
-            if "command" in cmd:
-                await worker.commands[cmd["command"]]()
-                print("{}", flush=True)
-                continue
             samples = [await worker.block(path, n) for path, n in cmd["run"]]
             print(json.dumps({"samples": samples}), flush=True)
     finally:

@@ -1,19 +1,18 @@
 """The suite's report: cost tables, the bounds with their estimates, intervals and verdicts, the
-process offsets the after-``uninstrument()`` units saw, and the plot (``run.py`` measures)."""
+spread of the blocks, and the plot (``run.py`` measures)."""
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import statistics
 import subprocess
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import stats
+from protocol import versions
 
 if TYPE_CHECKING:
     from run import Bound, Family, Measurements
@@ -55,12 +54,7 @@ def machine(here: Path, dists: Sequence[str] = ()) -> dict[str, str]:
         "commit": commit or "unknown",
     }
     if dists:
-        out["Python"] = f"{platform.python_implementation()} {platform.python_version()}"
-        for dist in dists:
-            try:
-                out[dist] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                out[dist] = "not installed"
+        out.update(versions(dists))
     return out
 
 
@@ -88,12 +82,6 @@ def table_markdown(head: list[str], rows: list[list[str]]) -> list[str]:
 
 def estimate(m: Measurements, b: Bound) -> tuple[stats.Estimate, float] | None:
     """``b``'s CPU-time estimate and its wall-time ratio from what ``m`` holds (``None``: nothing yet)."""
-    if b in m.switched:
-        halves = [h for h in m.switched[b].values() if h[0] and h[1]]
-        if not halves:
-            return None
-        cpu = stats.shift([([q[0] for q in h[0]], [q[0] for q in h[1]]) for h in halves])
-        return cpu, stats.shift([([q[1] for q in h[0]], [q[1] for q in h[1]]) for h in halves]).ratio
     if b in m.quads:
         return stats.paired([q[0] for q in m.quads[b]]), stats.paired([q[1] for q in m.quads[b]]).ratio
     return None
@@ -123,7 +111,6 @@ class Report:
         *,
         rounds: int,
         extension: str,
-        units: int,
         block_seconds: float,
     ) -> None:
         self.m = m
@@ -133,7 +120,6 @@ class Report:
         self.notes = notes
         self.rounds = rounds
         self.extension = extension
-        self.units = units
         self.block_seconds = block_seconds
         self.median = [{k: statistics.median(s[i] for s in v) for k, v in m.blocks.items()} for i in (WALL, CPU)]
         self.checks: list[tuple[Bound, stats.Estimate, float, str]] = []
@@ -232,28 +218,6 @@ class Report:
             )
         return rows
 
-    def switch_rows(self, family: Family) -> list[list[str]]:
-        """Per unit and operation: the unit/control CPU ratio before and after the switch (medians)."""
-        rows = []
-        for b, _est, _, _ in self.checks:
-            if b.family != family.name or b not in self.m.switched:
-                continue
-            for unit, (before, after) in sorted(self.m.switched[b].items()):
-                if not before or not after:
-                    continue
-                mb = math.exp(statistics.median(q[0] for q in before))
-                ma = math.exp(statistics.median(q[0] for q in after))
-                rows.append(
-                    [
-                        b.title.split(":")[0],
-                        str(unit),
-                        f"{mb:.3f} ({len(before)})",
-                        f"{ma:.3f} ({len(after)})",
-                        f"{ma / mb:.3f}",
-                    ]
-                )
-        return rows
-
     def spread_rows(self, family: Family) -> list[list[str]]:
         rows = []
         for (f, path), samples in sorted(self.m.blocks.items()):
@@ -296,17 +260,16 @@ class Report:
         lines = [
             "# Benchmark results",
             "",
-            f"Command: `{command}` — {self.rounds} rounds after a warm-up round (dropped); {self.units} unit/control",
-            "process pairs for the after-`uninstrument()` bounds, switched after the first half of the rounds.",
+            f"Command: `{command}` — {self.rounds} rounds after a warm-up round (dropped).",
             f"Second stage (more rounds for the bounds the first stage left undecided): {self.extension}.",
             "Per-message cost is CPU time of the client process (all threads, the batch span processor's export",
             "included), with wall time beside it: the median over the blocks. Every bound compares two paths in one",
             "process, measured as quads of blocks A B B A (or B A A B); its ratio is the Hodges-Lehmann estimate of",
-            "the per-quad log ratios with a 95 % Wilcoxon interval. After `uninstrument()`: the same process before",
-            "`instrument()` and after `uninstrument()`, each block against a never-instrumented control process",
-            "measured in alternation; the ratio is how much unit/control rose across the switch (stratified",
-            "Hodges-Lehmann, Mann-Whitney interval). **A bound passes when its whole interval is within the limit**,",
-            "fails when the whole interval is above it, and is undecided otherwise. `benchmarks/run.py` says why.",
+            "the per-quad log ratios with a 95 % Wilcoxon interval. After `uninstrument()`: clients that were",
+            "connected, subscribed and used while instrumented, then uninstrumented, against clients of the same",
+            "process that were never used while instrumented. **A bound passes when its whole interval is within",
+            "the limit**, fails when the whole interval is above it, and is undecided otherwise. `benchmarks/run.py`",
+            "says why.",
             "",
             "## Machine",
             "",
@@ -330,18 +293,6 @@ class Report:
                 lines += [f"### {title} per message (µs)", "", *table_markdown(*self.cost_rows(family, clock)), ""]
                 lines += [*table_markdown(*self.extra_rows(family, clock)), ""]
             lines += ["### Bounds", "", *table_markdown(self.CHECK_HEAD, self.check_rows(family)), ""]
-            switch = self.switch_rows(family)
-            if switch:
-                lines += [
-                    "### After `uninstrument()`: unit / control, per unit",
-                    "",
-                    "Median CPU ratio of a unit process to its never-instrumented control before and after the switch",
-                    "(quads in parentheses): the offset between two processes running the same code, and how little",
-                    "the switch changes it.",
-                    "",
-                    *table_markdown(["operation", "unit", "before", "after", "after / before"], switch),
-                    "",
-                ]
             lines += [
                 "### Spread",
                 "",
@@ -362,8 +313,8 @@ class Report:
             "",
             "## What is measured",
             "",
-            f"- Blocks: at least {self.block_seconds:g} s each (sized from the warm-up round), and at least"
-            " the per-family message counts of `run.py`.",
+            f"- Blocks: a baseline's at least {self.block_seconds:g} s each (sized from the warm-up round), and at"
+            " least the per-family message counts of `run.py`; both paths of a bound run as many messages.",
             "- **CPU time**: `time.process_time()` of the worker process over the block (publisher and",
             "  subscriber connections are in the same process; sampled paths flush their span processors",
             "  before the clocks stop, so exporting the block's spans is counted). nats-server is another process.",
@@ -375,13 +326,17 @@ class Report:
             "- **request/reply**: sequential `await nc.request(…)` against a responder on the second connection",
             "  (nats-py: a callback calling `msg.respond(…)`; nats-core: a task reading the subscription with",
             "  `async for` and publishing to `msg.reply`).",
+            "- Subscriptions and responders: made for each block (on a subject of its own), except in the unit",
+            "  process (raw and after `uninstrument()`), whose client sets make theirs once, at its start.",
             "- **JetStream publish**: sequential `await js.publish(…)` to a memory-storage stream.",
-            "- **raw**: the control processes (never instrumented) and the units before the switch;",
-            "  **floor**: raw publish with a constant `traceparent` header (one dict reused), in the control.",
+            "- **raw**: the unit process's raw clients, never used while instrumented; **floor**: raw publish",
+            "  with a constant `traceparent` header (one dict reused), on the same clients.",
             "- **no SDK**: `instrument()` with no tracer or meter provider (the API's no-op) before the block,",
             "  `uninstrument()` after it; its baseline is the plain blocks of the same process.",
-            "- **after uninstrument()**: a unit process after instrumenting with the SDK, sending traffic on every",
-            "  path and calling `uninstrument()`; the control sent the same traffic uninstrumented.",
+            "- **after uninstrument()**: the unit process's switched clients: at its start it instrumented with",
+            "  the SDK, connected them and made their subscriptions and responders, sent traffic on every path",
+            "  through them and called `uninstrument()`; its raw clients got the same traffic uninstrumented.",
+            "  Its baseline is raw, measured in the same process.",
             "- **hand-written**: the uninstrumented client with the code a careful user would write by hand: the",
             "  same spans (names, kinds, parents, links, attributes — checked before measuring) with",
             "  `tracer.start_as_current_span(...)`, `propagate.inject` into a fresh headers dict, the client",

@@ -1,7 +1,7 @@
 """The benchmark suite: per-message cost of the instrumented clients against the raw clients and
 against hand-written OpenTelemetry code, all measured in one run, with the bounds checked.
 
-    python benchmarks/run.py            # ~10 minutes; starts its own nats-server on a free loopback port
+    python benchmarks/run.py            # ~12 minutes; starts its own nats-server on a free loopback port
     scripts/bench.sh suite              # the same, with the dependencies (and a Python 3.13 env) installed
     python benchmarks/run.py --quick    # a smoke run: too few pairs for most bounds to be decided
 
@@ -20,17 +20,31 @@ Why the design is what it is (measured on the 2-core machines this runs on, 2026
   all within 2 %); an offset stays with its process for the whole run, and which process gets it
   is random. With raw and "after ``uninstrument()``" in different processes, a bound of 1.02 was
   decided by which processes were paired: one run failed with 1.064 (middle half 1.009-1.171) on
-  code identical to raw. So **every bound compares two paths in the same process**: hand-written
-  and instrumented blocks in the SDK worker (instrumenting before the block, uninstrumenting after);
-  no-SDK blocks against plain blocks in the no-SDK worker (``instrument()`` with no provider before
-  the block, ``uninstrument()`` after; the plain blocks run between them).
-- **After ``uninstrument()``** is measured in the very same process before ``instrument()`` and after
-  ``uninstrument()`` (the ``unit`` worker switches once, halfway through the rounds). A process's
-  cost also drifts with the machine's load, so each unit block is paired with a block of a control
-  process that is never instrumented (the same history otherwise); the bound's estimate is how much
-  the unit/control ratio rose across the switch. The process offset is in both halves and divides
-  out; the load is in both blocks of a pair. Each of the ``--units`` unit/control pairs measures
-  every round.
+  code identical to raw. So **every bound compares two paths in the same process**, one worker
+  process per kind and family: hand-written and instrumented blocks in the SDK worker
+  (instrumenting before the block, uninstrumenting after); no-SDK blocks against plain blocks in the
+  no-SDK worker (``instrument()`` with no provider before the block, ``uninstrument()`` after; the
+  plain blocks run between them); after ``uninstrument()`` against raw in the unit worker.
+- **After ``uninstrument()``** compares two sets of clients in the ``unit`` worker. At its start the
+  worker connects the ``raw`` set and makes its subscriptions and responders, then instruments with
+  the SDK, connects the ``switched`` set and makes its own (as an application does at start-up under
+  instrumentation), sends traffic on every path through it, and calls ``uninstrument()``; the raw
+  set is never used while instrumented (``common.unit_worker``). The bound is ``uninst.{op}`` (the
+  switched set) against ``raw.{op}`` in quads like every other bound. An earlier design compared
+  processes instead - a unit process before and after a switch halfway through the run, each block
+  against a never-instrumented control process - and could not decide a 1.02 bound: the process
+  offsets above and the machine's load drift between the halves stayed in its estimate (its
+  clean-clone runs left every after-``uninstrument()`` bound undecided, e.g. nats-core request/reply
+  1.012, interval 0.988-1.041). What this comparison catches: whatever the instrumentation leaves
+  on the clients, subscriptions and responders that lived through ``instrument()`` and
+  ``uninstrument()`` (a callback wrapped when the subscription was made, chained connection
+  callbacks, per-client state) is in the switched set's path and not in the raw one. What it does
+  not catch: a process-wide slowdown that affects every client alike (code left patched, a thread,
+  garbage) is in both paths and divides out. That the globally patched code is restored exactly is
+  checked by the test suite instead
+  (``tests/matrix/test_lifecycle_metrics.py::test_uninstrument_restores_every_patched_attribute_exactly``:
+  after ``uninstrument()`` every attribute the instrumentation patched, on both families, is the
+  original object again).
 - **Pairs, in ABBA order.** Each measurement is a quad of blocks A B B A (or B A A B) back to back:
   a linear drift cancels, and the load that two adjacent blocks share cancels in their ratio. The
   per-message noise that remains is mostly wake-up and cache cost that other processes' bursts add to
@@ -38,20 +52,26 @@ Why the design is what it is (measured on the 2-core machines this runs on, 2026
   CPU on a quiet machine and 100-150 µs beside other test runs), and it is shared by adjacent blocks.
   Short blocks and many quads beat long ones: 12 rounds of request/reply quads gave intervals as
   narrow with 300 messages a block as with 1000, in less than a third of the time (the shared noise
-  cancels better the closer the blocks are). The JetStream stream's fill level made no difference to
-  the client (purged against full: 0.99, 95 % interval 0.92-1.07), so it is not reset between blocks.
+  cancels better the closer the blocks are). Both paths of a quad run the same number of messages
+  (sized by the baseline), so that per-block costs weigh alike. The JetStream stream's fill level
+  made no difference to the client (purged against full: 0.99, 95 % interval 0.92-1.07), so it is
+  not reset between blocks.
 - **Estimate and verdict.** A bound's estimate is the Hodges-Lehmann median of its per-quad log
-  ratios with a 95 % Wilcoxon interval (after ``uninstrument()``: the median of the within-unit
-  after-minus-before differences with a stratified Mann-Whitney interval), see ``stats.py``. A bound
-  **passes when the whole interval is within it** (shown at 95 %), fails when the whole interval is
-  above it, and is **undecided** when the limit lies inside the interval: the run could not tell, and
-  says so instead of letting noise pick the verdict. The exit status is 0 only when every bound passes.
-- **Two stages.** The first stage runs ``--rounds`` rounds of every quad (units switch halfway). The
-  bounds it leaves undecided get up to ``--extra-rounds`` more rounds, as long as ``--minutes`` allow
-  (after-``uninstrument()`` bounds on new unit/control pairs, switched halfway through, and on the
-  first units after their switch); the verdict is taken once more at the end. Two looks, not a look
-  after every round: repeated looks until the interval clears the limit would pass a bound that sits
-  right at its limit far more often than 2.5 % of the time.
+  ratios with a 95 % Wilcoxon interval, see ``stats.py``. A bound **passes when the whole interval
+  is within it** (shown at 95 %), fails when the whole interval is above it, and is **undecided**
+  when the limit lies inside the interval: the run could not tell, and says so instead of letting
+  noise pick the verdict. The exit status is 0 only when every bound passes.
+- **Two stages.** The first stage runs ``--rounds`` rounds of every quad. The bounds it leaves
+  undecided get up to ``--extra-rounds`` more rounds of the same quads, each round started only when
+  it is expected to end within ``--minutes`` of the start; the verdict is taken once more at the end.
+  Two looks, not a look after every round: repeated looks until the interval clears the limit would
+  pass a bound that sits right at its limit far more often than 2.5 % of the time.
+- **Time budget.** The defaults are 24 first-stage rounds, up to 36 second-stage rounds and 12
+  minutes. A round of every bound of both families takes about 16 s here (the workers' start and the
+  warm-up round about 20 s more), so the first stage takes about 7 minutes and leaves about 5 for
+  the second, whose rounds are as much shorter as fewer bounds are left: a default run takes 8 to 12
+  minutes, depending on how many bounds the first stage leaves undecided (on a machine a fifth
+  slower, the first stage takes about 8).
 
 Each round runs every quad once, in a shuffled order; round 0 is a warm-up (dropped) that sizes the
 blocks to at least ``BLOCK_SECONDS`` each. Writes ``benchmarks/results/results.md`` and
@@ -72,7 +92,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -142,8 +162,9 @@ NATS_CORE = Family(
     ratio_operations=(),
 )
 
-# The worker kinds (worker.py says what each holds) and how many processes of each.
-CONTROL, UNIT, NOSDK, SDK = "control", "unit", "nosdk", "sdk"
+# The worker kinds (worker.py says what each holds): one process of each per family.
+UNIT, NOSDK, SDK = "unit", "nosdk", "sdk"
+KINDS = (UNIT, NOSDK, SDK)
 
 
 @dataclass(frozen=True)
@@ -153,7 +174,7 @@ class Bound:
     path: str
     baseline: str
     limit: float | None  # None: reported only
-    worker: str  # the worker kind measuring both paths; UNIT: before/after the switch, against the control
+    worker: str  # the worker kind measuring both paths
     binding: bool = True  # a performance bound (decides the verdict and the exit status); else reported only
 
 
@@ -182,15 +203,9 @@ def bounds(family: Family, paths: dict[str, set[str]]) -> list[Bound]:
             METRICS_LIMIT,
             SDK,
         ),
-        Bound(f, "publish: constant traceparent header (floor) / raw", "floor.publish", "raw.publish", None, CONTROL),
+        Bound(f, "publish: constant traceparent header (floor) / raw", "floor.publish", "raw.publish", None, UNIT),
     ]
-
-    def present(b: Bound) -> bool:
-        if b.worker == UNIT:
-            return b.baseline in paths.get(UNIT, set())
-        return {b.path, b.baseline} <= paths.get(b.worker, set())
-
-    return [b for b in out if present(b)]
+    return [b for b in out if {b.path, b.baseline} <= paths.get(b.worker, set())]
 
 
 # --- CPU placement --------------------------------------------------------------------------------
@@ -338,7 +353,6 @@ class Worker(WorkerProcess):
         super().__init__(argv, f"{family.name} worker {kind!r}", family.python)
         ready = self._read()
         self.paths: set[str] = set(ready["ready"])
-        self.commands: set[str] = set(ready["commands"])
         self.info: dict[str, str] = ready["info"]
         self.notes: list[str] = ready.get("notes", [])
 
@@ -347,14 +361,15 @@ class Worker(WorkerProcess):
         answer = self._send({"run": [[path, n] for path, n in blocks]})
         return [(float(w), float(c)) for w, c in answer["samples"]]
 
-    def command(self, name: str) -> None:
-        self._send({"command": name})
-
 
 # --- rounds ---------------------------------------------------------------------------------------
 
-# After the warm-up round every path gets enough messages for a block of at least this long (a
-# short block - raw publish is ~1 µs a message - is easily swamped by a burst from another process).
+# The defaults: the first stage and, within MINUTES from the start, the second (see the docstring).
+ROUNDS, EXTRA_ROUNDS, MINUTES = 24, 36, 12.0
+
+# After the warm-up round every baseline gets enough messages for a block of at least this long (a
+# short block - raw publish is ~1 µs a message - is easily swamped by a burst from another process);
+# both paths of a bound run the same number (per-block costs, such as the final flush, then weigh alike).
 BLOCK_SECONDS = 0.05
 
 
@@ -369,188 +384,114 @@ class Measurements:
 
     blocks: dict[tuple[str, str], list[Sample]] = field(default_factory=dict)  # (family, path) -> per block
     quads: dict[Bound, list[tuple[float, float]]] = field(default_factory=dict)  # paired: (CPU, wall) log ratios
-    # after uninstrument(): per unit, the (CPU, wall) log ratios unit/control before and after the switch
-    switched: dict[Bound, dict[int, tuple[list[tuple[float, float]], list[tuple[float, float]]]]] = field(
-        default_factory=dict
-    )
 
     def add_blocks(self, family: str, path: str, samples: list[Sample]) -> None:
         self.blocks.setdefault((family, path), []).extend(samples)
 
 
 class Suite:
-    """The workers of every family and the rounds over them."""
+    """The workers of every family (one of each kind) and the rounds over them."""
 
-    def __init__(self, families: list[Family], url: str, units: int) -> None:
+    def __init__(self, families: list[Family], url: str) -> None:
         self.families = families
-        self.units = units
-        self.workers: dict[tuple[str, str, int], Worker] = {}
+        self.workers: dict[tuple[str, str], Worker] = {}
         self.bounds: list[Bound] = []
         self.notes: dict[str, list[str]] = {}
         self.info: dict[str, dict[str, str]] = {}
         try:
             for family in families:
-                for kind, count in ((CONTROL, units), (UNIT, units), (NOSDK, 1), (SDK, 1)):
-                    for i in range(count):
-                        self.workers[(family.name, kind, i)] = Worker(family, kind, url)
-                first = self.workers[(family.name, SDK, 0)]
-                self.info[family.name] = first.info
-                paths = {k: w.paths for (f, k, _), w in self.workers.items() if f == family.name}
+                for kind in KINDS:
+                    self.workers[(family.name, kind)] = Worker(family, kind, url)
+                self.info[family.name] = self.workers[(family.name, SDK)].info
+                paths = {k: w.paths for (f, k), w in self.workers.items() if f == family.name}
                 self.bounds += bounds(family, paths)
                 self.notes[family.name] = sorted(
-                    {n for (f, _, _), w in self.workers.items() if f == family.name for n in w.notes}
+                    {n for (f, _), w in self.workers.items() if f == family.name for n in w.notes}
                 )
         except BaseException:
             self.close()
             raise
         self.family = {f.name: f for f in families}
         self.sizes: dict[tuple[str, str], int] = {}
+        self.first_stage = 0.0  # seconds, the longest round of the first stage
 
     def close(self) -> None:
         for w in self.workers.values():
             w.close()
 
-    def count(self, b: Bound, path: str, scale: float) -> int:
-        return self.sizes.get((b.family, path)) or self.base(b.family, path, scale)
+    def count(self, b: Bound, scale: float) -> int:
+        """Messages per block of either path of ``b``: the same for both, sized by the baseline."""
+        return self.sizes.get((b.family, b.baseline)) or self.base(b.family, b.baseline, scale)
 
-    def replica(self, b: Bound, kind: str, r: int) -> Worker:
-        n = sum(1 for (f, k, _) in self.workers if f == b.family and k == kind)
-        return self.workers[(b.family, kind, r % n)]
-
-    def quad(
-        self, b: Bound, r: int, unit: int, rng: random.Random, scale: float, m: Measurements | None, after: bool
-    ) -> None:
-        """One quad of ``b``'s two paths (ABBA or BABA), recorded into ``m``; ``None``: the warm-up
-        round, which sizes the blocks instead."""
+    def quad(self, b: Bound, rng: random.Random, scale: float, m: Measurements | None) -> None:
+        """One quad of ``b``'s two paths (ABBA or BABA) in its worker, recorded into ``m``; ``None``:
+        the warm-up round, which sizes the blocks instead."""
         a_first = rng.random() < 0.5
-        if b.worker == UNIT:  # the same path in the unit and in the control
-            n = self.count(b, b.baseline, scale)
-            workers = [self.workers[(b.family, UNIT, unit)], self.workers[(b.family, CONTROL, unit)]]
-            blocks = [(b.baseline, n)] * 2
-        else:
-            workers = [self.replica(b, b.worker, r)]
-            blocks = [(b.path, self.count(b, b.path, scale)), (b.baseline, self.count(b, b.baseline, scale))]
+        n = self.count(b, scale)
+        blocks = [(b.path, n), (b.baseline, n)]
         a, z = (0, 1) if a_first else (1, 0)  # A B B A or B A A B
-        if len(workers) == 2:
-            got = [workers[i].run([blocks[i]])[0] for i in (a, z, z, a)]
-        else:
-            got = workers[0].run([blocks[i] for i in (a, z, z, a)])
+        got = self.workers[(b.family, b.worker)].run([blocks[i] for i in (a, z, z, a)])
         pa = (got[0], got[3]) if a_first else (got[1], got[2])
         pb = (got[1], got[2]) if a_first else (got[0], got[3])
         if m is None:
-            for (path, _), (wall, _) in zip(blocks, (pa[0], pb[0]), strict=True):
-                self.sizes.setdefault((b.family, path), self.size(b.family, path, scale, wall))
+            self.sizes.setdefault((b.family, b.baseline), self.size(b.family, b.baseline, scale, pb[0][WALL]))
             return
-        ratios = (log_ratio(pa, pb, CPU), log_ratio(pa, pb, WALL))
+        m.add_blocks(b.family, b.path, list(pa))
         m.add_blocks(b.family, b.baseline, list(pb))
-        if b.worker == UNIT:
-            m.add_blocks(b.family, b.path if after else b.baseline, list(pa))
-            halves = m.switched.setdefault(b, {}).setdefault(unit, ([], []))
-            halves[1 if after else 0].append(ratios)
-        else:
-            m.add_blocks(b.family, b.path, list(pa))
-            m.quads.setdefault(b, []).append(ratios)
+        m.quads.setdefault(b, []).append((log_ratio(pa, pb, CPU), log_ratio(pa, pb, WALL)))
 
     def base(self, family: str, path: str, scale: float) -> int:
         return max(20, int(self.family[family].messages[path.rsplit(".", 1)[1]] * scale))
 
     def size(self, family: str, path: str, scale: float, wall: float) -> int:
-        """Messages per block: at least the family's count (scaled), more for fast paths (by the warm-up's
-        per-message wall time), so that a block lasts at least ``BLOCK_SECONDS`` (scaled)."""
+        """Messages per block: at least the family's count (scaled), more for fast baselines (by the
+        warm-up's per-message wall time), so that a baseline block lasts at least ``BLOCK_SECONDS`` (scaled)."""
         base = self.base(family, path, scale)
         return min(base * 100, max(base, int(BLOCK_SECONDS * scale / wall))) if wall > 0 else base
 
-    def add_units(self, family: str, url: str) -> list[int]:
-        """Start another ``units`` unit/control pairs of ``family`` (for the extension); their indices."""
-        fam = self.family[family]
-        first = sum(1 for (f, k, _) in self.workers if f == family and k == UNIT)
-        added = list(range(first, first + self.units))
-        for i in added:
-            for kind in (UNIT, CONTROL):
-                self.workers[(family, kind, i)] = Worker(fam, kind, url)
-        return added
-
-    def round(
-        self, r: int, plan: list[tuple[Bound, int, bool]], rng: random.Random, scale: float, m: Measurements | None
-    ) -> None:
-        """One quad per ``(bound, unit, after)`` of ``plan``, bounds in a shuffled order."""
-        by_bound: dict[Bound, list[tuple[int, bool]]] = {}
-        for b, unit, after in plan:
-            by_bound.setdefault(b, []).append((unit, after))
-        order = list(by_bound)
+    def round(self, bounds: list[Bound], rng: random.Random, scale: float, m: Measurements | None) -> float:
+        """One quad of each of ``bounds``, in a shuffled order; its duration in seconds."""
+        t0 = time.monotonic()
+        order = list(bounds)
         rng.shuffle(order)
         for b in order:
-            for unit, after in by_bound[b]:
-                self.quad(b, r, unit, rng, scale, m, after)
+            self.quad(b, rng, scale, m)
+        return time.monotonic() - t0
 
     def run(self, rounds: int, scale: float, shuffle: int) -> Measurements:
-        """The warm-up round, then ``rounds`` rounds; the units switch after the first half."""
+        """The warm-up round, then ``rounds`` rounds of every bound."""
         rng = random.Random(shuffle)
         m = Measurements()
-        units = range(self.units)
-        switch_after = rounds // 2  # rounds 1..rounds/2 before the switch, the rest after it
+        took = []
         for r in range(rounds + 1):
-            after = r > switch_after
-            # after uninstrument(): every unit each round (its estimate needs the most quads)
-            plan = [(b, i, after) for b in self.bounds for i in (units if b.worker == UNIT else [0])]
-            t0 = time.monotonic()
-            self.round(r, plan, rng, scale, m if r else None)
+            took.append(self.round(self.bounds, rng, scale, m if r else None))
             label = "warm-up round" if r == 0 else f"round {r}/{rounds}"
-            print(f"  {label} ({time.monotonic() - t0:.1f} s)", file=sys.stderr, flush=True)
-            if r == switch_after:
-                self.switch(units)
+            print(f"  {label} ({took[-1]:.1f} s)", file=sys.stderr, flush=True)
+        self.first_stage = max(took[1:], default=took[0])  # the longest round
         return m
 
-    def extend(self, m: Measurements, extra: int, deadline: float, url: str, scale: float, shuffle: int) -> str:
-        """The second stage: up to ``extra`` more rounds for the bounds the first stage left undecided
-        (until ``deadline``, a ``time.monotonic()``). An after-uninstrument() bound gets quads from new
-        unit/control pairs (switched halfway through the extension) and more after-quads from the
-        first ones. Returns what it did, for the report."""
+    def extend(self, m: Measurements, extra: int, deadline: float, shuffle: int, scale: float) -> str:
+        """The second stage: up to ``extra`` more rounds of the bounds the first stage left undecided,
+        each started only when it is expected to end by ``deadline`` (a ``time.monotonic()``; expected:
+        as long as the longest such round so far, at first the longest first-stage round's share for
+        these bounds). Returns what it did, for the report."""
         todo = rep.undecided(m, self.bounds)
         if not todo or extra <= 0:
             return "none needed" if not todo else "none (--extra-rounds 0)"
-        print(f"  extension: {len(todo)} undecided bounds, up to {extra} more rounds", file=sys.stderr, flush=True)
+        print(f"  second stage: {len(todo)} undecided bounds, up to {extra} more rounds", file=sys.stderr, flush=True)
         rng = random.Random(shuffle + 1)
-        new_units: dict[str, list[int]] = {}
-        for f in sorted({b.family for b in todo if b.worker == UNIT}):
-            new_units[f] = self.add_units(f, url)
-        old = range(self.units)
-        # a dropped warm-up quad on each new unit
-        self.round(0, [(b, i, False) for b in todo if b.worker == UNIT for i in new_units[b.family]], rng, scale, None)
+        expected = self.first_stage * len(todo) / max(1, len(self.bounds))
         done = 0
         for e in range(extra):
-            if time.monotonic() > deadline:
+            if time.monotonic() + expected > deadline:
                 break
-            after = e >= extra // 2
-            plan: list[tuple[Bound, int, bool]] = []
-            for b in todo:
-                if b.worker == UNIT:
-                    plan += [(b, i, after) for i in new_units[b.family]] + [(b, i, True) for i in old]
-                else:
-                    plan.append((b, 0, False))
-            t0 = time.monotonic()
-            self.round(1 + e, plan, rng, scale, m)
+            took = self.round(todo, rng, scale, m)
+            expected = max(expected, took) if done else took
             done += 1
-            print(f"  extension round {e + 1}/{extra} ({time.monotonic() - t0:.1f} s)", file=sys.stderr, flush=True)
-            if e == extra // 2 - 1 and new_units:
-                self.switch([i for added in new_units.values() for i in added])
+            print(f"  second-stage round {e + 1}/{extra} ({took:.1f} s)", file=sys.stderr, flush=True)
         titles = ", ".join(f"{b.family} {b.title.split(' / ')[0]}" for b in todo)
-        return f"{done} more rounds for {len(todo)} bounds undecided after the first stage ({titles})"
-
-    def switch(self, units: Iterable[int]) -> None:
-        """The units ``units`` instrument, send traffic and uninstrument; their controls send the same
-        traffic."""
-        t0 = time.monotonic()
-        wanted = set(units)
-        for (_, kind, i), w in self.workers.items():
-            if i in wanted and kind in (UNIT, CONTROL) and "switch" in w.commands:
-                w.command("switch")
-        print(
-            f"  units {sorted(wanted)} switched: instrumented, traffic sent, uninstrumented"
-            f" ({time.monotonic() - t0:.1f} s)",
-            file=sys.stderr,
-            flush=True,
-        )
+        stopped = "" if done == extra else " (stopped by --minutes)"
+        return f"{done} more rounds{stopped} for {len(todo)} bounds undecided after the first stage ({titles})"
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -558,14 +499,19 @@ class Suite:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=20, help="rounds of the first stage (default 20)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds of the first stage (default {ROUNDS})")
     parser.add_argument(
-        "--extra-rounds", type=int, default=12, help="second stage: rounds for the undecided bounds (default 12)"
+        "--extra-rounds",
+        type=int,
+        default=EXTRA_ROUNDS,
+        help=f"second stage: rounds for the undecided bounds (default {EXTRA_ROUNDS})",
     )
     parser.add_argument(
-        "--minutes", type=float, default=10, help="no second-stage round starts after this (default 10)"
+        "--minutes",
+        type=float,
+        default=MINUTES,
+        help=f"no second-stage round starts that would end after this, from the start (default {MINUTES:g})",
     )
-    parser.add_argument("--units", type=int, default=2, help="unit/control process pairs (default 2)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the messages per block")
     parser.add_argument("--quick", action="store_true", help="6 rounds at a quarter of the messages")
     parser.add_argument("--shuffle", type=int, default=1, help="which per-round shuffle (random generator start)")
@@ -618,12 +564,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     suite: Suite | None = None
     try:
-        suite = Suite(families, url, args.units)
+        suite = Suite(families, url)
         if args.only:
             words = args.only.split(",")
             suite.bounds = [b for b in suite.bounds if any(w in b.title for w in words)]
         measured = suite.run(rounds, scale, args.shuffle)
-        extension = suite.extend(measured, extra, t0 + args.minutes * 60, url, scale, args.shuffle)
+        extension = suite.extend(measured, extra, t0 + args.minutes * 60, args.shuffle, scale)
     finally:
         if suite is not None:
             suite.close()
@@ -644,7 +590,6 @@ def main(argv: list[str] | None = None) -> int:
         notes,
         rounds=rounds,
         extension=extension,
-        units=args.units,
         block_seconds=BLOCK_SECONDS,
     )
     print(report.text())

@@ -72,12 +72,12 @@ class ScaleWorker:
     def instrument(self) -> None:
         if self.config == "raw":
             return
+        from common import DiscardExporter
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
-        from sdk_paths import DiscardExporter
 
         from opentelemetry.instrumentation.nats import NatsInstrumentor
 

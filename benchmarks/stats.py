@@ -3,16 +3,12 @@
 Everything works on log ratios of per-message CPU time, so that a 3 % effect counts the same on a
 2 µs path as on a 200 µs one, and the answers are ratios again (``exp``).
 
-- :func:`paired`: the per-pair log ratios of two paths measured back to back in one process. The
-  estimate is the Hodges-Lehmann estimator (the median of the pairwise means, the Walsh averages),
-  the interval the Wilcoxon signed-rank interval: distribution-free, and one burst of load in one
-  block moves neither much (a mean and a t interval would follow it).
-- :func:`shift`: how far the values after an event lie above those before it, in several units
-  (process pairs) at once: the median of the after-minus-before differences within each unit, with
-  the Mann-Whitney interval of those differences (stratified: its variance is the sum of the units').
-
-Both intervals use the normal approximation of the rank statistic (fine from about eight values; with
-fewer, the interval is the whole range of the values, which is honest about how little it knows).
+:func:`paired` takes the per-quad log ratios of two paths measured back to back in one process. The
+estimate is the Hodges-Lehmann estimator (the median of the pairwise means, the Walsh averages), the
+interval the Wilcoxon signed-rank interval: distribution-free, and one burst of load in one block
+moves neither much (a mean and a t interval would follow it). The interval uses the normal
+approximation of the rank statistic (fine from about eight values; with fewer, the interval is the
+whole range of the values, which is honest about how little it knows).
 """
 
 from __future__ import annotations
@@ -53,20 +49,6 @@ def paired(logs: Sequence[float]) -> Estimate:
     k = math.floor(len(walsh) / 2 - Z95 * math.sqrt(n * (n + 1) * (2 * n + 1) / 24))
     low, high = _interval(walsh, k)
     return Estimate(math.exp(statistics.median(walsh)), math.exp(low), math.exp(high), n)
-
-
-def shift(units: Sequence[tuple[Sequence[float], Sequence[float]]]) -> Estimate:
-    """Hodges-Lehmann estimate and stratified Mann-Whitney 95 % interval of after - before, from the
-    ``(before, after)`` log values of each unit; differences are only taken within a unit."""
-    diffs = sorted(a - b for before, after in units for a in after for b in before)
-    if not diffs:
-        raise ValueError("no values")
-    variance = sum(len(b) * len(a) * (len(b) + len(a) + 1) / 12 for b, a in units)
-    k = math.floor(len(diffs) / 2 - Z95 * math.sqrt(variance))
-    low, high = _interval(diffs, k)
-    return Estimate(
-        math.exp(statistics.median(diffs)), math.exp(low), math.exp(high), sum(len(b) + len(a) for b, a in units)
-    )
 
 
 PASS, FAIL, UNDECIDED, REPORTED = "PASS", "FAIL", "UNDECIDED", "reported"
