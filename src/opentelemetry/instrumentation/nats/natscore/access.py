@@ -236,6 +236,15 @@ def header_view(headers: Any) -> Any:
     return data if type(data) is dict else headers
 
 
+def unwrap_callbacks(sub: Any, wrapper: type) -> None:
+    """Give ``sub`` back the callbacks that ``wrapper`` proxies wrap, in place in its callback list."""
+    callbacks = getattr(sub, "_callbacks", None)
+    if type(callbacks) is list:
+        for i, cb in enumerate(callbacks):
+            if type(cb) is wrapper:
+                callbacks[i] = getattr(cb, "__wrapped__", cb)
+
+
 def subscription_client(sub: Any) -> Any:
     return getattr(sub, "_client", None)
 

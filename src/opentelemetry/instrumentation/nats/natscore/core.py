@@ -31,6 +31,7 @@ from opentelemetry.instrumentation.nats.natscore.access import (
     header_view,
     subscription_client,
     subscription_sid,
+    unwrap_callbacks,
 )
 from opentelemetry.instrumentation.nats.operation import (
     ACTIVE,
@@ -42,6 +43,7 @@ from opentelemetry.instrumentation.nats.operation import (
     entry,
     now,
 )
+from opentelemetry.instrumentation.nats.patching import changed
 from opentelemetry.instrumentation.nats.propagation import attach, current_context, detach
 from opentelemetry.instrumentation.nats.recorder import Recorder
 from opentelemetry.instrumentation.nats.sending import Args, Calls, Kwargs, publish_wrapper, request_wrapper
@@ -184,7 +186,13 @@ def add_callback(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any
     cb = args[0] if len(args) == 1 and not kwargs else kwargs.get("callback") if not args else None
     if rec is None or cb is None or type(cb) is TracedCallback or not callable(cb) or _is_async(cb):
         return wrapped(*args, **kwargs)
-    return wrapped(TracedCallback(cb, instance))
+    result = wrapped(TracedCallback(cb, instance))
+    changed(instance, _unwrap)  # uninstrument() gives it back the application's callbacks
+    return result
+
+
+def _unwrap(sub: Any) -> None:
+    unwrap_callbacks(sub, TracedCallback)
 
 
 def _is_async(cb: Any) -> bool:

@@ -97,6 +97,13 @@ ACCESS = NatsPyAccess()
 # --- what the patch modules read -----------------------------------------------------------------
 
 
+def unwrap_callback(sub: Any, wrapper: type) -> None:
+    """Give ``sub`` back the callback that its ``wrapper`` proxy wraps (nats-py reads ``_cb`` per message)."""
+    cb = getattr(sub, "_cb", None)
+    if type(cb) is wrapper:
+        sub._cb = getattr(cb, "__wrapped__", cb)
+
+
 def message_client(msg: Any) -> Any:
     """The client that received ``msg`` (``None`` for a message built by hand)."""
     return getattr(msg, "_client", None)

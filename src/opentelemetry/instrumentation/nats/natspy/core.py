@@ -28,6 +28,7 @@ from opentelemetry.instrumentation.nats.natspy.access import (
     message_sid,
     subscription_queue,
     subscription_subject,
+    unwrap_callback,
 )
 from opentelemetry.instrumentation.nats.operation import (
     ACTIVE,
@@ -43,6 +44,7 @@ from opentelemetry.instrumentation.nats.operation import (
     size,
     untraced,
 )
+from opentelemetry.instrumentation.nats.patching import changed
 from opentelemetry.instrumentation.nats.propagation import current_context
 from opentelemetry.instrumentation.nats.sending import Args, Calls, Kwargs, publish_wrapper, request_wrapper
 from opentelemetry.instrumentation.nats.streams import process_kind
@@ -187,7 +189,13 @@ async def subscribe(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> 
     if cb is None or type(cb) is TracedCallback or not isinstance(subject, str):
         return await wrapped(*args, **kwargs)
     args, kwargs = _with_cb(args, kwargs, TracedCallback(cb, subject, queue if isinstance(queue, str) else None))
-    return await wrapped(*args, **kwargs)
+    sub = await wrapped(*args, **kwargs)
+    changed(sub, _unwrap)  # uninstrument() gives it back the application's callback
+    return sub
+
+
+def _unwrap(sub: Any) -> None:
+    unwrap_callback(sub, TracedCallback)
 
 
 def _with_cb(args: Args, kwargs: Kwargs, cb: Any) -> tuple[Args, Kwargs]:
