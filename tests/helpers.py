@@ -246,3 +246,24 @@ class ConstantPropagator(TextMapPropagator):
     @property
     def fields(self) -> set[str]:
         return {"x-constant"}
+
+
+def configured(make_telemetry: Any, monkeypatch: Any, source: str, env: tuple[str, str], **options: Any) -> Any:
+    """Telemetry configured one of two ways: ``source`` "env" sets the environment variable
+    ``env = (name, value)`` and instruments with no options; otherwise ``options`` are passed."""
+    if source == "env":
+        monkeypatch.setenv(*env)
+        return make_telemetry()
+    return make_telemetry(**options)
+
+
+# A creation context a caller put in its own headers (W3C ``traceparent``) and its ids
+CALLER_TRACE_HEX = "0af7651916cd43dd8448eb211c80319c"
+CALLER_SPAN_HEX = "b7ad6b7169203331"
+CALLER_TRACEPARENT = f"00-{CALLER_TRACE_HEX}-{CALLER_SPAN_HEX}-01"
+CALLER_IDS = (int(CALLER_TRACE_HEX, 16), int(CALLER_SPAN_HEX, 16))
+
+
+def link_ids(span: Any) -> list[tuple[int, int]]:
+    """The (trace id, span id) of each of ``span``'s links."""
+    return [(link.context.trace_id, link.context.span_id) for link in span.links]

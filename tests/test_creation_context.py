@@ -8,16 +8,13 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from tests.helpers import by_name, wait_spans
-
-TRACE_HEX = "0af7651916cd43dd8448eb211c80319c"
-SPAN_HEX = "b7ad6b7169203331"
-TP = f"00-{TRACE_HEX}-{SPAN_HEX}-01"
-CALLER = (int(TRACE_HEX, 16), int(SPAN_HEX, 16))
-
-
-def _links(span: Any) -> list[tuple[int, int]]:
-    return [(link.context.trace_id, link.context.span_id) for link in span.links]
+from tests.helpers import (
+    CALLER_IDS,
+    CALLER_TRACEPARENT,
+    by_name,
+    link_ids,
+    wait_spans,
+)
 
 
 async def test_jetstream_publish_async_keeps_the_callers_context(telemetry: Any, js_server: Any, connect: Any) -> None:
@@ -28,13 +25,13 @@ async def test_jetstream_publish_async_keeps_the_callers_context(telemetry: Any,
     await js.add_stream(name=stream, subjects=[subject])
     psub = await js.pull_subscribe(subject, durable="d")
     telemetry.clear()
-    headers = {"traceparent": TP, "tracestate": "vendor=theirs", "X-App": "js"}
+    headers = {"traceparent": CALLER_TRACEPARENT, "tracestate": "vendor=theirs", "X-App": "js"}
     ack = await (await js.publish_async(subject, b"stored", headers=headers))
     (msg,) = await psub.fetch(1, timeout=5)
-    assert msg.headers == {"traceparent": TP, "tracestate": "vendor=theirs", "X-App": "js"}
+    assert msg.headers == {"traceparent": CALLER_TRACEPARENT, "tracestate": "vendor=theirs", "X-App": "js"}
     spans = await wait_spans(telemetry, 2)
     publish = by_name(spans, f"publish {subject}")
     assert (publish.kind, publish.parent) == (SpanKind.CLIENT, None)
-    assert _links(publish) == [CALLER]
+    assert link_ids(publish) == [CALLER_IDS]
     assert publish.attributes["messaging.nats.jetstream.sequence"] == ack.seq
-    assert _links(by_name(spans, f"fetch {stream}")) == [CALLER]
+    assert link_ids(by_name(spans, f"fetch {stream}")) == [CALLER_IDS]

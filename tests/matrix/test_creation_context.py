@@ -27,17 +27,18 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
 from tests.families import Family
-from tests.helpers import Telemetry, assert_child, by_name, wait_spans
+from tests.helpers import (
+    CALLER_IDS,
+    CALLER_SPAN_HEX,
+    CALLER_TRACE_HEX,
+    CALLER_TRACEPARENT,
+    Telemetry,
+    assert_child,
+    by_name,
+    link_ids,
+    wait_spans,
+)
 from tests.matrix.expect import wait_for
-
-TRACE_HEX = "0af7651916cd43dd8448eb211c80319c"
-SPAN_HEX = "b7ad6b7169203331"
-TP = f"00-{TRACE_HEX}-{SPAN_HEX}-01"
-CALLER = (int(TRACE_HEX, 16), int(SPAN_HEX, 16))
-
-
-def _links(span: Any) -> list[tuple[int, int]]:
-    return [(link.context.trace_id, link.context.span_id) for link in span.links]
 
 
 def _span_id(headers: dict[str, str]) -> int:
@@ -63,7 +64,7 @@ async def test_publish_keeps_the_callers_creation_context(
     conn = await family.connect(server)
     got: list[Any] = []
     await conn.on("keep.pub", got.append)
-    headers = {key: TP, "tracestate": "vendor=theirs", "baggage": "tenant=theirs", "X-App": "1"}
+    headers = {key: CALLER_TRACEPARENT, "tracestate": "vendor=theirs", "baggage": "tenant=theirs", "X-App": "1"}
     sent = dict(headers)
     # what an uninstrumented publish of these headers delivers (servers 2.11+ spell `traceparent`
     # in lower case whatever the sender wrote)
@@ -84,12 +85,12 @@ async def test_publish_keeps_the_callers_creation_context(
     app, publish, process = spans
     assert publish.kind == SpanKind.CLIENT  # its context is not the message's creation context
     assert_child(publish, app)  # the parent is still the current context
-    assert _links(publish) == [CALLER]
+    assert link_ids(publish) == [CALLER_IDS]
     assert dict(publish.attributes)["messaging.operation.type"] == "send"
     # the consumer continues the caller's context, not the publish span's
     assert process.kind == SpanKind.CONSUMER
-    assert process.parent is not None and (process.context.trace_id, process.parent.span_id) == CALLER
-    assert _links(process) == [CALLER]
+    assert process.parent is not None and (process.context.trace_id, process.parent.span_id) == CALLER_IDS
+    assert link_ids(process) == [CALLER_IDS]
     assert hooked == [(SpanKind.CLIENT, "keep.pub", sent)]  # publish_hook is still called
 
 
@@ -99,13 +100,13 @@ async def test_publish_outside_a_span_keeps_the_callers_context(
     conn = await family.connect(server)
     got: list[Any] = []
     await conn.on("keep.root", got.append)
-    await conn.publish("keep.root", b"", headers={"traceparent": TP})
+    await conn.publish("keep.root", b"", headers={"traceparent": CALLER_TRACEPARENT})
     await wait_for(lambda: got)
-    assert family.headers(got[0]) == {"traceparent": TP}
+    assert family.headers(got[0]) == {"traceparent": CALLER_TRACEPARENT}
     publish, _process = await wait_spans(telemetry, 2)
     assert (publish.name, publish.kind, publish.parent) == ("publish keep.root", SpanKind.CLIENT, None)
-    assert publish.context.trace_id != CALLER[0]  # a root in the (empty) current context …
-    assert _links(publish) == [CALLER]  # … linked to the caller's context
+    assert publish.context.trace_id != CALLER_IDS[0]  # a root in the (empty) current context …
+    assert link_ids(publish) == [CALLER_IDS]  # … linked to the caller's context
 
 
 async def test_request_keeps_the_callers_context_and_the_reply_carries_its_own(
@@ -119,24 +120,24 @@ async def test_request_keeps_the_callers_context_and_the_reply_carries_its_own(
         return b"ok"
 
     await conn.on("keep.req", respond)
-    headers = {"traceparent": TP, "X-Req": "1"}
+    headers = {"traceparent": CALLER_TRACEPARENT, "X-Req": "1"}
     response = await conn.request("keep.req", b"?", headers=headers)
     await conn.settled()
     spans = await wait_spans(telemetry, 3)
     (req,) = requests
-    assert family.headers(req) == {"traceparent": TP, "X-Req": "1"}  # the request went out unchanged
-    assert headers == {"traceparent": TP, "X-Req": "1"}
+    assert family.headers(req) == {"traceparent": CALLER_TRACEPARENT, "X-Req": "1"}  # the request went out unchanged
+    assert headers == {"traceparent": CALLER_TRACEPARENT, "X-Req": "1"}
     request, process, reply = (
         by_name(spans, "request keep.req"),
         by_name(spans, "process keep.req"),
         by_name(spans, "publish"),
     )
     assert (request.kind, request.parent) == (SpanKind.CLIENT, None)
-    assert _links(request) == [CALLER]
+    assert link_ids(request) == [CALLER_IDS]
     assert process.kind == SpanKind.SERVER
-    assert process.parent is not None and (process.context.trace_id, process.parent.span_id) == CALLER
+    assert process.parent is not None and (process.context.trace_id, process.parent.span_id) == CALLER_IDS
     assert_child(reply, process)
-    assert (reply.kind, _links(reply)) == (SpanKind.PRODUCER, [])
+    assert (reply.kind, link_ids(reply)) == (SpanKind.PRODUCER, [])
     # the reply carries the reply span's context (nats-py's respond resends the request's headers:
     # the echoed context replaced, the rest kept)
     got = family.headers(response)
@@ -164,7 +165,7 @@ async def test_headers_without_a_valid_creation_context_get_ours(
     await conn.publish("inject.pub", b"", headers=headers)
     await wait_for(lambda: got)
     publish, process = await wait_spans(telemetry, 2)
-    assert (publish.kind, _links(publish)) == (SpanKind.PRODUCER, [])
+    assert (publish.kind, link_ids(publish)) == (SpanKind.PRODUCER, [])
     assert _span_id(family.headers(got[0])) == publish.context.span_id
     assert_child(process, publish)
 
@@ -188,7 +189,7 @@ async def test_forwarding_a_received_message_without_its_context(
     await wait_for(lambda: got)
     forwarded = family.headers(got[0])
     publish, _process = await wait_spans(telemetry, 2)
-    assert (publish.kind, _links(publish)) == (SpanKind.PRODUCER, [])
+    assert (publish.kind, link_ids(publish)) == (SpanKind.PRODUCER, [])
     assert forwarded == {"X-App": "1", "traceparent": forwarded["traceparent"]}
     assert _span_id(forwarded) == publish.context.span_id
     # as received, the headers would have been kept (and the span a CLIENT one linked to the first publish)
@@ -232,19 +233,19 @@ async def test_any_configured_propagator_defines_the_creation_context(
         conn = await family.connect(server)
         got: list[Any] = []
         await conn.on("xtrace.pub", got.append)
-        await conn.publish("xtrace.pub", b"", headers={"X-Trace": f"{TRACE_HEX}:{SPAN_HEX}"})
+        await conn.publish("xtrace.pub", b"", headers={"X-Trace": f"{CALLER_TRACE_HEX}:{CALLER_SPAN_HEX}"})
         # a traceparent is not what this propagator writes: not a creation context, ours is added
-        await conn.publish("xtrace.pub", b"", headers={"traceparent": TP})
+        await conn.publish("xtrace.pub", b"", headers={"traceparent": CALLER_TRACEPARENT})
         await wait_for(lambda: len(got) == 2)
         spans = await wait_spans(telemetry, 4)
     finally:
         propagate.set_global_textmap(previous)
     kept, injected = (family.headers(m) for m in got)
-    assert kept == {"X-Trace": f"{TRACE_HEX}:{SPAN_HEX}"}
+    assert kept == {"X-Trace": f"{CALLER_TRACE_HEX}:{CALLER_SPAN_HEX}"}
     first, second = (s for s in spans if s.name == "publish xtrace.pub")
-    assert (first.kind, _links(first)) == (SpanKind.CLIENT, [CALLER])
-    assert (second.kind, _links(second)) == (SpanKind.PRODUCER, [])
+    assert (first.kind, link_ids(first)) == (SpanKind.CLIENT, [CALLER_IDS])
+    assert (second.kind, link_ids(second)) == (SpanKind.PRODUCER, [])
     assert injected == {
-        "traceparent": TP,
+        "traceparent": CALLER_TRACEPARENT,
         "x-trace": f"{second.context.trace_id:032x}:{second.context.span_id:016x}",
     }

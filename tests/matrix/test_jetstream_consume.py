@@ -22,7 +22,7 @@ from opentelemetry.instrumentation.nats import attributes
 from opentelemetry.instrumentation.nats.names import MESSAGE_AGE_BUCKETS_S
 from tests.families import Conn, Family
 from tests.families_js import Js, jetstream
-from tests.helpers import Telemetry, assert_child, wait_spans
+from tests.helpers import Telemetry, assert_child, configured, wait_spans
 from tests.matrix.expect import BASE, RECEIVE
 from tests.matrix.test_lifecycle_metrics import base_metric, metrics, points
 from tests.natsserver import NatsServer
@@ -223,11 +223,9 @@ async def test_an_empty_fetch_in_dup_mode_records_both_namings(
 async def test_empty_fetch_spans_records_non_error_spans(
     make_telemetry: Any, js_server: NatsServer, family: Family, monkeypatch: pytest.MonkeyPatch, source: str
 ) -> None:
-    if source == "env":
-        monkeypatch.setenv("OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS", " True ")
-        telemetry = make_telemetry()
-    else:
-        telemetry = make_telemetry(empty_fetch_spans=True)
+    telemetry = configured(
+        make_telemetry, monkeypatch, source, ("OTEL_PYTHON_NATS_EMPTY_FETCH_SPANS", " True "), empty_fetch_spans=True
+    )
     conn = await family.connect(js_server)
     js = jetstream(conn)
     consumer, stream = await _idle(js, telemetry)

@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.instrumentation.nats import NatsInstrumentor
 from opentelemetry.instrumentation.nats.operation import installed
 from tests.families import Family
-from tests.helpers import Telemetry, assert_links, by_name, wait_spans
+from tests.helpers import Telemetry, assert_links, by_name, configured, wait_spans
 from tests.matrix.expect import BASE, PROCESS, PUBLISH, REQUEST, wait_for
 from tests.matrix.test_lifecycle_metrics import patched_attributes
 
@@ -127,11 +127,13 @@ async def test_excluded_subjects_get_no_span_and_no_injection(
     make_telemetry: Any, server: Any, family: Family, monkeypatch: pytest.MonkeyPatch, source: str
 ) -> None:
     patterns = "health.*,internal.>"
-    if source == "env":
-        monkeypatch.setenv("OTEL_PYTHON_NATS_EXCLUDED_SUBJECTS", patterns)
-        telemetry = make_telemetry()
-    else:
-        telemetry = make_telemetry(excluded_subjects=patterns.split(","))
+    telemetry = configured(
+        make_telemetry,
+        monkeypatch,
+        source,
+        ("OTEL_PYTHON_NATS_EXCLUDED_SUBJECTS", patterns),
+        excluded_subjects=patterns.split(","),
+    )
     conn = await family.connect(server)
     got: list[Any] = []
     for subject in ("health.>", "internal.>", "internal"):
@@ -182,11 +184,13 @@ async def test_excluded_subjects_get_no_span_and_no_injection(
 async def test_captured_headers_record_only_listed_headers_and_the_message_id(
     make_telemetry: Any, server: Any, family: Family, monkeypatch: pytest.MonkeyPatch, source: str
 ) -> None:
-    if source == "env":
-        monkeypatch.setenv("OTEL_PYTHON_NATS_CAPTURED_HEADERS", "x-request-id, TENANT")
-        telemetry = make_telemetry()
-    else:
-        telemetry = make_telemetry(captured_headers=["x-request-id", "TENANT"])
+    telemetry = configured(
+        make_telemetry,
+        monkeypatch,
+        source,
+        ("OTEL_PYTHON_NATS_CAPTURED_HEADERS", "x-request-id, TENANT"),
+        captured_headers=["x-request-id", "TENANT"],
+    )
     conn = await family.connect(server)
     await conn.on("hdr.capture", lambda msg: None)
     headers = {"X-Request-Id": "req-42", "Tenant": "acme", "Authorization": "secret", "Nats-Msg-Id": "m-1"}
@@ -209,11 +213,9 @@ async def test_captured_headers_record_only_listed_headers_and_the_message_id(
 async def test_link_mode_makes_consumer_spans_roots_linked_to_the_producer(
     make_telemetry: Any, server: Any, family: Family, monkeypatch: pytest.MonkeyPatch, source: str
 ) -> None:
-    if source == "env":
-        monkeypatch.setenv("OTEL_PYTHON_NATS_CONSUMER_PARENT", "link")
-        telemetry = make_telemetry()
-    else:
-        telemetry = make_telemetry(consumer_parent="link")
+    telemetry = configured(
+        make_telemetry, monkeypatch, source, ("OTEL_PYTHON_NATS_CONSUMER_PARENT", "link"), consumer_parent="link"
+    )
     conn = await family.connect(server)
     got: list[Any] = []
     await conn.on("link.cb", got.append)
