@@ -6,7 +6,7 @@ with the instrumented span's name, kind, attributes and links, ``propagate.injec
 of headers, and the nats-core call. Received headers are a ``Headers`` object (not a mapping): a small
 getter reads it. ``check_equivalence`` verifies, before anything is measured, that both make the same
 spans and metric streams. What nats-py's hand-written code writes alike (publish, JetStream publish,
-the request and the reply) is in ``common.HandWrittenBase``.
+the request and the reply) is in ``handwritten.HandWrittenBase``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import common
-from common import PAYLOAD, HandWrittenBase, Publish, creation_links, delivery, operation, round_trips
+import handwritten
+from common import PAYLOAD, Publish, delivery, round_trips
+from handwritten import HandWrittenBase, creation_links, operation
 from natscore_worker import (
     CB_SUBJECT,
     IT_SUBJECT,
@@ -177,17 +179,17 @@ class HandWritten(HandWrittenBase):
         return await round_trips(c, REQ_SUBJECT, n, start, run)
 
 
-def hand(c: Clients, url: str) -> common.MakeHand:
+def hand(c: Clients, url: str) -> handwritten.MakeHand:
     return lambda tracer, meter: HandWritten(tracer, c, url, meter)
 
 
 def add_sdk_paths(worker: Worker, c: Clients, url: str, patched: Sequence[str]) -> None:
     """The SDK worker's paths: ``{off,on}.hand.{operation}`` and ``metrics.hand.publish``, and the
     instrumented ``{off,on}.inst.{operation}`` and ``metrics.inst.publish`` for the ``patched`` operations."""
-    common.add_sdk_paths(worker, c, hand(c, url), PLAIN, patched)
+    handwritten.add_sdk_paths(worker, c, hand(c, url), PLAIN, patched)
 
 
 async def check_equivalence(c: Clients, url: str, patched: Sequence[str]) -> None:
     """Fail unless each hand-written path makes the same spans (names, kinds, parents, links,
     attributes) and the metrics path the same metric streams as the instrumented one."""
-    await common.check_equivalence("nats-core", c, hand(c, url), PLAIN, patched)
+    await handwritten.check_equivalence("nats-core", c, hand(c, url), PLAIN, patched)

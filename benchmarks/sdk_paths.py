@@ -7,7 +7,7 @@ span, ``propagate.inject`` into a fresh headers dict, and the nats-py call (plus
 path, the same instruments recorded with the same attributes). ``check_equivalence`` verifies,
 before anything is measured, that both produce the same spans and metric streams. What nats-core's
 hand-written code writes alike (publish, JetStream publish, the request and the reply) is in
-``common.HandWrittenBase``.
+``handwritten.HandWrittenBase``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import common
-from common import PAYLOAD, Close, HandWrittenBase, creation_links, delivery, operation, round_trips
+import handwritten
+from common import PAYLOAD, Close, delivery, round_trips
+from handwritten import HandWrittenBase, creation_links, operation
 from opentelemetry.metrics import Meter
 from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import SpanKind, Tracer
@@ -127,17 +128,17 @@ class HandWritten(HandWrittenBase):
         return await round_trips(c, REQ_SUBJECT, n, start, run)
 
 
-def hand(c: Clients) -> common.MakeHand:
+def hand(c: Clients) -> handwritten.MakeHand:
     return lambda tracer, meter: HandWritten(tracer, c, meter)
 
 
 def add_sdk_paths(worker: Worker, c: Clients) -> None:
     """The SDK worker's paths: ``{off,on}.{hand,inst}.{operation}``, ``ratio.{hand,inst}.{publish,callback}``
     (``ParentBased(TraceIdRatioBased(0.01))``) and ``metrics.{hand,inst}.publish``."""
-    common.add_sdk_paths(worker, c, hand(c), PLAIN, OPERATIONS, RATIO_OPERATIONS)
+    handwritten.add_sdk_paths(worker, c, hand(c), PLAIN, OPERATIONS, RATIO_OPERATIONS)
 
 
 async def check_equivalence(c: Clients) -> None:
     """Fail unless each hand-written path makes the same spans (names, kinds, parents, links, attributes)
     and the metrics path the same metric streams as the instrumented one."""
-    await common.check_equivalence("nats-py", c, hand(c), PLAIN, OPERATIONS)
+    await handwritten.check_equivalence("nats-py", c, hand(c), PLAIN, OPERATIONS)
