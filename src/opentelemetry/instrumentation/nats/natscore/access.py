@@ -249,8 +249,13 @@ def subscription_client(sub: Any) -> Any:
     return getattr(sub, "_client", None)
 
 
-def subscription_sid(sub: Any) -> Any:
-    return getattr(sub, "_sid", None)
+def subscription_fields(sub: Any) -> tuple[Any, Any, Any, Any]:
+    """Client, id, subject and queue group of a ``Subscription`` (one call per delivered message:
+    the private attributes behind its ``subject`` and ``queue`` properties, read directly)."""
+    try:
+        return sub._client, sub._sid, sub._subject, sub._queue
+    except AttributeError:  # (a release that renamed one)
+        return tuple(getattr(sub, name, None) for name in ("_client", "_sid", "_subject", "_queue"))  # type: ignore[return-value]
 
 
 def subscription_dropped(sub: Any) -> int:

@@ -30,7 +30,7 @@ from opentelemetry.instrumentation.nats.natscore.access import (
     ACCESS,
     header_view,
     subscription_client,
-    subscription_sid,
+    subscription_fields,
     unwrap_callbacks,
 )
 from opentelemetry.instrumentation.nats.operation import (
@@ -104,24 +104,16 @@ request.__doc__ = """``Client.request``: see :func:`..sending.request_wrapper`."
 
 def _operation(op: names.Op, kind: Any, sub: Any, msg: Any, headers: Any, extra: Any = None) -> Operation:
     """The consumer-side :class:`Operation` for ``msg``, which ``sub`` delivered (``headers``: its view)."""
+    client, sid, subject, queue = subscription_fields(sub)
     return delivered(
-        op,
-        kind,
-        ACCESS,
-        subscription_client(sub),
-        msg,
-        headers=headers,
-        sid=subscription_sid(sub),
-        sub_subject=sub.subject,
-        queue=sub.queue,
-        extra=extra,
+        op, kind, ACCESS, client, msg, headers=headers, sid=sid, sub_subject=subject, queue=queue, extra=extra
     )
 
 
 def next_message(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``Subscription.next`` (also ``async for`` and ``.messages``): a receive span per message."""
     rec = _Installed.recorder
-    if rec is None or ACTIVE.get() is not None or (not rec.live and rec.idle()):
+    if rec is None or ACTIVE.get() is not None or (not rec.live and rec.idle()) or not enabled():
         return wrapped(*args, **kwargs)
     return _receive(rec, wrapped, instance, args, kwargs)
 
@@ -129,7 +121,7 @@ def next_message(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any
 async def _receive(rec: Recorder, wrapped: Any, sub: Any, args: Args, kwargs: Kwargs) -> Any:
     start = now()
     msg = await wrapped(*args, **kwargs)
-    if entry() is not rec:
+    if _Installed.recorder is not rec:  # (uninstrumented meanwhile; the caller's context is the same)
         return msg
     try:
         if rec.excluding is None or not rec.excluded(msg.subject):
