@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.trace import SpanKind, StatusCode, get_current_span
 
 from opentelemetry.instrumentation.nats import message_context
+from opentelemetry.instrumentation.nats.recorder import Recorder
 from tests.families import Family
 from tests.helpers import Telemetry, assert_child, assert_links, wait_spans
 from tests.matrix.expect import PROCESS, PUBLISH, RECEIVE, REQUEST, span_id
@@ -155,6 +158,65 @@ async def test_next_and_async_for_make_receive_spans(telemetry: Telemetry, serve
             **family.receive_sub_attrs(sub, 2, 2 - n),
             **family.conn_attrs(conn),
         }
+
+
+@pytest.fixture
+def spans_only() -> Iterator[Any]:
+    """Instrument with an SDK tracer and no meter (``spans_only(**options)``), as make_telemetry does."""
+    made: list[Telemetry] = []
+
+    def make(**options: Any) -> Telemetry:
+        tel = Telemetry()
+        tel.meter_provider = NoOpMeterProvider()
+        tel.instrument(**options)
+        made.append(tel)
+        return tel
+
+    yield make
+    for tel in made:
+        tel.uninstrument()
+
+
+@pytest.mark.parametrize("path", ["fast", "full"])
+async def test_receive_spans_are_the_same_on_the_fast_and_the_full_path(
+    spans_only: Any, server: Any, family: Family, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # receiving.py's fast path applies without metrics; a captured header that no message has
+    # changes no span, but takes every receive the full path
+    telemetry = spans_only(captured_headers=["x-absent"] if path == "full" else [])
+    full_path = []
+    received = Recorder.received
+    monkeypatch.setattr(Recorder, "received", lambda rec, *args: full_path.append(1) or received(rec, *args))
+    conn = await family.connect(server)
+    sub = await conn.subscribe("fast.jobs", queue="q")
+    await conn.publish("fast.jobs", b"a")
+    await conn.publish("fast.jobs", b"bc", headers={"App": "1"}, reply="fast.replies")
+    await conn.publish("fast.jobs", b"def", headers={"Nats-Msg-Id": "m-3"})
+    await conn.synced()
+    await asyncio.sleep(0.05)  # all three delivered before the first receive
+    assert [(await conn.next_message(sub)).data, (await conn.iterate(sub)).data] == [b"a", b"bc"]
+    assert (await conn.next_message(sub)).data == b"def"
+    spans = await wait_spans(telemetry, 6)
+    pubs, recvs = spans[:3], spans[3:]
+    assert [s.name for s in recvs] == ["receive fast.jobs"] * 3
+    per_message: list[dict[str, Any]] = [
+        {},
+        {"messaging.nats.reply_to": "fast.replies"},
+        {"messaging.message.id": "m-3"},  # (a Nats-Msg-Id takes the full path either way)
+    ]
+    for n, (recv, pub, data, extra) in enumerate(zip(recvs, pubs, (b"a", b"bc", b"def"), per_message, strict=True), 1):
+        assert (recv.kind, recv.parent) == (SpanKind.CLIENT, None)
+        assert_links(recv, pub)
+        assert dict(recv.attributes) == {
+            **RECEIVE,
+            "messaging.destination.name": "fast.jobs",
+            "messaging.consumer.group.name": "q",
+            "messaging.message.body.size": len(data),
+            **extra,
+            **family.receive_sub_attrs(sub, 3, 3 - n),
+            **family.conn_attrs(conn),
+        }
+    assert len(full_path) == (3 if path == "full" else 1)
 
 
 @pytest.mark.parametrize("consumer_parent", ["parent", "link"])

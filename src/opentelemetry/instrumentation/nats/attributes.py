@@ -115,16 +115,19 @@ def _first(value: Any) -> Any:
 def subscription_attributes(
     sid: Any, counts: SubscriptionCounts | None, dropped: Mapping[Any, int] | None = None, attrs: Attrs | None = None
 ) -> Attrs:
-    """Subscription id and its delivered/pending counters, when the subscription is known; its
-    slow-consumer drops once there are any (the client's own count, else ``dropped``, counted by
-    the connection watch).
-
-    Added to ``attrs`` when given (fast path: no intermediate dict per message)."""
+    """Subscription id and its counters (see :func:`subscription_counters`), when the subscription
+    is known. Added to ``attrs`` when given (fast path: no intermediate dict per message)."""
     if attrs is None:
         attrs = {}
     if sid is None:
         return attrs
     attrs[names.NATS_SUBSCRIPTION_ID] = str(sid)
+    return subscription_counters(counts, dropped, attrs)
+
+
+def subscription_counters(counts: SubscriptionCounts | None, dropped: Mapping[Any, int] | None, attrs: Attrs) -> Attrs:
+    """A subscription's delivered/pending counters, added to ``attrs``; its slow-consumer drops once
+    there are any (the client's own count, else ``dropped``, counted by the connection watch)."""
     if counts is not None:
         sub, delivered, pending, own_dropped = counts
         if delivered is not None:

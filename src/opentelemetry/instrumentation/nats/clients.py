@@ -18,23 +18,32 @@ from weakref import ref
 
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.access import ClientAccess
-from opentelemetry.instrumentation.nats.destinations import ClientDestinations, Destinations, Entry
+from opentelemetry.instrumentation.nats.attributes import Attrs
+from opentelemetry.instrumentation.nats.destinations import CACHE_SIZE, ClientDestinations, Destinations, Entry
+from opentelemetry.instrumentation.nats.subjects import Generations
 
 if TYPE_CHECKING:
     from opentelemetry.instrumentation.nats.operation import Operation
 
 
-class ClientState(ClientDestinations):
-    """One connection's attributes and per-subject entries; rebuilt when the client reconnects
-    (its accessor's ``connection_marks`` change: new server INFO, failover)."""
+# A subscription's receive spans (see receiving.py): the subject and queue group they were built
+# for, span name and attributes with the subscription id (both None: the full path applies)
+Received = tuple[str, Any, str | None, Attrs | None]
 
-    __slots__ = ("inbox", "mark", "marked", "other", "other_mark")
+
+class ClientState(ClientDestinations):
+    """One connection's attributes and per-subject entries, and its subscriptions' receive spans
+    (``received``, by subscription id); rebuilt when the client reconnects (its accessor's
+    ``connection_marks`` change: new server INFO, failover)."""
+
+    __slots__ = ("inbox", "mark", "marked", "other", "other_mark", "received")
 
     def __init__(self, client: Any, keys: names.Keys, access: ClientAccess) -> None:
         super().__init__(attributes.connection_attributes(keys, access, client))
         self.marked, self.other = access.connection_marks  # (attribute names)
         self.mark, self.other_mark = getattr(client, self.marked, None), getattr(client, self.other, None)
         self.inbox = access.inbox_prefix(client)
+        self.received: Generations[Any, Received] = Generations(CACHE_SIZE)
 
 
 class Clients:

@@ -258,6 +258,18 @@ def subscription_fields(sub: Any) -> tuple[Any, Any, Any, Any]:
         return tuple(getattr(sub, name, None) for name in ("_client", "_sid", "_subject", "_queue"))  # type: ignore[return-value]
 
 
+def receive_fields(sub: Any) -> tuple[Any, Any, Any, Any, SubscriptionCounts | None]:
+    """:func:`subscription_fields` and the counters :meth:`NatsCoreAccess.subscription_counts` gives,
+    read from ``sub`` itself (one call per message an iterator hands over)."""
+    try:
+        pending, dropped = sub._pending_messages, sub._dropped_messages
+        counts = (sub, None, pending if type(pending) is int else None, dropped if type(dropped) is int else None)
+        return sub._client, sub._sid, sub._subject, sub._queue, counts
+    except AttributeError:  # (a release that renamed one)
+        client, sid, subject, queue = subscription_fields(sub)
+        return client, sid, subject, queue, ACCESS.subscription_counts(client, sid)
+
+
 def subscription_dropped(sub: Any) -> int:
     """The messages ``sub`` has dropped as a slow consumer, in all."""
     dropped = getattr(sub, "_dropped_messages", 0)

@@ -25,17 +25,17 @@ from typing import Any
 
 import wrapt
 
-from opentelemetry.instrumentation.nats import attributes, names
+from opentelemetry.instrumentation.nats import names
 from opentelemetry.instrumentation.nats.natscore.access import (
     ACCESS,
     header_view,
+    receive_fields,
     subscription_client,
     subscription_fields,
     unwrap_callbacks,
 )
 from opentelemetry.instrumentation.nats.operation import (
     ACTIVE,
-    CLIENT,
     Operation,
     _Installed,
     delivered,
@@ -45,6 +45,7 @@ from opentelemetry.instrumentation.nats.operation import (
 )
 from opentelemetry.instrumentation.nats.patching import changed
 from opentelemetry.instrumentation.nats.propagation import attach, current_context, detach
+from opentelemetry.instrumentation.nats.receiving import record_receive
 from opentelemetry.instrumentation.nats.recorder import Recorder
 from opentelemetry.instrumentation.nats.sending import Args, Calls, Kwargs, publish_wrapper, request_wrapper
 from opentelemetry.instrumentation.nats.streams import process_kind
@@ -123,15 +124,12 @@ async def _receive(rec: Recorder, wrapped: Any, sub: Any, args: Args, kwargs: Kw
     msg = await wrapped(*args, **kwargs)
     if _Installed.recorder is not rec:  # (uninstrumented meanwhile; the caller's context is the same)
         return msg
-    try:
-        if rec.excluding is None or not rec.excluded(msg.subject):
-            extra = attributes.jetstream_message_attributes(msg.reply)
-            op = _operation(names.RECEIVE, CLIENT, sub, msg, header_view(msg.headers), extra)
-            hooked = rec.received(op, msg, start)
-            if hooked is not None:
-                await hooked
-    except Exception:
-        _LOG.debug("could not record a receive span", exc_info=True)
+    client, sid, subject, queue, counts = receive_fields(sub)
+    hooked = record_receive(
+        rec, ACCESS, client, msg, start, headers=header_view(msg.headers), sid=sid, sub=(subject, queue, counts)
+    )
+    if hooked is not None:
+        await hooked
     return msg
 
 

@@ -20,7 +20,7 @@ import wrapt
 from opentelemetry.trace import SpanKind
 
 from opentelemetry import context as otel_context
-from opentelemetry.instrumentation.nats import attributes, names
+from opentelemetry.instrumentation.nats import names
 from opentelemetry.instrumentation.nats.natspy.access import (
     ACCESS,
     iterator_subscription,
@@ -32,7 +32,6 @@ from opentelemetry.instrumentation.nats.natspy.access import (
 )
 from opentelemetry.instrumentation.nats.operation import (
     ACTIVE,
-    CLIENT,
     PRODUCER,
     Operation,
     _Installed,
@@ -46,6 +45,7 @@ from opentelemetry.instrumentation.nats.operation import (
 )
 from opentelemetry.instrumentation.nats.patching import changed
 from opentelemetry.instrumentation.nats.propagation import current_context
+from opentelemetry.instrumentation.nats.receiving import record_receive
 from opentelemetry.instrumentation.nats.sending import Args, Calls, Kwargs, publish_wrapper, request_wrapper
 from opentelemetry.instrumentation.nats.streams import process_kind
 from opentelemetry.instrumentation.nats.subjects import is_wildcard
@@ -226,23 +226,12 @@ async def _record_receive(sub: Any, msg: Any, start: int) -> None:
     rec = entry()
     if rec is None:
         return
-    try:
-        subject = msg.subject
-        if rec.excluded(subject):
-            return
-        op = message_operation(
-            names.RECEIVE,
-            CLIENT,
-            msg,
-            subscription_subject(sub),
-            subscription_queue(sub),
-            attributes.jetstream_message_attributes(msg.reply),
-        )
-        hooked = rec.received(op, msg, start)
-        if hooked is not None:
-            await hooked
-    except Exception:
-        _LOG.debug("could not record a receive span", exc_info=True)
+    client, sid = message_client(msg), message_sid(msg)
+    counts = ACCESS.subscription_counts(client, sid) if sid is not None else None
+    sub_fields = (subscription_subject(sub), subscription_queue(sub), counts)
+    hooked = record_receive(rec, ACCESS, client, msg, start, headers=msg.headers, sid=sid, sub=sub_fields)
+    if hooked is not None:
+        await hooked
 
 
 async def next_msg(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
