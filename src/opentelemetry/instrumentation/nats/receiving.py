@@ -9,8 +9,8 @@ counters are the same for every message. They are kept per subscription in its c
 started with them directly: no :class:`~.operation.Operation` is built and
 :meth:`.Recorder.describe` is not called. Measured on nats-core's ``async for`` with a sampled span
 (in-process A/B against hand-written code, 4 000 messages x 12 rounds, median of the rounds):
-1.065-1.07 x hand-written with the full path, 1.00-1.04 with this one. Anything else takes the full path, :meth:`.Recorder.received`;
-tests/matrix/test_core.py checks that both make the same spans.
+1.065-1.07 x hand-written with the full path, 1.00-1.04 with this one. Anything else takes the
+full path, :meth:`.Recorder.received`; tests/matrix/test_core.py checks that both make the same spans.
 """
 
 from __future__ import annotations
