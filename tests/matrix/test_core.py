@@ -219,6 +219,42 @@ async def test_receive_spans_are_the_same_on_the_fast_and_the_full_path(
     assert len(full_path) == (3 if path == "full" else 1)
 
 
+@pytest.mark.parametrize("path", ["fast", "full"])
+async def test_publish_spans_are_the_same_on_the_fast_and_the_full_path(
+    spans_only: Any, server: Any, family: Family, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # sending.py's fast path applies without hooks or metrics, from a subject's second publish on
+    # (its span name and attributes cached); a hook that does nothing takes every publish the full path
+    hook = (lambda *args: None) if path == "full" else None
+    telemetry = spans_only(publish_hook=hook, subject_templates=["tmpl.*"])
+    full_path = []
+    run = Recorder.run
+    monkeypatch.setattr(Recorder, "run", lambda rec, *args, **kw: full_path.append(1) or run(rec, *args, **kw))
+    conn = await family.connect(server)
+    sent = [("fast.pub", b"a", None), ("fast.pub", b"bc", "fast.replies"), ("tmpl.x", b"d", None)]
+    sent.append(("tmpl.x", b"ef", None))  # (cached with the template's name: the subject added per message)
+    for subject, data, reply in sent:
+        await conn.publish(subject, data, reply=reply)
+    await conn.close()
+    with pytest.raises(Exception) as raised:
+        await conn.publish("fast.pub", b"g")
+    spans = await wait_spans(telemetry, 5)
+    assert [s.name for s in spans] == ["publish fast.pub"] * 2 + ["publish tmpl.*"] * 2 + ["publish fast.pub"]
+    for span, (subject, data, reply) in zip(spans, [*sent, ("fast.pub", b"g", None)], strict=True):
+        assert (span.kind, span.parent, tuple(span.links)) == (SpanKind.PRODUCER, None, ())
+        assert dict(span.attributes) == {
+            **PUBLISH,
+            "messaging.destination.name": subject,
+            **({"messaging.destination.template": "tmpl.*"} if subject.startswith("tmpl.") else {}),
+            "messaging.message.body.size": len(data),
+            **({"messaging.nats.reply_to": reply} if reply else {}),
+            **({"error.type": type(raised.value).__qualname__} if data == b"g" else {}),
+            **family.conn_attrs(conn),
+        }
+    assert spans[-1].status.status_code == StatusCode.ERROR
+    assert len(full_path) == (5 if path == "full" else 2)  # (else each subject's first publish)
+
+
 @pytest.mark.parametrize("consumer_parent", ["parent", "link"])
 async def test_receive_span_is_a_child_of_the_callers_span(
     make_telemetry: Any, server: Any, family: Family, consumer_parent: str

@@ -82,6 +82,11 @@ class Clients:
         if found is not None and found[0] is gone:
             del self._states[key]
 
+    def subject_entry(self, client: Any, access: ClientAccess, op: names.Op, subject: str) -> Entry | None:
+        """The cached entry of ``op`` on ``subject`` (no template, queue group or name destination),
+        ``None`` when there is none yet (:meth:`entry` builds it)."""
+        return self.state(client, access).recent.get((op, subject, None, None, None))
+
     def entry(self, op: Operation) -> Entry:
         """The cached span name, span and metric attributes of ``op``'s destination (built on a miss)."""
         state = self.state(op.client, op.access)

@@ -20,11 +20,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.context import Context
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.access import ClientAccess
+from opentelemetry.instrumentation.nats.destinations import Entry
 from opentelemetry.instrumentation.nats.operation import (
     ACTIVE,
     CLIENT,
@@ -33,10 +36,14 @@ from opentelemetry.instrumentation.nats.operation import (
     _Installed,
     enabled,
     fast_operation,
+    now,
     size,
     untraced,
 )
 from opentelemetry.instrumentation.nats.propagation import caller_links, current_context, nothing_to_inject
+
+if TYPE_CHECKING:
+    from opentelemetry.instrumentation.nats.recorder import Recorder
 
 _LOG = logging.getLogger(__name__)
 
@@ -47,6 +54,7 @@ Wrapper = Callable[[Any, Any, Args, Kwargs], Any]
 _NO_KWARGS: Kwargs = {}  # (never mutated: callees unpack it)
 _PUBLISH_KEYWORDS = frozenset(("reply", "headers"))
 _PUBLISH, _REQUEST, _JS_PREFIX = names.PUBLISH, names.REQUEST, names.JS_PREFIX
+_BODY_SIZE, _REPLY_TO = names.BODY_SIZE, names.NATS_REPLY_TO
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,14 @@ def publish_wrapper(calls: Calls) -> Wrapper:
             if links is None:
                 headers = rec.inject(access, instance, payload, headers)
             return wrapped(subject, payload, reply=reply, headers=headers)
+        reply_to = reply if reply is None or type(reply) is str else text(reply) if text is not None else None
+        if readable is None and not rec.hooks and not rec.metering():
+            entry = rec.clients.subject_entry(instance, access, _PUBLISH, name)
+            if entry is not None:
+                args = (subject, payload, reply)
+                return _sent(
+                    rec, entry, wrapped, args, access=access, client=instance, name=name, reply_to=reply_to, ctx=ctx
+                )
         op = fast_operation(
             _PUBLISH,
             PRODUCER if links is None else CLIENT,
@@ -130,7 +146,7 @@ def publish_wrapper(calls: Calls) -> Wrapper:
             instance,
             name,
             len(payload) if type(payload) is bytes else size(payload),
-            reply if reply is None or type(reply) is str else text(reply) if text is not None else None,
+            reply_to,
             readable,
             (subject, payload, headers) if rec.hooks else (),
             None,
@@ -145,6 +161,42 @@ def publish_wrapper(calls: Calls) -> Wrapper:
         return rec.run(op, wrapped, args[:2], {"reply": reply, "headers": headers}, parent=ctx, links=links)
 
     return publish
+
+
+async def _sent(
+    rec: Recorder,
+    entry: Entry,
+    publish: Any,
+    args: Args,
+    *,
+    access: ClientAccess,
+    client: Any,
+    name: str,
+    reply_to: str | None,
+    ctx: Context,
+) -> Any:
+    """A plain publish, ``publish(subject, payload, reply)`` (``args``; no headers, hooks or metrics)
+    to a subject whose span name and attributes are cached (``entry``): what :meth:`.Recorder.run`
+    does for it, without an :class:`Operation` unless the publish fails. Why: the sampled nats-core
+    publish cost 1.02 x hand-written through ``run`` and 0.91 through this (in-process A/B, 4 000
+    messages x 12 rounds)."""
+    subject, payload, reply = args
+    span_name, attrs, _, per_message = entry
+    attrs = {**attrs, _BODY_SIZE: len(payload) if type(payload) is bytes else size(payload)}
+    if per_message:  # (a subject under a template, or past max_destinations: see destinations.py)
+        for k in rec.keys.subject:
+            attrs[k] = name
+    if reply_to:
+        attrs[_REPLY_TO] = reply_to
+    span = rec.tracer.start_span(span_name, ctx, PRODUCER, attrs, None, now())
+    try:
+        headers = rec.inject(access, client, payload, None, span_current=True, span=span, parent=ctx)
+        result = await publish(subject, payload, reply=reply, headers=headers)
+    except BaseException as exc:
+        rec.finish(span, Operation(op=_PUBLISH, kind=PRODUCER, access=access, client=client, subject=name), error=exc)
+        raise
+    span.end()
+    return result
 
 
 # Operations whose span records the JetStream message features in the headers their client
