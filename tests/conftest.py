@@ -7,6 +7,7 @@ from typing import Any
 
 import nats
 import pytest
+from opentelemetry.metrics import NoOpMeterProvider
 
 from opentelemetry.instrumentation.nats.server_trace import ServerTraceBridge
 from tests import families
@@ -70,11 +71,14 @@ def telemetry() -> Iterator[Telemetry]:
 
 @pytest.fixture
 def make_telemetry() -> Iterator[Any]:
-    """Instrument with custom options: ``make_telemetry(semconv="legacy")``."""
+    """Instrument with custom options: ``make_telemetry(semconv="legacy")``; ``metrics=False``: with
+    the API's no-op meter provider (an SDK tracer only)."""
     made: list[Telemetry] = []
 
-    def make(**options: Any) -> Telemetry:
+    def make(*, metrics: bool = True, **options: Any) -> Telemetry:
         tel = Telemetry()
+        if not metrics:
+            tel.meter_provider = NoOpMeterProvider()
         tel.instrument(**options)
         made.append(tel)
         return tel

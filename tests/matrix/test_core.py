@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.trace import SpanKind, StatusCode, get_current_span
 
 from opentelemetry.instrumentation.nats import message_context
@@ -160,30 +158,13 @@ async def test_next_and_async_for_make_receive_spans(telemetry: Telemetry, serve
         }
 
 
-@pytest.fixture
-def spans_only() -> Iterator[Any]:
-    """Instrument with an SDK tracer and no meter (``spans_only(**options)``), as make_telemetry does."""
-    made: list[Telemetry] = []
-
-    def make(**options: Any) -> Telemetry:
-        tel = Telemetry()
-        tel.meter_provider = NoOpMeterProvider()
-        tel.instrument(**options)
-        made.append(tel)
-        return tel
-
-    yield make
-    for tel in made:
-        tel.uninstrument()
-
-
 @pytest.mark.parametrize("path", ["fast", "full"])
 async def test_receive_spans_are_the_same_on_the_fast_and_the_full_path(
-    spans_only: Any, server: Any, family: Family, path: str, monkeypatch: pytest.MonkeyPatch
+    make_telemetry: Any, server: Any, family: Family, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # receiving.py's fast path applies without metrics; a captured header that no message has
     # changes no span, but takes every receive the full path
-    telemetry = spans_only(captured_headers=["x-absent"] if path == "full" else [])
+    telemetry = make_telemetry(metrics=False, captured_headers=["x-absent"] if path == "full" else [])
     full_path = []
     received = Recorder.received
     monkeypatch.setattr(Recorder, "received", lambda rec, *args: full_path.append(1) or received(rec, *args))
@@ -221,12 +202,12 @@ async def test_receive_spans_are_the_same_on_the_fast_and_the_full_path(
 
 @pytest.mark.parametrize("path", ["fast", "full"])
 async def test_publish_spans_are_the_same_on_the_fast_and_the_full_path(
-    spans_only: Any, server: Any, family: Family, path: str, monkeypatch: pytest.MonkeyPatch
+    make_telemetry: Any, server: Any, family: Family, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # sending.py's fast path applies without hooks or metrics, from a subject's second publish on
     # (its span name and attributes cached); a hook that does nothing takes every publish the full path
     hook = (lambda *args: None) if path == "full" else None
-    telemetry = spans_only(publish_hook=hook, subject_templates=["tmpl.*"])
+    telemetry = make_telemetry(metrics=False, publish_hook=hook, subject_templates=["tmpl.*"])
     full_path = []
     run = Recorder.run
     monkeypatch.setattr(Recorder, "run", lambda rec, *args, **kw: full_path.append(1) or run(rec, *args, **kw))
