@@ -260,7 +260,8 @@ class Report:
         lines = [
             "# Benchmark results",
             "",
-            f"Command: `{command}` — {self.rounds} rounds after a warm-up round (dropped).",
+            f"Command: `{command}` — {self.rounds} rounds after a warm-up round (dropped); each round runs one quad"
+            " of every bound, four of a quarter of the messages each of the after-`uninstrument()` ones.",
             f"Second stage (more rounds for the bounds the first stage left undecided): {self.extension}.",
             "Per-message cost is CPU time of the client process (all threads, the batch span processor's export",
             "included), with wall time beside it: the median over the blocks. Every bound compares two paths in one",
