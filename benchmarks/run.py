@@ -56,8 +56,8 @@ Why the design is what it is (measured on the 2-core machines this runs on, 2026
   needs the narrowest intervals, run four quads a round of a quarter of the messages each
   (``UNIT_SPLIT``): alone, nats-py's four took 87 s for 240 such quads against 70 s for 60 full
   ones, and their intervals shrank from up to ±1 % to ±0.5 % (request/reply 1.002-1.021 to
-  0.995-1.004, JetStream publish 0.994-1.009 to 0.997-1.004). Both paths of a quad run the same number of messages
-  (sized by the baseline), so that per-block costs weigh alike. The JetStream stream's fill level
+  0.995-1.004, JetStream publish 0.994-1.009 to 0.997-1.004). Both paths of a quad run the same
+  number of messages (sized by the baseline), so that per-block costs weigh alike. The JetStream stream's fill level
   made no difference to the client (purged against full: 0.99, 95 % interval 0.92-1.07), so it is
   not reset between blocks.
 - **Estimate and verdict.** A bound's estimate is the Hodges-Lehmann median of its per-quad log
@@ -139,8 +139,8 @@ TITLES = {
 # on 1.1 of hand-written span + metrics.
 UNINSTRUMENTED_LIMIT = 1.02
 METRICS_LIMIT = 1.1
-# The unit worker's bounds run this many quads a round, each of this fraction of the messages (the
-# same time a round, more and shorter quads: see "Short blocks" in the docstring).
+# The unit worker's bounds run this many quads a round, each of 1/UNIT_SPLIT of the messages: about
+# the same time a round, in more and shorter quads (see "Short blocks" in the docstring).
 UNIT_SPLIT = 4
 
 NATS_PY = Family(
