@@ -214,26 +214,31 @@ async def test_publish_spans_are_the_same_on_the_fast_and_the_full_path(
     conn = await family.connect(server)
     sent = [("fast.pub", b"a", None), ("fast.pub", b"bc", "fast.replies"), ("tmpl.x", b"d", None)]
     sent.append(("tmpl.x", b"ef", None))  # (cached with the template's name: the subject added per message)
+    # replies to inboxes share one cached entry (temporary destinations), their name added per message
+    sent += [("_INBOX.fast.1", b"gh", None), ("_INBOX.fast.2", b"ijk", None)]
     for subject, data, reply in sent:
         await conn.publish(subject, data, reply=reply)
     await conn.close()
     with pytest.raises(Exception) as raised:
         await conn.publish("fast.pub", b"g")
-    spans = await wait_spans(telemetry, 5)
-    assert [s.name for s in spans] == ["publish fast.pub"] * 2 + ["publish tmpl.*"] * 2 + ["publish fast.pub"]
+    spans = await wait_spans(telemetry, 7)
+    names = ["publish fast.pub"] * 2 + ["publish tmpl.*"] * 2 + ["publish"] * 2 + ["publish fast.pub"]
+    assert [s.name for s in spans] == names
+    temporary = {"messaging.destination.temporary": True, "messaging.destination.anonymous": True}
     for span, (subject, data, reply) in zip(spans, [*sent, ("fast.pub", b"g", None)], strict=True):
         assert (span.kind, span.parent, tuple(span.links)) == (SpanKind.PRODUCER, None, ())
         assert dict(span.attributes) == {
             **PUBLISH,
             "messaging.destination.name": subject,
             **({"messaging.destination.template": "tmpl.*"} if subject.startswith("tmpl.") else {}),
+            **(temporary if subject.startswith("_INBOX.") else {}),
             "messaging.message.body.size": len(data),
             **({"messaging.nats.reply_to": reply} if reply else {}),
             **({"error.type": type(raised.value).__qualname__} if data == b"g" else {}),
             **family.conn_attrs(conn),
         }
     assert spans[-1].status.status_code == StatusCode.ERROR
-    assert len(full_path) == (5 if path == "full" else 2)  # (else each subject's first publish)
+    assert len(full_path) == (7 if path == "full" else 3)  # (else the first publish of each entry)
 
 
 @pytest.mark.parametrize("consumer_parent", ["parent", "link"])
