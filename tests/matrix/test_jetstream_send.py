@@ -15,6 +15,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.nats import message_context
+from opentelemetry.instrumentation.nats.recorder import Recorder
 from tests.families import Family
 from tests.families_js import Js, jetstream
 from tests.helpers import Telemetry, assert_child, assert_links, wait_spans
@@ -141,6 +142,61 @@ async def test_publish_without_a_stream_records_the_error(
         **js.no_stream_attrs,
         **family.conn_attrs(conn),
     }
+
+
+@pytest.mark.parametrize("path", ["fast", "full"])
+async def test_publish_spans_are_the_same_on_the_fast_and_the_full_path(
+    make_telemetry: Any, js_server: NatsServer, family: Family, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """jetstream.publish_call's cached path applies without headers, hooks or metrics, from a subject's
+    second publish on; a hook that does nothing takes every publish the full path."""
+    hook = (lambda *args: None) if path == "full" else None
+    telemetry = make_telemetry(metrics=False, publish_hook=hook)
+    full_path = []
+    run = Recorder.run
+    monkeypatch.setattr(Recorder, "run", lambda rec, *args, **kw: full_path.append(1) or run(rec, *args, **kw))
+    conn, js, stream = await _stream(family, js_server, telemetry)
+    subject = f"{stream}.a"
+    await js.publish(subject, b"one")
+    await js.publish(subject, b"two")
+    with telemetry.tracer_provider.get_tracer("app").start_as_current_span("app"):
+        await js.publish(subject, b"three")
+    for _ in range(2):
+        with pytest.raises(Exception) as caught:
+            await js.publish("nostream.here", b"")
+        assert type(caught.value).__name__ == js.no_stream_error
+    spans = await wait_spans(telemetry, 6)
+    app = next(s for s in spans if s.name == "app")
+    published = [s for s in spans if s is not app]
+    assert [(s.name, s.kind) for s in published] == [(f"publish {subject}", SpanKind.PRODUCER)] * 3 + [
+        ("publish nostream.here", SpanKind.PRODUCER)
+    ] * 2
+    assert [s.parent.span_id if s.parent else None for s in published] == [None, None, app.context.span_id, None, None]
+    for seq, (span, data) in enumerate(zip(published, [b"one", b"two", b"three"], strict=False), start=1):
+        assert dict(span.attributes) == {
+            **PUBLISH,
+            "messaging.destination.name": subject,
+            "messaging.message.body.size": len(data),
+            "messaging.nats.jetstream.subject": subject,
+            "messaging.nats.jetstream.stream": stream,
+            "messaging.nats.jetstream.sequence": seq,
+            "messaging.nats.jetstream.duplicate": False,
+            "messaging.nats.jetstream.duplicate_window": "2m0s",
+            **family.conn_attrs(conn),
+        }
+    for span in published[3:]:
+        assert span.status.status_code is StatusCode.ERROR
+        assert dict(span.attributes) == {
+            **PUBLISH,
+            "messaging.destination.name": "nostream.here",
+            "messaging.message.body.size": 0,
+            "messaging.nats.jetstream.subject": "nostream.here",
+            "error.type": js.no_stream_error,
+            **js.no_stream_attrs,
+            **family.conn_attrs(conn),
+        }
+    assert all(tuple(s.links) == () for s in published)
+    assert len(full_path) == (5 if path == "full" else 2)  # (else each subject's first publish)
 
 
 # --- settle ----------------------------------------------------------------------------------------

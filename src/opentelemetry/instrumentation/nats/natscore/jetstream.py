@@ -14,7 +14,8 @@ stored-message gets, and the JetStream API funnel.
   and consumer configurations it returns are kept (:func:`..jetstream.api_call`).
 
 Fast path: ``publish(subject, payload[, headers=…])`` is taken apart without binding, and the
-wrapper returns the coroutine to await (as sending.py's).
+wrapper returns the coroutine to await (as sending.py's); a publish to a subject seen before takes
+the cached path of :func:`..jetstream.publish_call`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from opentelemetry.instrumentation.nats.jetstream import (
     Kwargs,
     Wrapper,
     api_call,
-    publish_operation,
+    publish_call,
 )
 from opentelemetry.instrumentation.nats.natscore.access import (
     ACCESS,
@@ -42,7 +43,6 @@ from opentelemetry.instrumentation.nats.natscore.access import (
     stream_name,
 )
 from opentelemetry.instrumentation.nats.operation import Operation, entry
-from opentelemetry.instrumentation.nats.propagation import current_context
 from opentelemetry.instrumentation.nats.stored import get, get_operation
 
 # where nats-jetstream and nats-key-value keep what the shared JetStream and key-value wrappers read
@@ -83,12 +83,10 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
             return wrapped(*args, **kwargs)
     if not isinstance(subject, str):
         return wrapped(*args, **kwargs)
-    client = jetstream_client(instance)
-    described = publish_operation(rec, ACCESS, client, subject, payload, headers, readable=header_view(headers))
-    if described is None:
-        return wrapped(*args, **kwargs)
-    op, links = described
-    return rec.run(op, wrapped, args, kwargs, parent=current_context(), links=links)
+    client, readable = jetstream_client(instance), header_view(headers)
+    return publish_call(
+        rec, ACCESS, client, wrapped, args, kwargs, subject=subject, payload=payload, headers=headers, readable=readable
+    )
 
 
 # --- stored messages -------------------------------------------------------------------------------

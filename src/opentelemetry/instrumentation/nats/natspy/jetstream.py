@@ -6,7 +6,8 @@ Settle and key-value/object-store writes are the shared wrappers of :mod:`..jets
 nats-py keeps what they read (:data:`JS`).
 
 Fast paths: as in core.py, the publish wrappers return the coroutine to await (no coroutine frame
-of their own), and ``publish(subject, payload)`` is taken apart without binding.
+of their own), and ``publish(subject, payload)`` is taken apart without binding; a publish to a
+subject seen before takes the cached path of :func:`..jetstream.publish_call`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from opentelemetry.trace import Link, Span
 
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.fetches import fetch_operation, fetched, fetched_nothing
-from opentelemetry.instrumentation.nats.jetstream import JetStreamAccess, Settle, StoreCall, api_call, publish_operation
+from opentelemetry.instrumentation.nats.jetstream import (
+    JetStreamAccess,
+    Settle,
+    StoreCall,
+    api_call,
+    publish_call,
+    publish_operation,
+)
 from opentelemetry.instrumentation.nats.jetstream import kv as shared_kv
 from opentelemetry.instrumentation.nats.names import Op
 from opentelemetry.instrumentation.nats.natspy.access import (
@@ -33,7 +41,6 @@ from opentelemetry.instrumentation.nats.natspy.access import (
 )
 from opentelemetry.instrumentation.nats.natspy.core import Args, Kwargs
 from opentelemetry.instrumentation.nats.operation import ACTIVE, Operation, entry, installed, now
-from opentelemetry.instrumentation.nats.propagation import current_context
 from opentelemetry.instrumentation.nats.recorder import Recorder
 
 _LOG = logging.getLogger(__name__)
@@ -56,8 +63,8 @@ def _js_publish_args(
     return subject, payload, stream, headers
 
 
-def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> tuple[Operation, list[Link] | None] | None:
-    """The operation of a JetStream publish (see :func:`..jetstream.publish_operation`)."""
+def _publish_args(args: Args, kwargs: Kwargs) -> tuple[str, bytes, str | None, dict[str, Any] | None] | None:
+    """A JetStream publish's subject, payload, stream and headers (``None``: unusual arguments)."""
     if len(args) == 2 and not kwargs:
         (subject, payload), stream, headers = args, None, None
     else:
@@ -65,17 +72,29 @@ def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> tuple[Ope
             subject, payload, stream, headers = _js_publish_args(*args, **kwargs)
         except TypeError:
             return None
+    return subject, payload, stream, headers
+
+
+def _publish_op(rec: Recorder, js: Any, args: Args, kwargs: Kwargs) -> tuple[Operation, list[Link] | None] | None:
+    """The operation of a JetStream publish (see :func:`..jetstream.publish_operation`)."""
+    bound = _publish_args(args, kwargs)
+    if bound is None:
+        return None
+    subject, payload, stream, headers = bound
     return publish_operation(rec, ACCESS, jetstream_client(js), subject, payload, headers, stream=stream)
 
 
 def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """``JetStreamContext.publish``: one PRODUCER span (CLIENT: see :func:`_publish_op`) with the PubAck attributes."""
     rec = entry()
-    described = _publish_op(rec, instance, args, kwargs) if rec is not None else None
-    if rec is None or described is None:
+    bound = _publish_args(args, kwargs) if rec is not None else None
+    if rec is None or bound is None:
         return wrapped(*args, **kwargs)
-    op, links = described
-    return rec.run(op, wrapped, args, kwargs, parent=current_context(), links=links)
+    subject, payload, stream, headers = bound
+    client = jetstream_client(instance)
+    return publish_call(
+        rec, ACCESS, client, wrapped, args, kwargs, subject=subject, payload=payload, headers=headers, stream=stream
+    )
 
 
 class _PendingAcks:
