@@ -101,8 +101,8 @@ def publish_wrapper(calls: Calls) -> Wrapper:
             return wrapped(*args, **kwargs)  # no SDK, nothing to carry
         # inside an operation whose span is not current (Recorder.run without hooks) only client
         # internals run, so nothing can have suppressed instrumentation since its entry check
-        ctx = current_context()
-        if (active is None or active.span is None) and ctx and not enabled():
+        ctx = current_context() if active is None or active.span is None else None
+        if ctx and not enabled():
             return wrapped(*args, **kwargs)
         if len(args) == 2 and not kwargs:
             (subject, payload), reply, headers = args, no_reply, None
@@ -173,7 +173,7 @@ async def _sent(
     client: Any,
     name: str,
     reply_to: str | None,
-    ctx: Context,
+    ctx: Context | None,
 ) -> Any:
     """A plain publish, ``publish(subject, payload, reply)`` (``args``; no headers, hooks or metrics)
     to a subject whose span name and attributes are cached (``entry``): what :meth:`.Recorder.run`

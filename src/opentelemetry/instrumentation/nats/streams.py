@@ -116,6 +116,8 @@ class Configs:
         return found.streams.get(stream) if found is not None else None
 
     def _known(self, client: Any) -> _ClientConfigs | None:
+        if not self._clients:  # (fast path: a lookup makes a weak reference)
+            return None
         try:
             return self._clients.get(client)
         except TypeError:  # not weak-referenceable: never seen
