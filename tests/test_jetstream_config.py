@@ -150,7 +150,20 @@ def test_bounded_per_connection() -> None:
     configs, client = Configs(), _Client()
     for i in range(streams.CACHE_SIZE * 3):
         configs.seen(client, {"config": {"name": f"S{i}", "duplicate_window": 1}, "state": {}})
-    held = configs._clients[client].streams
+    known = configs._known(client)
+    assert known is not None
+    held = known.streams
     assert held.size() <= 2 * streams.CACHE_SIZE
     assert configs.stream(client, f"S{streams.CACHE_SIZE * 3 - 1}") == {names.JS_DUPLICATE_WINDOW: "1ns"}
     assert configs.stream(client, "S0") is None
+
+
+def test_forgotten_with_the_connection() -> None:
+    import gc
+
+    configs, client = Configs(), _Client()
+    configs.seen(client, {"config": {"name": "S", "duplicate_window": 1}, "state": {}})
+    assert configs.stream(client, "S") == {names.JS_DUPLICATE_WINDOW: "1ns"}
+    del client
+    gc.collect()
+    assert configs._clients == {}

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from contextlib import suppress
+from functools import partial
 from typing import Any
-from weakref import WeakKeyDictionary
+from weakref import ref
 
 from opentelemetry.trace import SpanKind
 
@@ -77,7 +79,9 @@ class Configs:
     """Per connection: span attributes of the streams and consumers seen in API responses."""
 
     def __init__(self) -> None:
-        self._clients: WeakKeyDictionary[Any, _ClientConfigs] = WeakKeyDictionary()
+        # id(client) -> (weak reference to it, its configurations): a lookup makes no weak reference
+        # (a WeakKeyDictionary's does), as in clients.py
+        self._clients: dict[int, tuple[ref[Any], _ClientConfigs]] = {}
 
     def seen(self, client: Any, response: Any) -> None:
         """Keep what a JetStream API response says about a stream or a consumer (anything else is ignored)."""
@@ -100,10 +104,18 @@ class Configs:
         self._clients.clear()
 
     def _of(self, client: Any) -> _ClientConfigs:
-        found = self._clients.get(client)
+        found = self._known(client)
         if found is None:
-            found = self._clients[client] = _ClientConfigs()
+            found, key = _ClientConfigs(), id(client)
+            with suppress(TypeError):  # (not weak-referenceable: not kept)
+                self._clients[key] = (ref(client, partial(self._forget, key)), found)
         return found
+
+    def _forget(self, key: int, gone: ref[Any]) -> None:
+        """A client was garbage-collected: drop its configurations (unless the id is in use again)."""
+        found = self._clients.get(key)
+        if found is not None and found[0] is gone:
+            del self._clients[key]
 
     def consumer(self, client: Any, stream: Any, consumer: Any) -> Attrs | None:
         """The known ``deliver_subject``/``ack_policy``/``replay_policy`` attributes of a consumer."""
@@ -116,12 +128,8 @@ class Configs:
         return found.streams.get(stream) if found is not None else None
 
     def _known(self, client: Any) -> _ClientConfigs | None:
-        if not self._clients:  # (fast path: a lookup makes a weak reference)
-            return None
-        try:
-            return self._clients.get(client)
-        except TypeError:  # not weak-referenceable: never seen
-            return None
+        found = self._clients.get(id(client))
+        return found[1] if found is not None and found[0]() is client else None
 
 
 CONFIGS = Configs()
