@@ -55,13 +55,38 @@ async def test_publish_to_callback_is_one_trace(telemetry: Telemetry, server: An
     assert get_current_span(ctx).get_span_context().span_id == publish.context.span_id
 
 
-async def test_request_reply_is_one_trace(telemetry: Telemetry, server: Any, family: Family) -> None:
+# Recorder.run_cached calls of a request/reply round trip whose destinations are cached: the request,
+# and nats-py's Msg.respond (nats-core replies with a plain publish: sending.py's cached path)
+_CACHED_ROUND_TRIP = {"nats-py": 2, "nats-core": 1}
+
+
+@pytest.mark.parametrize("path", ["fast", "full"])
+async def test_request_reply_is_one_trace(
+    make_telemetry: Any, server: Any, family: Family, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second round trip takes the cached paths (Recorder.run_cached; without hooks or metrics)
+    and makes the same spans as the first; a hook that does nothing takes both the full path."""
+    hook = (lambda *args: None) if path == "full" else None
+    telemetry = make_telemetry(metrics=False, request_hook=hook)
+    cached_path = []
+    run_cached = Recorder.run_cached
+    monkeypatch.setattr(Recorder, "run_cached", lambda rec, *args: cached_path.append(1) or run_cached(rec, *args))
     client, service = await family.connect(server), await family.connect(server)
     sub = await service.on("svc.ping", lambda msg: b"pong!", queue="workers")
-    response = await client.request("svc.ping", b"ping")
-    await service.settled()
-    assert response.data == b"pong!"
-    spans = await wait_spans(telemetry, 3)
+    for n in (1, 2):
+        telemetry.clear()
+        cached_before = len(cached_path)
+        response = await client.request("svc.ping", b"ping")
+        await service.settled()
+        assert response.data == b"pong!"
+        spans = await wait_spans(telemetry, 3)
+        _assert_round_trip(family, client, service, sub, spans, response, n)
+        first_round = n == 1 or path == "full"
+        assert len(cached_path) - cached_before == (0 if first_round else _CACHED_ROUND_TRIP[family.name])
+
+
+def _assert_round_trip(family: Family, client: Any, service: Any, sub: Any, spans: Any, response: Any, n: int) -> None:
+    """The spans of the ``n``-th request/reply round trip on ``svc.ping``."""
     assert [s.name for s in spans] == ["request svc.ping", "process svc.ping", "publish"]
     request, process, reply = spans
     assert request.kind == SpanKind.CLIENT
@@ -81,7 +106,7 @@ async def test_request_reply_is_one_trace(telemetry: Telemetry, server: Any, fam
         "messaging.consumer.group.name": "workers",
         "messaging.message.body.size": 4,
         "messaging.nats.reply_to": inbox,
-        **family.callback_sub_attrs(sub, 1),
+        **family.callback_sub_attrs(sub, n),
         **family.conn_attrs(service),
     }
     assert reply.kind == SpanKind.PRODUCER

@@ -13,23 +13,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.context import Context
 from opentelemetry.trace import Link
 
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.access import ClientAccess
 from opentelemetry.instrumentation.nats.attributes import Attrs
-from opentelemetry.instrumentation.nats.destinations import Entry
 from opentelemetry.instrumentation.nats.names import Op
 from opentelemetry.instrumentation.nats.operation import (
-    ACTIVE,
     CLIENT,
     PRODUCER,
     Operation,
     client_operation,
     entry,
     installed,
-    now,
     size,
     untraced,
 )
@@ -146,84 +142,15 @@ def publish_call(
 ) -> Any:
     """A family's ``JetStream.publish`` call (its arguments taken apart: ``subject``, ``payload``,
     ``headers``, ``readable`` and ``stream`` as for :func:`publish_operation`) with its span; returns
-    the coroutine to await. A publish without headers, expected stream, hooks or metrics to a
-    subject whose span name and attributes are cached takes :func:`_published`."""
-    ctx = current_context()
-    if headers is None and stream is None and rec.live and rec.excluding is None and not rec.hooks:
-        cached = rec.clients.subject_entry(client, access, names.PUBLISH, subject)
-        if cached is not None and not rec.metering():
-            body_size = len(payload) if type(payload) is bytes else size(payload)
-            return _published(
-                rec,
-                cached,
-                wrapped,
-                args,
-                kwargs,
-                access=access,
-                client=client,
-                body_size=body_size,
-                ctx=ctx,
-                subject=subject,
-            )
+    the coroutine to await."""
     described = publish_operation(rec, access, client, subject, payload, headers, readable=readable, stream=stream)
     if described is None:
         return wrapped(*args, **kwargs)
     op, links = described
-    return rec.run(op, wrapped, args, kwargs, parent=ctx, links=links)
-
-
-async def _published(
-    rec: Recorder,
-    cached: Entry,
-    wrapped: Any,
-    args: Args,
-    kwargs: Kwargs,
-    *,
-    access: ClientAccess,
-    client: Any,
-    body_size: int | None,
-    ctx: Context,
-    subject: str,
-) -> Any:
-    """What :meth:`.Recorder.run` does for a plain JetStream publish whose destination's span name and
-    attributes are cached (``cached``), without describing its operation again. Why: the nats-core
-    JetStream publish sits near its 1.05 x hand-written bound; this path (its success path inline)
-    took its instructions per message from 1.022 to 1.007 x hand-written unsampled and from 1.033 to
-    about 1.02 sampled (callgrind, 1 000 publishes; sampled counts vary by about 1 % between runs)."""
-    span_name, attrs, _, per_message = cached
-    attrs = {**attrs, names.BODY_SIZE: body_size, names.JS_SUBJECT: subject}
-    if per_message:
-        for k in rec.keys.subject:
-            attrs[k] = subject
-    span = rec.tracer.start_span(span_name, ctx, PRODUCER, attrs, None, now())
-    # (its client internals - the request, and the publish that injects this span - see it as ACTIVE)
-    op = Operation(
-        op=names.PUBLISH,
-        kind=PRODUCER,
-        access=access,
-        client=client,
-        subject=subject,
-        body_size=body_size,
-        on_result=puback_result,
-        span=span,
-        parent=ctx,
-    )
-    try:
-        token = ACTIVE.set(op)
-        try:
-            result = await wrapped(*args, **kwargs)
-        finally:
-            ACTIVE.reset(token)
-    except BaseException as exc:
-        rec.finish(span, op, error=exc)
-        raise
-    if span.is_recording():  # (Recorder.finish without metrics)
-        try:
-            span.set_attributes(puback_result(rec.keys, result, client))
-        except Exception:
-            _LOG.debug("could not read attributes from a JetStream PubAck", exc_info=True)
-    span.end()
-    return result
+    cached = rec.cached(op)
+    if cached is not None:
+        return rec.run_cached(op, cached, wrapped, args, kwargs)
+    return rec.run(op, wrapped, args, kwargs, parent=current_context(), links=links)
 
 
 class Settle:

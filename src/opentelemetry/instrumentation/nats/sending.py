@@ -263,6 +263,9 @@ def request_wrapper(calls: Calls) -> Wrapper:
             on_result=attributes.response_attributes,
             result_error=result_error,
         )
+        cached = rec.cached(op)
+        if cached is not None:
+            return rec.run_cached(op, cached, wrapped, args, kwargs)
         return rec.run(op, wrapped, args, kwargs, parent=current_context(), links=links)
 
     return request

@@ -108,6 +108,9 @@ def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         body_size=len(data) if type(data) is bytes else size(data),
         hook_args=(reply, data, instance.headers) if rec.hooks else (),
     )
+    cached = rec.cached(op)
+    if cached is not None:
+        return rec.run_cached(op, cached, wrapped, args, kwargs)
     return rec.run(op, wrapped, args, kwargs, parent=current_context())
 
 
