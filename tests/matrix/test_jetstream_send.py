@@ -122,6 +122,19 @@ async def test_publish_with_the_callers_context_is_a_client_span(
     assert [(lk.context.trace_id, lk.context.span_id) for lk in fetch.links] == [CALLER]
 
 
+def _no_stream_attrs(js: Js, family: Family, conn: Any) -> dict[str, Any]:
+    """The attributes of an empty JetStream publish to ``nostream.here``, which no stream takes."""
+    return {
+        **PUBLISH,
+        "messaging.destination.name": "nostream.here",
+        "messaging.message.body.size": 0,
+        "messaging.nats.jetstream.subject": "nostream.here",
+        "error.type": js.no_stream_error,
+        **js.no_stream_attrs,
+        **family.conn_attrs(conn),
+    }
+
+
 async def test_publish_without_a_stream_records_the_error(
     telemetry: Telemetry, js_server: NatsServer, family: Family
 ) -> None:
@@ -133,15 +146,7 @@ async def test_publish_without_a_stream_records_the_error(
     (span,) = await wait_spans(telemetry, 1)  # one span, whatever the client's retries
     assert (span.name, span.kind) == ("publish nostream.here", SpanKind.PRODUCER)
     assert span.status.status_code is StatusCode.ERROR
-    assert dict(span.attributes) == {
-        **PUBLISH,
-        "messaging.destination.name": "nostream.here",
-        "messaging.message.body.size": 0,
-        "messaging.nats.jetstream.subject": "nostream.here",
-        "error.type": js.no_stream_error,
-        **js.no_stream_attrs,
-        **family.conn_attrs(conn),
-    }
+    assert dict(span.attributes) == _no_stream_attrs(js, family, conn)
 
 
 @pytest.mark.parametrize("path", ["fast", "full"])
@@ -186,15 +191,7 @@ async def test_publish_spans_are_the_same_on_the_fast_and_the_full_path(
         }
     for span in published[3:]:
         assert span.status.status_code is StatusCode.ERROR
-        assert dict(span.attributes) == {
-            **PUBLISH,
-            "messaging.destination.name": "nostream.here",
-            "messaging.message.body.size": 0,
-            "messaging.nats.jetstream.subject": "nostream.here",
-            "error.type": js.no_stream_error,
-            **js.no_stream_attrs,
-            **family.conn_attrs(conn),
-        }
+        assert dict(span.attributes) == _no_stream_attrs(js, family, conn)
     assert all(tuple(s.links) == () for s in published)
     assert len(full_path) == (5 if path == "full" else 2)  # (else each subject's first publish)
 
