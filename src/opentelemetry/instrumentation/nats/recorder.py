@@ -337,8 +337,9 @@ class Recorder:
     ) -> Any:
         """:meth:`run` for ``op`` when :meth:`cached` found its destination's entry (``cached``), as a
         child of the current context: what ``run`` does without hooks, links or metrics, and without
-        looking the entry up again. Why: a round trip makes two or three such operations (a request,
-        its reply, a JetStream publish), and round trips sit nearest their bound (about 1 µs each)."""
+        looking the entry up again. Why: round trips (a request and its reply, a JetStream publish) sit
+        nearest their 1.05 x hand-written bound; for the nats-core JetStream publish this path took the
+        instructions per publish from 1.022 to 1.007 x hand-written, unsampled (callgrind, 1 000)."""
         parent = current_context()
         name, attrs, _ = self.describe(op, cached)
         op.started = start = now()
