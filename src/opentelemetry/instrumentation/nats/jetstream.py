@@ -8,7 +8,6 @@ fields); the wrappers here are its patch functions. Spans are made by :class:`~.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +35,6 @@ from opentelemetry.instrumentation.nats.streams import CONFIGS, puback_result, w
 Args = tuple[Any, ...]
 Kwargs = dict[str, Any]
 Wrapper = Callable[[Any, Any, Args, Kwargs], Any]
-
-_LOG = logging.getLogger(__name__)
 
 EXPECTED_STREAM_HEADER = "Nats-Expected-Stream"
 
