@@ -331,10 +331,9 @@ class Recorder:
         """The cached destination entry of ``op`` (a publish, request or reply on a subject, whose
         client internals inject its span) when it may take :meth:`run_cached`: an SDK tracer, no
         hooks, no metrics, no headers of the caller's to read, and its destination seen before."""
-        if not self.live or self.hooks or op.headers is not None:
-            return None
-        found = self.clients.subject_entry(op.client, op.access, op.op, op.subject)
-        return found if found is not None and not self.metering() else None
+        if not self.live or self.hooks or op.headers is not None or self.metering():
+            return None  # (metrics asked first: with them, run looks the entry up itself)
+        return self.clients.subject_entry(op.client, op.access, op.op, op.subject)
 
     async def run_cached(
         self, op: Operation, cached: Entry, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
