@@ -163,7 +163,7 @@ async def test_publish_spans_are_the_same_on_the_fast_and_the_full_path(
     conn, js, stream = await _stream(family, js_server, telemetry)
     subject = f"{stream}.a"
     await js.publish(subject, b"one")
-    await js.publish(subject, b"two")
+    await js.native.publish(subject, b"two")  # (the client's own call, without keywords)
     with telemetry.tracer_provider.get_tracer("app").start_as_current_span("app"):
         await js.publish(subject, b"three")
     for _ in range(2):
@@ -194,6 +194,11 @@ async def test_publish_spans_are_the_same_on_the_fast_and_the_full_path(
         assert dict(span.attributes) == _no_stream_attrs(js, family, conn)
     assert all(tuple(s.links) == () for s in published)
     assert len(full_path) == (5 if path == "full" else 2)  # (else each subject's first publish)
+    with suppress_instrumentation():  # each stored message carries its own publish span's context
+        stored = [family.headers(await js.get(stream, seq=seq, direct=False)) for seq in (1, 2, 3)]
+    assert [h["traceparent"] for h in stored] == [
+        f"00-{s.context.trace_id:032x}-{s.context.span_id:016x}-{s.context.trace_flags:02x}" for s in published[:3]
+    ]
 
 
 # --- settle ----------------------------------------------------------------------------------------

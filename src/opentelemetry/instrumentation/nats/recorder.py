@@ -22,8 +22,9 @@ Fast paths (the per-message cost is what users pay; each is covered by tests/tes
   ``excluded_subjects`` or ``envelope_subjects`` no pattern set is consulted.
 - A request, a reply (``Msg.respond``) or a JetStream publish to a destination seen before, without
   hooks, metrics or caller headers, takes :meth:`Recorder.run_cached` (its entry is not looked up
-  twice; covered by the fast/full matrix tests in tests/matrix/test_core.py and
-  test_jetstream_send.py).
+  twice), a plain JetStream publish jetstream.py's ``_published`` (its context given to the client
+  as the call's headers); covered by the fast/full matrix tests in tests/matrix/test_core.py and
+  test_jetstream_send.py.
 
 The module is longer than the others on purpose: it is the span lifecycle of both client families
 and the parent and link rules they share, which read best in one place (user hooks: hooks.py).
@@ -48,6 +49,7 @@ from opentelemetry.instrumentation.nats.destinations import Destinations, Entry
 from opentelemetry.instrumentation.nats.envelope import unwrap_envelope
 from opentelemetry.instrumentation.nats.hooks import call_hook, call_hook_sync
 from opentelemetry.instrumentation.nats.metrics import NatsMetrics, metric_attribute_keys
+from opentelemetry.instrumentation.nats.names import Op
 from opentelemetry.instrumentation.nats.operation import ACTIVE, CONSUMER, SERVER, Operation, now
 from opentelemetry.instrumentation.nats.propagation import creation_links, current_context
 
@@ -331,9 +333,16 @@ class Recorder:
         """The cached destination entry of ``op`` (a publish, request or reply on a subject, whose
         client internals inject its span) when it may take :meth:`run_cached`: an SDK tracer, no
         hooks, no metrics, no headers of the caller's to read, and its destination seen before."""
-        if not self.live or self.hooks or op.headers is not None or self.metering():
+        if op.headers is not None:
+            return None
+        return self.subject_entry(op.access, op.client, op.op, op.subject)
+
+    def subject_entry(self, access: ClientAccess, client: Any, op: Op, subject: str) -> Entry | None:
+        """The cached entry of ``op`` on ``subject`` when an SDK tracer records it without hooks or
+        metrics (see :meth:`cached`)."""
+        if not self.live or self.hooks or self.metering():
             return None  # (metrics asked first: with them, run looks the entry up itself)
-        return self.clients.subject_entry(op.client, op.access, op.op, op.subject)
+        return self.clients.subject_entry(client, access, op, subject)
 
     async def run_cached(
         self, op: Operation, cached: Entry, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -74,7 +74,8 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     rec = entry()
     if rec is None:
         return wrapped(*args, **kwargs)
-    if len(args) == 2 and kwargs.keys() <= _PUBLISH_KEYWORDS:
+    plain = len(args) == 2 and kwargs.keys() <= _PUBLISH_KEYWORDS
+    if plain:
         (subject, payload), headers = args, kwargs.get("headers")
     else:
         try:
@@ -85,7 +86,17 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         return wrapped(*args, **kwargs)
     client, readable = jetstream_client(instance), header_view(headers)
     return publish_call(
-        rec, ACCESS, client, wrapped, args, kwargs, subject=subject, payload=payload, headers=headers, readable=readable
+        rec,
+        ACCESS,
+        client,
+        wrapped,
+        args,
+        kwargs,
+        subject=subject,
+        payload=payload,
+        headers=headers,
+        readable=readable,
+        plain=plain,
     )
 
 

@@ -93,7 +93,17 @@ def publish(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
     subject, payload, stream, headers = bound
     client = jetstream_client(instance)
     return publish_call(
-        rec, ACCESS, client, wrapped, args, kwargs, subject=subject, payload=payload, headers=headers, stream=stream
+        rec,
+        ACCESS,
+        client,
+        wrapped,
+        args,
+        kwargs,
+        subject=subject,
+        payload=payload,
+        headers=headers,
+        stream=stream,
+        plain=len(args) == 2 and stream is None and kwargs.get("msg_ttl") is None,
     )
 
 
