@@ -17,10 +17,8 @@ from opentelemetry.trace import Link
 from opentelemetry.instrumentation.nats import attributes, names
 from opentelemetry.instrumentation.nats.access import ClientAccess
 from opentelemetry.instrumentation.nats.attributes import Attrs
-from opentelemetry.instrumentation.nats.destinations import Entry
 from opentelemetry.instrumentation.nats.names import Op
 from opentelemetry.instrumentation.nats.operation import (
-    ACTIVE,
     CLIENT,
     PRODUCER,
     Operation,
@@ -28,7 +26,6 @@ from opentelemetry.instrumentation.nats.operation import (
     entry,
     fast_operation,
     installed,
-    now,
     size,
     untraced,
 )
@@ -41,7 +38,7 @@ Kwargs = dict[str, Any]
 Wrapper = Callable[[Any, Any, Args, Kwargs], Any]
 
 EXPECTED_STREAM_HEADER = "Nats-Expected-Stream"
-_PUBLISH, _BODY_SIZE, _JS_SUBJECT = names.PUBLISH, names.BODY_SIZE, names.JS_SUBJECT
+_PUBLISH, _JS_SUBJECT = names.PUBLISH, names.JS_SUBJECT
 
 
 def _as_is(headers: Any) -> Any:
@@ -147,11 +144,17 @@ def publish_call(
     ``headers``, ``readable`` and ``stream`` as for :func:`publish_operation`) with its span; returns
     the coroutine to await. ``plain``: ``wrapped(subject, payload, headers=…, **kwargs)`` makes the
     same call with those headers, and nothing in it adds headers of its own (no expected stream or
-    TTL): then, without headers of the caller's, it may take :func:`_published`."""
+    TTL); then, without headers of the caller's, the context goes in as the call's headers (see
+    :meth:`.Recorder.run_cached`'s ``carry``)."""
     if plain and headers is None and (rec.excluding is None or not rec.excluded(subject)):
         cached = rec.subject_entry(access, client, _PUBLISH, subject)
         if cached is not None:
-            return _published(rec, cached, access, client, wrapped, subject, payload, kwargs)
+            body, extra = len(payload) if type(payload) is bytes else size(payload), {_JS_SUBJECT: subject}
+            op = fast_operation(
+                _PUBLISH, PRODUCER, access, client, subject, body, None, None, (), None, None, None, extra
+            )
+            op.on_result = puback_result
+            return rec.run_cached(op, cached, wrapped, (subject, payload), kwargs, carry=True)
     described = publish_operation(rec, access, client, subject, payload, headers, readable=readable, stream=stream)
     if described is None:
         return wrapped(*args, **kwargs)
@@ -252,45 +255,3 @@ async def internal(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> A
     """Calls that read or manage JetStream state themselves (management, key listings …): no spans
     for the requests and messages underneath."""
     return await untraced(wrapped, args, kwargs)
-
-
-async def _published(
-    rec: Recorder,
-    cached: Entry,
-    access: ClientAccess,
-    client: Any,
-    wrapped: Any,
-    subject: str,
-    payload: Any,
-    kwargs: Kwargs,
-) -> Any:
-    """A plain JetStream publish (no headers of the caller's, hooks or metrics) to a subject whose
-    entry is cached: the span :meth:`.Recorder.run_cached` makes, with the context injected here and
-    given to the client as the call's headers, so that the request and publish inside pass through
-    (the operation does not inject; the request still counts the attempts). Why: the sampled
-    JetStream publish sat at its 1.05 x hand-written bound; through this path nats-py's executes
-    1.002 x the hand-written instructions instead of 1.021 (callgrind, 1 000 publishes; nats-core
-    1.008) and costs 1.02 x its CPU time instead of 1.036 (in-process A/B, 30 x 400 publishes)."""
-    name, attrs, _, per_message = cached
-    attrs = {**attrs, _BODY_SIZE: len(payload) if type(payload) is bytes else size(payload), _JS_SUBJECT: subject}
-    if per_message:
-        for k in rec.keys.subject:
-            attrs[k] = subject
-    parent = current_context()
-    op = fast_operation(_PUBLISH, PRODUCER, access, client, subject, None, None, None, (), None, None, None, None)
-    op.inject, op.on_result = False, puback_result
-    op.started = start = now()
-    span = rec.tracer.start_span(name, parent, PRODUCER, attrs, None, start)
-    op.span, op.parent = span, parent
-    headers = rec.inject(access, client, payload, None, span_current=True, span=span, parent=parent)
-    try:
-        active = ACTIVE.set(op)
-        try:
-            result = await wrapped(subject, payload, **{**kwargs, "headers": headers})
-        finally:
-            ACTIVE.reset(active)
-    except BaseException as exc:
-        rec.finish(span, op, error=exc)
-        raise
-    rec.ended(span, op, result)
-    return result

@@ -249,6 +249,15 @@ def request_wrapper(calls: Calls) -> Wrapper:
         if name is None or (rec.excluding is not None and rec.excluded(name)) or name.startswith(_JS_PREFIX):
             return untraced(wrapped, args, kwargs)  # its inner publish/subscribe stay internal too
         readable = headers if view is None or headers is None else view(headers)
+        body_size = len(payload) if type(payload) is bytes else size(payload)
+        if readable is None:
+            cached = rec.subject_entry(access, instance, _REQUEST, name)
+            if cached is not None:
+                op = fast_operation(
+                    _REQUEST, CLIENT, access, instance, name, body_size, None, None, (), None, None, None, None
+                )
+                op.on_result, op.result_error = attributes.response_attributes, result_error
+                return rec.run_cached(op, cached, wrapped, args, kwargs)
         links = caller_links(readable) if readable else None  # the caller's creation context: sent unchanged
         op = Operation(
             op=_REQUEST,
@@ -256,16 +265,13 @@ def request_wrapper(calls: Calls) -> Wrapper:
             access=access,
             client=instance,
             subject=name,
-            body_size=len(payload) if type(payload) is bytes else size(payload),
+            body_size=body_size,
             headers=readable,
             hook_args=(subject, payload, headers) if rec.hooks else (),
             inject=links is None,
             on_result=attributes.response_attributes,
             result_error=result_error,
         )
-        cached = rec.cached(op)
-        if cached is not None:
-            return rec.run_cached(op, cached, wrapped, args, kwargs)
         return rec.run(op, wrapped, args, kwargs, parent=current_context(), links=links)
 
     return request

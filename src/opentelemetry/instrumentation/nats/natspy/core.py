@@ -99,18 +99,22 @@ def respond(wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         # the reply to an excluded request is excluded too
         return untraced(wrapped, args, kwargs)
     data = args[0] if args else kwargs.get("data")
+    body_size = len(data) if type(data) is bytes else size(data)
+    cached = rec.subject_entry(ACCESS, client, names.RESPOND, reply)
+    if cached is not None:
+        op = fast_operation(
+            names.RESPOND, PRODUCER, ACCESS, client, reply, body_size, None, None, (), None, None, None, None
+        )
+        return rec.run_cached(op, cached, wrapped, args, kwargs)
     op = Operation(
         op=names.RESPOND,
         kind=PRODUCER,
         access=ACCESS,
         client=client,
         subject=reply,
-        body_size=len(data) if type(data) is bytes else size(data),
+        body_size=body_size,
         hook_args=(reply, data, instance.headers) if rec.hooks else (),
     )
-    cached = rec.cached(op)
-    if cached is not None:
-        return rec.run_cached(op, cached, wrapped, args, kwargs)
     return rec.run(op, wrapped, args, kwargs, parent=current_context())
 
 
