@@ -14,6 +14,7 @@ from opentelemetry.trace import SpanKind
 
 from opentelemetry.instrumentation.nats import destinations, names
 from opentelemetry.instrumentation.nats.operation import installed
+from opentelemetry.instrumentation.nats.recorder import Recorder
 from tests.families import Conn, Family
 from tests.families_js import jetstream
 from tests.helpers import Telemetry, by_name, wait_spans
@@ -346,6 +347,36 @@ async def test_subjects_past_the_limit_are_not_cached_one_by_one(
     ]
     # the named subjects and the templated one; the 50 past the limit share their shape's entry
     assert sorted(k[1] for k in _state(family, conn).recent) == ["a", "b", "tpl.1"]
+
+
+@pytest.mark.parametrize("path", ["fast", "full"])
+async def test_subjects_past_the_limit_take_the_cached_path(
+    make_telemetry: Any, server: NatsServer, family: Family, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the limit is reached and their shape built, publishes to subjects past it take the cached
+    publish path (its shape's entry) and make the spans of the full path; a hook that does nothing
+    takes every publish the full path."""
+    tel = make_telemetry(metrics=False, max_destinations=1, publish_hook=(lambda *a: None) if path == "full" else None)
+    full_path = []
+    run = Recorder.run
+    monkeypatch.setattr(Recorder, "run", lambda rec, *args, **kw: full_path.append(1) or run(rec, *args, **kw))
+    conn = await family.connect(server)
+    await conn.synced()
+    subjects = ["a", *(f"id.{i}" for i in range(4)), "a"]
+    for subject in subjects:
+        await conn.publish(subject, b"xy")
+    spans = await wait_spans(tel, 6)
+    assert [s.name for s in spans] == ["publish a", *["publish"] * 4, "publish a"]
+    for span, subject in zip(spans, subjects, strict=True):
+        assert span.kind == SpanKind.PRODUCER
+        assert dict(span.attributes) == {
+            **PUBLISH,
+            DEST: subject,
+            "messaging.message.body.size": 2,
+            **family.conn_attrs(conn),
+        }
+    # fast: the first publish to "a" and the first past the limit (which builds the shape)
+    assert len(full_path) == (6 if path == "full" else 2)
 
 
 async def test_wildcard_subscription_subjects_share_one_cache_entry(

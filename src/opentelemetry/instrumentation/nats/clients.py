@@ -86,12 +86,15 @@ class Clients:
 
     def subject_entry(self, client: Any, access: ClientAccess, op: names.Op, subject: str) -> Entry | None:
         """The cached entry of ``op`` on ``subject`` (no template, queue group or name destination; on
-        an inbox or ack subject, the one they share), ``None`` when there is none yet (:meth:`entry`
-        builds it)."""
+        an inbox or ack subject, the one they share; on a subject past ``max_destinations``, its
+        shape's), ``None`` when there is none yet (:meth:`entry` builds it)."""
         state = self.state(client, access)
         found = state.recent.get((op, subject, None, None, None))
-        if found is None and (subject.startswith(state.inbox) or subject.startswith(names.JS_ACK_PREFIX)):
-            found = state.recent.get((op, True, None, None, None))
+        if found is None:
+            if subject.startswith(state.inbox) or subject.startswith(names.JS_ACK_PREFIX):
+                found = state.recent.get((op, True, None, None, None))
+            else:  # (a subject past max_destinations is not remembered: its shape's entry)
+                found = self.destinations.unnamed(state, op, subject)
         return found
 
     def entry(self, op: Operation) -> Entry:

