@@ -146,9 +146,10 @@ def publish_call(
     same call with those headers, and nothing in it adds headers of its own (no expected stream or
     TTL); then, without headers of the caller's, the context goes in as the call's headers (see
     :meth:`.Recorder.run_cached`'s ``carry``)."""
-    if plain and headers is None and (rec.excluding is None or not rec.excluded(subject)):
+    cached = None  # (a call with headers of the caller's takes the full path: they are read)
+    if headers is None and (rec.excluding is None or not rec.excluded(subject)):
         cached = rec.subject_entry(access, client, _PUBLISH, subject)
-        if cached is not None:
+        if cached is not None and plain:
             body, extra = len(payload) if type(payload) is bytes else size(payload), {_JS_SUBJECT: subject}
             op = fast_operation(
                 _PUBLISH, PRODUCER, access, client, subject, body, None, None, (), None, None, None, extra
@@ -159,7 +160,6 @@ def publish_call(
     if described is None:
         return wrapped(*args, **kwargs)
     op, links = described
-    cached = rec.cached(op)
     if cached is not None:
         return rec.run_cached(op, cached, wrapped, args, kwargs)
     return rec.run(op, wrapped, args, kwargs, parent=current_context(), links=links)

@@ -329,17 +329,10 @@ class Recorder:
             self.ended(span, op, result)
         return result
 
-    def cached(self, op: Operation) -> Entry | None:
-        """The cached destination entry of ``op`` (a publish, request or reply on a subject, whose
-        client internals inject its span) when it may take :meth:`run_cached`: an SDK tracer, no
-        hooks, no metrics, no headers of the caller's to read, and its destination seen before."""
-        if op.headers is not None:
-            return None
-        return self.subject_entry(op.access, op.client, op.op, op.subject)
-
     def subject_entry(self, access: ClientAccess, client: Any, op: Op, subject: str) -> Entry | None:
-        """The cached entry of ``op`` on ``subject`` when an SDK tracer records it without hooks or
-        metrics (see :meth:`cached`)."""
+        """The cached entry of ``op`` on ``subject`` when it may take :meth:`run_cached`: an SDK
+        tracer, no hooks, no metrics, and the destination seen before (the caller checks that there
+        are no headers of the caller's to read)."""
         if not self.live or self.hooks or self.metering():
             return None  # (metrics asked first: with them, run looks the entry up itself)
         return self.clients.subject_entry(client, access, op, subject)
